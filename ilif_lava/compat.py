@@ -1,0 +1,87 @@
+"""Python 3.11 compatibility for lava-nc 0.10.0, applied at import time.
+
+lava-nc 0.10.0 declares Python <3.11. The only thing that breaks on 3.11 is
+``lava/magma/compiler/var_model.py``: dataclasses there use an instance of the (unhashable)
+dataclass ``ByteEncoder`` as a field default, which Python 3.11 rejects as a "mutable default".
+
+We never edit site-packages. Instead :func:`install` registers a meta-path finder that, when
+``lava.magma.compiler.var_model`` is imported, loads its source, rewrites exactly those defaults to
+``field(default_factory=ByteEncoder)`` and executes the result as that module. The rewrite is
+a no-op on Python 3.10 (the original works there) but harmless, so one code path serves both.
+Lava starts its process models with ``fork``, so child processes inherit the patched module.
+
+``import ilif_lava`` calls :func:`install` before anything else; it is idempotent.
+"""
+from __future__ import annotations
+
+import importlib.abc
+import importlib.machinery
+import importlib.util
+import re
+import sys
+from types import ModuleType
+from typing import Optional, Sequence
+
+TARGET = "lava.magma.compiler.var_model"
+_DEFAULT_RE = re.compile(r"^(\s+\w+\s*:\s*ByteEncoder\s*=\s*)ByteEncoder\(\)\s*$", re.MULTILINE)
+
+
+def patch_source(source: str) -> str:
+    """Return var_model.py source with ``x: ByteEncoder = ByteEncoder()`` made a default_factory."""
+    # ``__import__`` keeps the rewrite local to the line (the file starts with a __future__ import).
+    return _DEFAULT_RE.sub(r"\1__import__('dataclasses').field(default_factory=ByteEncoder)", source)
+
+
+class _VarModelLoader(importlib.abc.SourceLoader):
+    def __init__(self, fullname: str, path: str) -> None:
+        self.fullname, self.path = fullname, path
+
+    def get_filename(self, fullname: str) -> str:
+        return self.path
+
+    def get_data(self, path: str) -> bytes:
+        with open(path, "rb") as fh:
+            data = fh.read()
+        if path == self.path:
+            return patch_source(data.decode("utf-8")).encode("utf-8")
+        return data
+
+    def path_stats(self, path: str):  # no bytecode cache for the rewritten module
+        raise OSError
+
+
+class _VarModelFinder(importlib.abc.MetaPathFinder):
+    def find_spec(self, fullname: str, path: Optional[Sequence[str]], target: Optional[ModuleType] = None):
+        if fullname != TARGET:
+            return None
+        spec = importlib.machinery.PathFinder.find_spec(fullname, path)
+        if spec is None or spec.origin is None:
+            return None
+        return importlib.util.spec_from_file_location(fullname, spec.origin,
+                                                      loader=_VarModelLoader(fullname, spec.origin))
+
+
+def install() -> None:
+    """Register the finder (idempotent). Must run before Lava's compiler is first imported."""
+    if any(isinstance(f, _VarModelFinder) for f in sys.meta_path):
+        return
+    if TARGET in sys.modules:  # imported before us: only fine if it imported successfully (3.10)
+        return
+    sys.meta_path.insert(0, _VarModelFinder())
+
+
+def is_installed() -> bool:
+    return any(isinstance(f, _VarModelFinder) for f in sys.meta_path)
+
+
+def check_lava_importable() -> None:
+    """Import the parts of Lava the project uses; raise with a clear message if that fails."""
+    install()
+    try:
+        import lava.magma.compiler.compiler  # noqa: F401
+        import lava.lib.dl.netx  # noqa: F401
+        import lava.lib.dl.slayer  # noqa: F401
+    except Exception as exc:  # pragma: no cover - depends on the environment
+        raise ImportError(
+            f"Lava could not be imported on Python {sys.version.split()[0]}: {exc}. "
+            "Run ./scripts/setup_env.sh (or `make test`) to build the pinned environment.") from exc

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Create or refresh the project's virtual environment (.venv by default). Idempotent: does nothing when the
+# stamp file is newer than every requirements file and pyproject.toml.
+#
+# Why this script exists: lava-nc 0.10.0 and lava-dl 0.6.0 declare Python <3.11 and pin torch <2.4 and numpy <2.
+# We install them without their declared dependencies and provide their runtime needs ourselves
+# (requirements.txt). Lava's one Python 3.11 incompatibility is handled at import time by ilif_lava.compat.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VENV="${VENV:-.venv}"
+PY="${PYTHON:-python3}"
+stamp="$VENV/.ilif-lava-stamp"
+
+if [ -f "$stamp" ] && [ "$stamp" -nt requirements.txt ] && [ "$stamp" -nt requirements-lava.txt ] \
+   && [ "$stamp" -nt pyproject.toml ]; then
+  exit 0
+fi
+echo "[setup] building environment in $VENV (first run takes a few minutes)"
+[ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
+"$VENV/bin/python" -m pip install -q --upgrade pip
+"$VENV/bin/python" -m pip install -q -r requirements.txt
+"$VENV/bin/python" -m pip install -q --no-deps --ignore-requires-python -r requirements-lava.txt
+"$VENV/bin/python" -m pip install -q --no-deps --no-build-isolation -e .
+"$VENV/bin/python" -c "import ilif_lava.compat as c; c.check_lava_importable()"
+touch "$stamp"
+echo "[setup] environment ready: $VENV"
