@@ -1,0 +1,105 @@
+"""SLAYER-style blocks with ILIF neurons, mirroring ``lava.lib.dl.slayer.block.cuba``.
+
+Usage is the same as lava-dl's CUBA blocks::
+
+    neuron_params = {'threshold': 1.0, 'tau': 1.1, 'variant': 'ILIF'}
+    blk = ilif_lava.block.Dense(neuron_params, 34 * 34 * 2, 128, weight_norm=True, delay_shift=True)
+
+Every synapse uses the neuron's 8-bit weight pre-hook (even integer mantissas in [-256, 254] / 64), and each
+block exports itself with lava-dl's ``export_hdf5`` (the neuron's ``device_params`` land in ``neuron/``).
+Inputs/outputs are [N, C, H, W, T] (conv, pool) or [N, C, T] (dense), time last.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from lava.lib.dl.slayer.axon import Delay
+from lava.lib.dl.slayer.block import base
+from lava.lib.dl.slayer.synapse import layer as synapse
+
+from ilif_lava.neuron import Neuron
+
+
+class AbstractILIF(torch.nn.Module):
+    """Mixin that builds the ILIF neuron from ``neuron_params`` (and the optional learnable axonal delay)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.neuron_params is not None:
+            self.neuron = Neuron(**self.neuron_params)
+        self.delay = Delay(max_delay=62) if kwargs.get("delay", False) is True else None
+        del self.neuron_params
+
+    def _attach(self, synapse_cls, kwargs) -> None:
+        self.synapse = synapse_cls(**self.synapse_params)
+        if "pre_hook_fx" not in kwargs:
+            self.synapse.pre_hook_fx = self.neuron.quantize_8bit
+        del self.synapse_params
+
+
+class Input(AbstractILIF, base.AbstractInput):
+    """Input block (optional scalar weight/bias, then ILIF neurons)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.neuron is not None:
+            self.pre_hook_fx = self.neuron.quantize_8bit
+
+
+class Flatten(base.AbstractFlatten):
+    """[N, C, H, W, T] -> [N, C*H*W, T]."""
+
+
+class Dense(AbstractILIF, base.AbstractDense):
+    """Dense synapse + ILIF neurons. [N, in, T] -> [N, out, T]."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._attach(synapse.Dense, kwargs)
+
+
+class Conv(AbstractILIF, base.AbstractConv):
+    """2D convolution synapse + ILIF neurons. [N, C_in, H, W, T] -> [N, C_out, H', W', T]."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._attach(synapse.Conv, kwargs)
+
+
+class Pool(AbstractILIF, base.AbstractPool):
+    """Sum-pooling synapse + ILIF neurons. Exported as a depthwise ``conv`` so that netx can load it."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._attach(synapse.Pool, kwargs)
+
+    def export_hdf5(self, handle) -> None:
+        """Write a depthwise (groups = C) conv whose kernel is the pool weight; netx has no pool loader."""
+        s = self.synapse
+        ch = int(self.neuron.shape[0])
+        k = tuple(int(v) for v in s.kernel_size[:-1])
+        w = s.pre_hook_fx(s.weight, descale=True).detach().cpu().numpy().reshape(-1)[0]
+        handle.create_dataset("type", (1,), "S10", [b"conv"])
+        handle.create_dataset("shape", data=np.array(self.neuron.shape))
+        handle.create_dataset("inChannels", data=ch)
+        handle.create_dataset("outChannels", data=ch)
+        handle.create_dataset("kernelSize", data=np.array(k))
+        handle.create_dataset("stride", data=np.array(s.stride[:-1]))
+        handle.create_dataset("padding", data=np.array(s.padding[:-1]))
+        handle.create_dataset("dilation", data=np.array(s.dilation[:-1]))
+        handle.create_dataset("groups", data=ch)
+        handle.create_dataset("weight", data=np.full((ch, 1) + k, w, dtype=np.float32))
+        if self.delay is not None:
+            self.delay.clamp()
+            handle.create_dataset("delay", data=torch.floor(self.delay.delay).flatten().cpu().numpy())
+        for key, value in self.neuron.device_params.items():
+            handle.create_dataset(f"neuron/{key}", data=value)
+
+
+class Affine(AbstractILIF, base.AbstractAffine):
+    """Dense synapse + leaky integration without firing (a float readout; not deployable to Lava)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._attach(synapse.Dense, kwargs)
+        self.neuron.shape = torch.Size([self.synapse.out_channels])

@@ -1,0 +1,222 @@
+"""The ILIF integer arithmetic, defined once.
+
+Both the PyTorch quantized path (:mod:`ilif_lava.neuron`, int64 torch tensors, CPU or CUDA) and the Lava
+``fixed_pt`` process model (:mod:`ilif_lava.lava_proc.models`, int64 numpy arrays) call :func:`ilif_step`.
+Every helper here works on torch tensors and numpy arrays alike, so the two engines cannot drift apart.
+
+Units (Loihi conventions, see docs/fixed-point.md for the full table):
+
+* Synaptic input ``a`` per step: integer sum of 8-bit weights (``w * 64``, even integers in [-256, 254]).
+  The current gets ``a << 6`` so one threshold unit of the float model is ``1 << 12 = 4096`` state units.
+* Decays are 12-bit integers ``d`` in [0, 4096]; "decay by d" multiplies by ``(4096 - d)`` and shifts right
+  by 12 with truncation toward zero (sign-magnitude), as Loihi does.
+* Threshold ``vThMant`` (17 bits); the effective threshold is ``vThMant << 6``; a spike fires when
+  ``h >= vThMant << 6`` (the paper's Heaviside at ``H >= V_th``).
+* States are 24-bit signed: ``u`` (current) wraps like Lava's LIF ``u``; ``v``, ``c`` (CIU) and ``m``
+  (MPIU) saturate to [-(2**23 - 1), 2**23 - 1]. The MPIU never decays with beta = 1, so it must saturate.
+* The inhibition function maps ``m`` to about ``4096 * sigmoid(m / 4096)`` with PLAN (piecewise-linear
+  approximation with power-of-two slopes: shifts and adds only).
+
+Step order (ilif-model.md section 1.2), per neuron, with ``u`` the raw input current:
+
+1. ``c = sat(trunc((c + u_prev * s_prev) * (4096 - cDecay) >> 12))``          (CIU, previous current/spike)
+2. ``u = wrap(trunc(u_prev * (4096 - iDecay) >> 12) + (a << 6))``             (iDecay = 4096: no memory)
+3. ``h = sat(trunc(v * (4096 - vDecay) >> 12) + u - max(c, 0))``              (leaky charge)
+4. ``s = h >= vThMant << 6``
+5. ``v' = h - s * (vThMant << 6)``                                            (soft reset)
+6. ``m = sat(trunc((m + s * v') * (4096 - mDecay) >> 12))``                   (MPIU, post-reset potential)
+7. ``v = sat(v' - s * plan(m))``                                              (inhibitory reset)
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Any, Dict, NamedTuple, Union
+
+import numpy as np
+
+try:  # torch is optional for the numpy (Lava) side
+    import torch
+except ImportError:  # pragma: no cover
+    torch = None  # type: ignore
+
+Array = Any  # torch.Tensor or np.ndarray holding int64
+
+DECAY_BITS = 12
+DECAY_ONE = 1 << DECAY_BITS            # 4096: a decay of 4096 empties the state each step
+WEIGHT_SCALE = 1 << 6                  # float weight * 64 = integer weight mantissa
+ACT_SHIFT = 6                          # synaptic input enters the current as a << 6
+VTH_SHIFT = 6                          # effective threshold = vThMant << 6
+STATE_SCALE = 1 << 12                  # one float threshold unit in state units (64 << 6)
+STATE_BITS = 24
+STATE_MAX = (1 << (STATE_BITS - 1)) - 1   # 8388607
+STATE_MIN = -STATE_MAX                    # saturating states are symmetric, as Lava's v
+VTH_MANT_MAX = (1 << 17) - 1
+WEIGHT_MIN, WEIGHT_MAX = -256, 254
+INHIBITIONS = ("plan",)                # integer inhibition functions available to fixed point
+
+
+# ---------------------------------------------------------------------------------------------------------
+# backend-neutral primitives (torch int64 tensor or numpy int64 array)
+# ---------------------------------------------------------------------------------------------------------
+def _is_torch(x: Array) -> bool:
+    return torch is not None and isinstance(x, torch.Tensor)
+
+
+def _where(cond: Array, a: Array, b: Array) -> Array:
+    return torch.where(cond, a, b) if _is_torch(cond) else np.where(cond, a, b)
+
+
+def _abs(x: Array) -> Array:
+    return x.abs() if _is_torch(x) else np.abs(x)
+
+
+def _clip(x: Array, lo: int, hi: int) -> Array:
+    return x.clamp(lo, hi) if _is_torch(x) else np.clip(x, lo, hi)
+
+
+def shift_right_to_zero(x: Array, bits: int) -> Array:
+    """Arithmetic right shift that truncates toward zero (sign-magnitude), as Loihi decays do."""
+    mag = _abs(x) >> bits
+    return _where(x < 0, -mag, mag)
+
+
+def decay(x: Array, d: Union[int, Array]) -> Array:
+    """``trunc(x * (4096 - d) / 4096)`` toward zero; ``d`` is a 12-bit decay in [0, 4096]."""
+    return shift_right_to_zero(x * (DECAY_ONE - d), DECAY_BITS)
+
+
+def saturate(x: Array) -> Array:
+    """Clip to the 24-bit symmetric range [-(2**23 - 1), 2**23 - 1] (v, c, m)."""
+    return _clip(x, STATE_MIN, STATE_MAX)
+
+
+def wrap(x: Array) -> Array:
+    """24-bit two's-complement wrap, as Lava's fixed-point LIF does for ``u``.
+
+    Lava maps values above 2**23 down by 2**24 and values at or below -2**23 up by 2**24; for the
+    magnitudes a single step can produce this equals the modular wrap into (-2**23, 2**23].
+    """
+    span = 1 << STATE_BITS
+    half = 1 << (STATE_BITS - 1)
+    return ((x + half - 1) % span) - half + 1
+
+
+def plan_sigmoid_int(m: Array) -> Array:
+    """Integer PLAN sigmoid: about ``4096 * sigmoid(m / 4096)`` using shifts and adds only.
+
+    PLAN (Amin, Curtis, Hayes-Gill 1997) on |x| = |m| / 4096:
+    |x| >= 5: 1;  2.375 <= |x| < 5: |x|/32 + 0.84375;  1 <= |x| < 2.375: |x|/8 + 0.625;  else |x|/4 + 0.5.
+    Negative inputs use sigmoid(-x) = 1 - sigmoid(x). Result in [0, 4096].
+    """
+    a = _abs(m)
+    pos = _where(a >= 5 * 4096, a * 0 + 4096,
+                 _where(a >= 9728, (a >> 5) + 3456,
+                        _where(a >= 4096, (a >> 3) + 2560, (a >> 2) + 2048)))
+    return _where(m < 0, 4096 - pos, pos)
+
+
+def plan_sigmoid_float(x: Any) -> Any:
+    """The same PLAN approximation in float (threshold units), differentiable almost everywhere (torch)."""
+    a = x.abs()
+    pos = torch.where(a >= 5, torch.ones_like(a),
+                      torch.where(a >= 2.375, a / 32 + 0.84375,
+                                  torch.where(a >= 1, a / 8 + 0.625, a / 4 + 0.5)))
+    return torch.where(x < 0, 1 - pos, pos)
+
+
+INHIBITION_INT = {"plan": plan_sigmoid_int}
+
+
+# ---------------------------------------------------------------------------------------------------------
+# parameters and state
+# ---------------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ILIFParams:
+    """Integer ILIF parameters of one layer (Loihi units). Decays may be scalars or per-neuron arrays."""
+
+    vth_mant: int                 # threshold mantissa, effective threshold vth_mant << 6
+    i_decay: int = DECAY_ONE      # current decay; 4096 = no current memory (paper default)
+    v_decay: int = 3724           # membrane decay; round(4096 / tau), tau = 1.1 -> lambda = 372 / 4096
+    c_decay: int = 3973           # CIU decay; round(4096 * (1 - kappa)), kappa = 0.03
+    m_decay: int = 0              # MPIU decay; beta = 1 -> 0
+    mpiu: bool = True             # MPIU inhibition (steps 6, 7) on
+    ciu: bool = True              # CIU (steps 1, 3's -max(c, 0)) on
+    inhibition: str = "plan"
+
+    def validate(self, where: str = "ILIF") -> None:
+        for f in ("i_decay", "v_decay", "c_decay", "m_decay"):
+            val = np.asarray(getattr(self, f))
+            if val.dtype.kind not in "iub" or (val < 0).any() or (val > DECAY_ONE).any():
+                raise ValueError(f"{where}: {f} must be integers in [0, {DECAY_ONE}], got {val.min()}..{val.max()}")
+        if not (0 < int(self.vth_mant) <= VTH_MANT_MAX):
+            raise ValueError(f"{where}: vth_mant must be in [1, {VTH_MANT_MAX}], got {self.vth_mant}")
+        if self.inhibition not in INHIBITION_INT:
+            raise ValueError(f"{where}: inhibition {self.inhibition!r} has no integer form; use one of {INHIBITIONS}")
+
+
+class ILIFState(NamedTuple):
+    """Integer states of one layer, each shaped like the neurons (any leading batch dims)."""
+
+    u: Array   # input current (before inhibition), 24-bit wrapping
+    v: Array   # membrane potential after both resets, 24-bit saturating
+    c: Array   # CIU state, 24-bit saturating
+    m: Array   # MPIU state, 24-bit saturating
+    s: Array   # previous output spike, 0/1
+
+
+STATE_NAMES = ("u", "v", "c", "m")
+
+
+def zero_state_like(x: Array) -> ILIFState:
+    """All-zero int64 state shaped like ``x``."""
+    if _is_torch(x):
+        z = torch.zeros_like(x, dtype=torch.int64)
+        return ILIFState(z, z.clone(), z.clone(), z.clone(), z.clone())
+    z = np.zeros(np.shape(x), dtype=np.int64)
+    return ILIFState(z, z.copy(), z.copy(), z.copy(), z.copy())
+
+
+def ilif_step(state: ILIFState, a_in: Array, p: ILIFParams) -> ILIFState:
+    """Advance one time step. ``a_in`` is the integer synaptic input (sum of weight mantissas), int64.
+
+    Returns the new state; ``state.s`` of the result is this step's output spike (0/1 int64).
+    """
+    u_prev, v, c, m, s_prev = state
+    if p.ciu:
+        c = saturate(decay(c + u_prev * s_prev, p.c_decay))
+        rect = _where(c > 0, c, c * 0)
+    else:
+        rect = 0
+    u = wrap(decay(u_prev, p.i_decay) + (a_in << ACT_SHIFT))
+    h = saturate(decay(v, p.v_decay) + u - rect)
+    vth = int(p.vth_mant) << VTH_SHIFT
+    spk = (h >= vth).to(torch.int64) if _is_torch(h) else (h >= vth).astype(np.int64)
+    v = h - spk * vth
+    if p.mpiu:
+        m = saturate(decay(m + spk * v, p.m_decay))
+        v = saturate(v - spk * INHIBITION_INT[p.inhibition](m))
+    return ILIFState(u, v, c, m, spk)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# float <-> integer conversions of parameters (the only place these roundings are defined)
+# ---------------------------------------------------------------------------------------------------------
+def decay_to_int(factor_kept: float) -> int:
+    """12-bit decay for a multiplier ``factor_kept`` in [0, 1]: round(4096 * (1 - factor_kept))."""
+    if not 0.0 <= factor_kept <= 1.0:
+        raise ValueError(f"decay multiplier must lie in [0, 1], got {factor_kept}")
+    return int(round(DECAY_ONE * (1.0 - factor_kept)))
+
+
+def kept_from_int(d: int) -> float:
+    """The multiplier a 12-bit decay applies: (4096 - d) / 4096."""
+    return (DECAY_ONE - d) / DECAY_ONE
+
+
+def threshold_to_mant(threshold: float) -> int:
+    """vThMant = int(threshold * 64), truncating as slayer does."""
+    return int(threshold * WEIGHT_SCALE)
+
+
+def params_to_dict(p: ILIFParams) -> Dict[str, Any]:
+    return {f.name: getattr(p, f.name) for f in fields(p)}

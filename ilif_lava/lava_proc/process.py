@@ -1,0 +1,68 @@
+"""Lava processes: the ILIF neuron and a netx network that can hold ILIF layers."""
+from __future__ import annotations
+
+from typing import Any, Dict, Optional, Tuple
+
+import numpy as np
+from lava.lib.dl.netx import hdf5
+from lava.magma.core.process.ports.ports import InPort, OutPort
+from lava.magma.core.process.process import AbstractProcess, LogConfig
+from lava.magma.core.process.variable import Var
+
+from ilif_lava import fixed_point as fx
+
+
+class ILIF(AbstractProcess):
+    """ILIF neurons (LIF + MPIU + CIU) with integer parameters in Loihi units.
+
+    Ports: ``a_in`` (synaptic input per step: integer weight-mantissa sums for ``fixed_pt``, floats for
+    ``floating_pt``) and ``s_out`` (binary spikes). Vars: ``u`` (current), ``v`` (membrane), ``c`` (CIU),
+    ``m`` (MPIU), ``s`` (previous spike), plus the parameters.
+
+    ``float_params`` (optional, ``floating_pt`` only): dict with ``lam``, ``beta``, ``kappa``, ``cur_kept``,
+    ``threshold`` (threshold units) and ``inhibition`` ('sigmoid' or 'plan'); derived from the integers when
+    omitted.
+    """
+
+    def __init__(self, *, shape: Tuple[int, ...], vth: int, i_decay: int = fx.DECAY_ONE, v_decay: int = 3724,
+                 c_decay: int = 3973, m_decay: int = 0, mpiu: bool = True, ciu: bool = True,
+                 inhibition: str = "plan", bias_mant: Any = 0, bias_exp: int = 6,
+                 float_params: Optional[Dict[str, Any]] = None, name: Optional[str] = None,
+                 log_config: Optional[LogConfig] = None, **kwargs) -> None:
+        params = fx.ILIFParams(vth_mant=int(vth), i_decay=int(i_decay), v_decay=int(v_decay),
+                               c_decay=int(c_decay), m_decay=int(m_decay), mpiu=bool(mpiu), ciu=bool(ciu),
+                               inhibition=str(inhibition))
+        params.validate(where=name or "ILIF process")
+        if np.any(bias_mant):
+            raise ValueError(f"{name or 'ILIF process'}: ILIF layers have no bias (got a non-zero bias_mant)")
+        if float_params is None:
+            float_params = {"lam": fx.kept_from_int(params.v_decay), "beta": fx.kept_from_int(params.m_decay),
+                            "kappa": fx.kept_from_int(params.c_decay), "cur_kept": fx.kept_from_int(params.i_decay),
+                            "threshold": params.vth_mant / fx.WEIGHT_SCALE, "inhibition": "plan"}
+        super().__init__(shape=shape, int_params=params, float_params=dict(float_params), name=name,
+                         log_config=log_config, **kwargs)
+        self.a_in = InPort(shape=shape)
+        self.s_out = OutPort(shape=shape)
+        for state in fx.STATE_NAMES + ("s",):
+            setattr(self, state, Var(shape=shape, init=0))
+        self.vth = Var(shape=(1,), init=params.vth_mant)
+        self.i_decay = Var(shape=(1,), init=params.i_decay)
+        self.v_decay = Var(shape=(1,), init=params.v_decay)
+        self.c_decay = Var(shape=(1,), init=params.c_decay)
+        self.m_decay = Var(shape=(1,), init=params.m_decay)
+        self.bias_mant = Var(shape=shape, init=bias_mant)
+        self.bias_exp = Var(shape=(1,), init=bias_exp)
+
+
+class ILIFNetwork(hdf5.Network):
+    """``lava.lib.dl.netx.hdf5.Network`` that also builds ILIF layers (stock CUBA/SDNN layers unchanged).
+
+    Same constructor as netx's ``Network``. The ILIF neuron type is understood only while this network is
+    being built (see :func:`ilif_lava.netx.ilif_neuron_types`); the file is validated first.
+    """
+
+    def __init__(self, net_config: str, **kwargs) -> None:
+        from ilif_lava.netx import ilif_neuron_types, validate_file  # lazy: netx imports this module
+        validate_file(net_config)
+        with ilif_neuron_types():
+            super().__init__(net_config=net_config, **kwargs)

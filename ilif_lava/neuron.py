@@ -1,0 +1,216 @@
+"""ILIF neuron for SLAYER (lava-dl ``slayer.neuron.base.Neuron`` subclass), time as the last dimension.
+
+Float path: the authors' step order (ilif-model.md section 1.2) with a surrogate gradient, no detach anywhere.
+Quantized path (``quantized=True``): the forward evaluates :func:`ilif_lava.fixed_point.ilif_step` on int64
+tensors (bit-identical to the Lava ``fixed_pt`` model); the backward uses the float dynamics evaluated with
+the quantized parameters (straight-through estimator), so the quantized network can be fine-tuned.
+
+Variants (paper Table 2/3): ``ILIF`` (MPIU + CIU), ``MPIU`` (MPIU only), ``CIU`` (CIU only), ``LIF`` (a true LIF:
+no inhibition step at all, see ilif-model.md 1.3), ``PLIF`` (LIF with a learnable per-layer decay),
+``IPLIF`` (ILIF with the PLIF decay).
+"""
+from __future__ import annotations
+
+import math
+from typing import Dict, Optional
+
+import numpy as np
+import torch
+from lava.lib.dl.slayer.neuron import base
+
+from ilif_lava import fixed_point as fx
+from ilif_lava.surrogate import make_spike_fn
+
+VARIANTS = ("ILIF", "MPIU", "CIU", "LIF", "PLIF", "IPLIF")
+INHIBITION_FLOAT = ("sigmoid", "plan")
+NEURON_TYPE = "ILIF"  # HDF5 neuron/type; distinct from lava-dl's CUBA/ALIF and from spikingjelly's ILIFNode
+
+
+def variant_flags(variant: str) -> Dict[str, bool]:
+    """Which units a variant uses: mpiu, ciu, learnable decay (plif)."""
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown ILIF variant {variant!r}; choose one of {VARIANTS}")
+    return {"mpiu": variant in ("ILIF", "MPIU", "IPLIF"),
+            "ciu": variant in ("ILIF", "CIU", "IPLIF"),
+            "plif": variant in ("PLIF", "IPLIF")}
+
+
+class Neuron(base.Neuron):
+    """ILIF neuron. Input ``z`` [N, C(, H, W), T] (synaptic current in threshold units), output spikes, same shape.
+
+    Parameters
+    ----------
+    threshold: V_th in float units (truncated to 1/64 steps as slayer does). Default 1.0.
+    tau: membrane time constant; lambda = 1 - 1/tau (released code default 1.1 -> 0.0909).
+    beta: MPIU multiplier (1 = no decay, the paper's value).
+    kappa: CIU multiplier (0.03; 0.05 for DVSGesture).
+    current_decay: optional CUBA-style current decay (fraction removed per step); None = no current memory.
+    variant: one of VARIANTS. inhibition: 'sigmoid' (paper) or 'plan' (the integer-friendly PLAN approximation,
+        identical to what fixed point computes; train with it so the deployed network is the trained one).
+    surrogate: 'rectangle' (gamma = full support width), 'exp' (slayer; tau_grad, scale_grad) or 'sigmoid' (alpha).
+    quantized: evaluate the integer arithmetic in the forward pass (bit-exact with Lava fixed_pt).
+    """
+
+    def __init__(self, threshold: float = 1.0, tau: float = 1.1, beta: float = 1.0, kappa: float = 0.03,
+                 current_decay: Optional[float] = None, variant: str = "ILIF", inhibition: str = "sigmoid",
+                 surrogate: str = "rectangle", gamma: float = 1.0, alpha: float = 4.0,
+                 tau_grad: float = 1.0, scale_grad: float = 1.0, quantized: bool = False,
+                 norm=None, dropout=None, persistent_state: bool = False, shared_param: bool = True,
+                 requires_grad: bool = False, record_states: bool = False) -> None:
+        super().__init__(threshold=threshold, tau_grad=tau_grad, scale_grad=scale_grad,
+                         p_scale=fx.DECAY_ONE, w_scale=fx.WEIGHT_SCALE, s_scale=fx.STATE_SCALE,
+                         norm=norm, dropout=dropout, persistent_state=persistent_state,
+                         shared_param=shared_param, requires_grad=requires_grad)
+        if not tau >= 1.0:
+            raise ValueError(f"tau must be >= 1 (lambda = 1 - 1/tau in [0, 1]), got {tau}")
+        for name, val in (("beta", beta), ("kappa", kappa)):
+            if not 0.0 <= val <= 1.0:
+                raise ValueError(f"{name} must lie in [0, 1], got {val}")
+        if current_decay is not None and not 0.0 <= current_decay <= 1.0:
+            raise ValueError(f"current_decay must lie in [0, 1] or be None, got {current_decay}")
+        if inhibition not in INHIBITION_FLOAT:
+            raise ValueError(f"unknown inhibition {inhibition!r}; choose one of {INHIBITION_FLOAT}")
+        if threshold <= 0:
+            raise ValueError(f"threshold must be > 0, got {threshold}")
+        self.variant = variant
+        self.flags = variant_flags(variant)
+        self.tau, self.beta, self.kappa = float(tau), float(beta), float(kappa)
+        self.current_decay = current_decay
+        self.inhibition = inhibition
+        self.surrogate = surrogate
+        self.spike_fn = make_spike_fn(surrogate, gamma=gamma, tau=tau_grad, scale=scale_grad, alpha=alpha)
+        self.quantized = quantized
+        self.record_states = record_states
+        self.states: Dict[str, torch.Tensor] = {}
+        lam0 = 1.0 - 1.0 / tau
+        if self.flags["plif"]:
+            # spikingjelly ParametricLIF: lambda = 1 - sigmoid(w), w0 = -ln(tau - 1)
+            self.plif_w = torch.nn.Parameter(torch.tensor([-math.log(tau - 1.0)]), requires_grad=True)
+        else:
+            self.register_buffer("lam_buf", torch.tensor([lam0]))
+
+    # ---- parameters -------------------------------------------------------------------------------------
+    @property
+    def lam(self) -> torch.Tensor:
+        """Membrane multiplier lambda (kept fraction per step), float tensor [1]."""
+        if self.flags["plif"]:
+            return 1.0 - torch.sigmoid(self.plif_w)
+        return self.lam_buf
+
+    @property
+    def int_params(self) -> fx.ILIFParams:
+        """The integer parameters this neuron deploys with (Loihi units)."""
+        lam = float(self.lam.detach().cpu()[0])
+        return fx.ILIFParams(
+            vth_mant=fx.threshold_to_mant(self.threshold),
+            i_decay=fx.DECAY_ONE if self.current_decay is None else fx.decay_to_int(1.0 - self.current_decay),
+            v_decay=fx.decay_to_int(lam), c_decay=fx.decay_to_int(self.kappa), m_decay=fx.decay_to_int(self.beta),
+            mpiu=self.flags["mpiu"], ciu=self.flags["ciu"], inhibition="plan")
+
+    @property
+    def device_params(self) -> Dict[str, object]:
+        """Everything a deployment needs; written verbatim to ``neuron/<key>`` in netx HDF5."""
+        p = self.int_params
+        return {"type": NEURON_TYPE, "variant": self.variant, "iDecay": p.i_decay, "vDecay": p.v_decay,
+                "cDecay": p.c_decay, "mDecay": p.m_decay, "vThMant": p.vth_mant, "inhibition": p.inhibition,
+                "mpiu": p.mpiu, "ciu": p.ciu, "refDelay": 1, "gradedSpike": False}
+
+    def _float_multipliers(self):
+        """(lam, beta, kappa, current kept) used by the float dynamics; quantized mode uses the integer values."""
+        if not self.quantized:
+            cur = 0.0 if self.current_decay is None else 1.0 - self.current_decay
+            return self.lam, self.beta, self.kappa, cur
+        p = self.int_params
+        lam = self.lam if self.flags["plif"] else fx.kept_from_int(p.v_decay)
+        return lam, fx.kept_from_int(p.m_decay), fx.kept_from_int(p.c_decay), fx.kept_from_int(p.i_decay)
+
+    # ---- dynamics -----------------------------------------------------------------------------------------
+    def _inhibit(self, m: torch.Tensor) -> torch.Tensor:
+        if self.inhibition == "plan" or self.quantized:
+            return fx.plan_sigmoid_float(m)
+        return torch.sigmoid(m)
+
+    def float_dynamics(self, z: torch.Tensor) -> torch.Tensor:
+        """Float ILIF over time. z [N, ..., T] -> spikes [N, ..., T]. States (threshold units) kept if recording."""
+        lam, beta, kappa, cur_kept = self._float_multipliers()
+        th = self.threshold
+        mpiu, ciu = self.flags["mpiu"], self.flags["ciu"]
+        zero = torch.zeros_like(z[..., 0])
+        i_prev, s_prev, v, m, c = zero, zero, zero, zero, zero
+        out, rec = [], {k: [] for k in fx.STATE_NAMES} if self.record_states else None
+        for t in range(z.shape[-1]):
+            if ciu:
+                c = kappa * (c + i_prev * s_prev)
+            i_t = z[..., t] if cur_kept == 0 else cur_kept * i_prev + z[..., t]
+            h = lam * v + (i_t - torch.relu(c) if ciu else i_t)
+            s = self.spike_fn(h - th)
+            v = h - s * th
+            if mpiu:
+                m = beta * (m + s * v)
+                v = v - s * self._inhibit(m)
+            i_prev, s_prev = i_t, s
+            out.append(s)
+            if rec is not None:
+                for k, val in zip(fx.STATE_NAMES, (i_t, v, c, m)):
+                    rec[k].append(val.detach())
+        if rec is not None:
+            self.states = {k: torch.stack(vals, dim=-1) for k, vals in rec.items()}
+        return torch.stack(out, dim=-1)
+
+    def integer_dynamics(self, z: torch.Tensor) -> torch.Tensor:
+        """Bit-exact integer ILIF. z [N, ..., T] (multiples of 1/64) -> spikes as float 0/1 [N, ..., T]."""
+        a = torch.round(z.detach() * fx.WEIGHT_SCALE).to(torch.int64)
+        p = self.int_params
+        state = fx.zero_state_like(a[..., 0])
+        out, rec = [], {k: [] for k in fx.STATE_NAMES} if self.record_states else None
+        for t in range(a.shape[-1]):
+            state = fx.ilif_step(state, a[..., t], p)
+            out.append(state.s)
+            if rec is not None:
+                for k in fx.STATE_NAMES:
+                    rec[k].append(getattr(state, k))
+        if rec is not None:
+            self.states = {k: torch.stack(vals, dim=-1) for k, vals in rec.items()}
+        return torch.stack(out, dim=-1).to(z.dtype)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        if self.shape is None:
+            self.shape = z.shape[1:-1]
+            self.num_neurons = int(np.prod(self.shape))
+        if not self.quantized:
+            s = self.float_dynamics(z)
+        else:
+            s_int = self.integer_dynamics(z)
+            if torch.is_grad_enabled() and z.requires_grad:
+                record, self.record_states = self.record_states, False
+                s_float = self.float_dynamics(z)
+                self.record_states = record
+                s = s_float + (s_int - s_float).detach()  # straight-through: integer forward, float backward
+            else:
+                s = s_int
+        if self.drop is not None:
+            s = self.drop(s)
+        return s
+
+    def dynamics(self, z: torch.Tensor):
+        """Leaky integration without firing (readout): returns (current, voltage), each [N, ..., T]."""
+        lam = self._float_multipliers()[0]
+        v = torch.zeros_like(z[..., 0])
+        vs = []
+        for t in range(z.shape[-1]):
+            v = lam * v + z[..., t]
+            vs.append(v)
+        return z, torch.stack(vs, dim=-1)
+
+
+def neuron_params_from_device(device_params: Dict[str, object]) -> Dict[str, object]:
+    """Rebuild ``neuron_params`` (float units) from exported ``device_params`` (inverse of ``device_params``)."""
+    def _v(k):
+        val = device_params[k]
+        return val.decode() if isinstance(val, bytes) else val
+    i_decay = int(_v("iDecay"))
+    return {"threshold": int(_v("vThMant")) / fx.WEIGHT_SCALE,
+            "tau": 1.0 / (1.0 - fx.kept_from_int(int(_v("vDecay")))) if int(_v("vDecay")) > 0 else math.inf,
+            "beta": fx.kept_from_int(int(_v("mDecay"))), "kappa": fx.kept_from_int(int(_v("cDecay"))),
+            "current_decay": None if i_decay == fx.DECAY_ONE else 1.0 - fx.kept_from_int(i_decay),
+            "variant": str(_v("variant")), "inhibition": "plan"}

@@ -1,0 +1,136 @@
+"""Run a netx HDF5 network (stock CUBA and/or ILIF layers) in Lava on the CPU and record every layer.
+
+One Lava network is built per call; samples run back to back, and between samples every neuron and synapse
+state is set back to zero, so each sample starts from rest exactly as in a fresh run (and as in slayer).
+Lava processes are always stopped, also on errors and Ctrl-C.
+
+Alignment: with slayer blocks built with ``delay_shift=True``, Lava sink index j equals slayer time index j for
+every layer (lava-internals.md section 4), so sample k occupies sink columns [k*T, (k+1)*T).
+"""
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, Iterator, List, Optional, Sequence, Union
+
+import numpy as np
+
+import ilif_lava  # noqa: F401  (Lava Python 3.11 shim)
+from lava.magma.core.run_conditions import RunSteps
+from lava.magma.core.run_configs import Loihi2SimCfg
+from lava.proc import io
+
+from ilif_lava import fixed_point as fx
+from ilif_lava.lava_proc.process import ILIFNetwork
+
+STATE_VARS = ("u", "v", "c", "m", "s")
+SYNAPSE_VARS = ("a_buff",)
+
+
+@dataclass
+class LavaResult:
+    """Spikes per layer, each [N, neurons, T] (neurons in netx's flattened order), plus optional states."""
+
+    spikes: List[np.ndarray]
+    states: Dict[int, Dict[str, np.ndarray]] = field(default_factory=dict)  # layer -> name -> [N, neurons, T]
+    layer_names: List[str] = field(default_factory=list)
+
+
+@contextlib.contextmanager
+def running(process) -> Iterator[None]:
+    """Stop the Lava runtime of ``process`` whatever happens inside the block."""
+    try:
+        yield
+    finally:
+        try:
+            process.stop()
+        except Exception:  # never started or already stopped
+            pass
+
+
+def _flat_input(x: np.ndarray, layer0_in_shape: Sequence[int]) -> np.ndarray:
+    """[N, C, H, W, T] (slayer, CHW) -> [N, W, H, C, T] (Lava conv, XYZ), or [N, F, T] unchanged."""
+    if x.ndim == 5 and len(layer0_in_shape) == 3:
+        return x.transpose(0, 3, 2, 1, 4)
+    if x.ndim == 5:
+        return x.reshape(x.shape[0], -1, x.shape[-1])
+    return x
+
+
+def _leaf(proc, name: str):
+    return getattr(proc, name, None)
+
+
+def _reset_vars(net: ILIFNetwork) -> None:
+    for layer in net.layers:
+        for part in ("neuron", "synapse"):
+            proc = getattr(layer, part, None)
+            if proc is None:
+                continue
+            for name in STATE_VARS + SYNAPSE_VARS:
+                var = _leaf(proc, name)
+                if var is not None and hasattr(var, "set"):
+                    var.set(np.zeros(var.shape, dtype=var.init.dtype if hasattr(var.init, "dtype") else float))
+
+
+def _to_slayer_order(arr: np.ndarray, lava_shape: Sequence[int]) -> np.ndarray:
+    """Lava layer output [*XYZ, T] -> slayer order [C*H*W (CHW flattened), T]."""
+    if len(lava_shape) == 3:
+        w, h, c = lava_shape
+        arr = arr.reshape(w, h, c, -1).transpose(2, 1, 0, 3)
+    return arr.reshape(-1, arr.shape[-1])
+
+
+def run_network(path: Union[str, Path], x: np.ndarray, record_states: bool = False,
+                progress: bool = False) -> LavaResult:
+    """Run ``x`` ([N, C, H, W, T] or [N, C, T], spikes 0/1) through the HDF5 network on Loihi2SimCfg fixed_pt.
+
+    ``record_states`` reads u, v, c, m of every ILIF layer after each step (slow; for verification).
+    """
+    from tqdm import tqdm
+
+    x = np.asarray(x)
+    n, steps = x.shape[0], x.shape[-1]
+    net = ILIFNetwork(net_config=str(path))
+    inp = _flat_input(x, net.layers[0].inp.shape)
+    data = np.concatenate([inp[k] for k in range(n)], axis=-1)          # [*in_shape, N*T]
+    src = io.source.RingBuffer(data=data.astype(np.int32))
+    src.s_out.connect(net.inp)
+    sinks = []
+    for layer in net.layers:
+        sink = io.sink.RingBuffer(shape=layer.out.shape, buffer=n * steps)
+        layer.out.connect(sink.a_in)
+        sinks.append(sink)
+    ilif_layers = [i for i, layer in enumerate(net.layers)
+                   if getattr(layer, "neuron", None) is not None and hasattr(layer.neuron, "m")]
+    states: Dict[int, Dict[str, List[np.ndarray]]] = {i: {k: [] for k in fx.STATE_NAMES} for i in ilif_layers}
+    cfg = Loihi2SimCfg(select_tag="fixed_pt")
+    with running(net):
+        for k in tqdm(range(n), desc="Lava samples", unit="sample", disable=not progress):
+            if k > 0:
+                _reset_vars(net)
+            if record_states:
+                for _ in range(steps):
+                    net.run(condition=RunSteps(num_steps=1), run_cfg=cfg)
+                    for i in ilif_layers:
+                        for name in fx.STATE_NAMES:
+                            states[i][name].append(getattr(net.layers[i].neuron, name).get().copy())
+            else:
+                net.run(condition=RunSteps(num_steps=steps), run_cfg=cfg)
+        raw = [s.data.get() for s in sinks]
+    spikes = []
+    for layer, r in zip(net.layers, raw):
+        ordered = _to_slayer_order(r, layer.out.shape)                    # [neurons, N*T]
+        spikes.append(ordered.reshape(ordered.shape[0], n, steps).transpose(1, 0, 2).astype(np.int8))
+    out_states: Dict[int, Dict[str, np.ndarray]] = {}
+    for i, per in states.items():
+        shape = net.layers[i].out.shape
+        out_states[i] = {}
+        for name, seq in per.items():
+            if not seq:
+                continue
+            arr = np.stack(seq, axis=-1)                                   # [*XYZ, N*T]
+            arr = _to_slayer_order(arr, shape)
+            out_states[i][name] = arr.reshape(arr.shape[0], n, steps).transpose(1, 0, 2).astype(np.int64)
+    return LavaResult(spikes=spikes, states=out_states)
