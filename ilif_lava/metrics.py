@@ -16,7 +16,7 @@ fan-out helpers without importing torch.
 """
 from __future__ import annotations
 
-from typing import Any, Dict, Iterable, Mapping, Sequence, Tuple, Union
+from typing import Any, Dict, Iterable, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -183,8 +183,13 @@ def _axis_fan_out(size: int, kernel: int, stride: int, padding: int, dilation: i
     return np.bincount(pos, minlength=size).astype(np.int64)
 
 
-def fan_out_dense(out_features: int, in_features: int = 1) -> np.ndarray:
-    """Fan-out of a dense layer: every input neuron reaches all ``out_features`` outputs. int64 [in_features]."""
+def fan_out_dense(out_features: int, in_features: Optional[int] = None) -> np.ndarray:
+    """Fan-out of a dense layer: every input neuron reaches all ``out_features`` outputs.
+
+    Returns an int64 array [in_features], or a 0-d array (broadcasts in :func:`count_acs`) without ``in_features``.
+    """
+    if in_features is None:
+        return np.asarray(int(out_features), dtype=np.int64)
     return np.full((int(in_features),), int(out_features), dtype=np.int64)
 
 
@@ -209,7 +214,7 @@ def fan_out_conv(in_shape: Sequence[int], out_channels: int, kernel: Shape, stri
     return np.broadcast_to(per_pos, (c, h, w)).copy()
 
 
-def fan_out_pool(in_shape: Sequence[int], kernel: Shape, stride: Shape = None, padding: Shape = 0,
+def fan_out_pool(in_shape: Sequence[int], kernel: Shape, stride: Optional[Shape] = None, padding: Shape = 0,
                  dilation: Shape = 1) -> np.ndarray:
     """Fan-out of a 2-D (sum/average) pooling layer: a depthwise conv with one output per channel. int64 [C, H, W].
 
@@ -262,7 +267,7 @@ def count_acs(spikes: Any, fan_out: Any) -> float:
     return total / n
 
 
-def neuron_macs(num_neurons: int, T: int, neuron: str = "LIF", k: int = None) -> int:
+def neuron_macs(num_neurons: int, T: int, neuron: str = "LIF", k: Optional[int] = None) -> int:
     """Multiplies of the neuron updates: ``T * num_neurons * k`` (see :data:`NEURON_MAC_FACTOR`).
 
     ``neuron`` is one of LIF, PLIF, CUBA (k = 1), ILIF, IPLIF, MPIU, CIU (k = 2), case-insensitive; an explicit

@@ -25,7 +25,7 @@ from ilif_lava import fixed_point as fx
 from ilif_lava.lava_proc.process import ILIFNetwork
 
 STATE_VARS = ("u", "v", "c", "m", "s")
-SYNAPSE_VARS = ("a_buff",)
+SYNAPSE_VARS = ("a_buff", "a_buf")  # Dense/Sparse synapses: a_buff; Conv synapse: a_buf
 
 
 @dataclass
@@ -92,7 +92,9 @@ def run_network(path: Union[str, Path], x: np.ndarray, record_states: bool = Fal
 
     x = np.asarray(x)
     n, steps = x.shape[0], x.shape[-1]
-    net = ILIFNetwork(net_config=str(path))
+    # netx cannot infer the input shape of a network whose first layer is a conv: give it (x, y, f) = (W, H, C)
+    net_kwargs = {"input_shape": tuple(int(v) for v in x.shape[1:4][::-1])} if x.ndim == 5 else {}
+    net = ILIFNetwork(net_config=str(path), **net_kwargs)
     inp = _flat_input(x, net.layers[0].inp.shape)
     data = np.concatenate([inp[k] for k in range(n)], axis=-1)          # [*in_shape, N*T]
     src = io.source.RingBuffer(data=data.astype(np.int32))

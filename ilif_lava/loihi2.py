@@ -1,0 +1,597 @@
+"""Loihi 2 constraint checks and a resource *estimate* for an exported netx HDF5 network.
+
+There is no public Loihi 2 compiler (the Lava extension for Loihi is INRC-only, lava-internals.md section 6.1), so:
+
+* the **parameter limits** below come from the public bit-accurate Lava CPU models that netx targets
+  (lava-nc 0.10.0 ``proc/lif/models.py`` and ``proc/dense/models.py``, lava-internals.md sections 5.1, 5.2, 6.1);
+  they are Loihi-1-derived and are what the Lava fixed-point simulation (our reference) implements;
+* the **per-core capacities** are estimates from secondary sources and from the compiler log printed in Intel's
+  public PilotNet benchmark notebooks (lava-dl ``tutorials/lava/lib/dl/netx/pilotnet_snn/benchmark.ipynb``).
+  Every resource number this module returns is flagged ``estimate=True``; the real mapper is closed.
+
+HDF5 layout read here (lava-internals.md section 3.1): top group ``layer`` with children ``'0'``, ``'1'``, ... each
+holding ``type`` (e.g. ``[b'dense']``), ``shape`` ([C, H, W] or [F]), ``weight`` (float32 even integers), optional
+``delay``, ``bias`` and a ``neuron/`` group. CUBA neuron keys: iDecay, vDecay, vThMant, refDelay, gradedSpike.
+ILIF neuron keys: iDecay, vDecay, cDecay, mDecay, vThMant, inhibition, mpiu, ciu, refDelay, gradedSpike.
+
+Dependencies: numpy and h5py (plus the numpy-only fan-out helper of :mod:`ilif_lava.metrics`).
+"""
+from __future__ import annotations
+
+import json
+import math
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
+
+import h5py
+import numpy as np
+
+from ilif_lava.metrics import fan_out_conv
+
+
+# ---------------------------------------------------------------------------------------------------------
+# limits
+# ---------------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Limit:
+    """Allowed integer range of one parameter; ``ref`` = max(|lo|, |hi|) is the reference for headroom."""
+
+    name: str
+    lo: int
+    hi: int
+    integer: bool = True
+    even: bool = False
+    source: str = ""
+
+    @property
+    def ref(self) -> int:
+        return max(abs(self.lo), abs(self.hi))
+
+
+# Synaptic weight mantissa: Lava Dense ``weights`` precision=8, clipped to [-256, 255] in mixed sign mode; netx
+# exports ``w * 64`` as even integers in [-256, 254] (lava-internals.md 5.2, 5.3, 6.1). A per-layer weight
+# exponent scales it further (not stored in our files).
+WEIGHT_LIMIT = Limit("8-bit weight mantissa, even", -256, 254, integer=True, even=True,
+                     source="lava proc/dense/models.py weights precision=8; lava-internals.md 5.2, 6.1")
+# Decays: du, dv are uint16 with precision=12; 4096 is reachable for the current through the +1 offset
+# (effective u decay = du + 1). ILIF's cDecay and mDecay use the same 12-bit convention (lava-internals.md 5.1).
+DECAY_LIMIT = Limit("12-bit decay", 0, 4096, source="lava proc/lif/models.py du, dv precision=12; lava-internals.md 5.1")
+# Threshold mantissa: vth int32 precision=17 (0 .. 131071); effective threshold vth << 6 (lava-internals.md 5.1).
+VTH_MANT_LIMIT = Limit("17-bit threshold mantissa", 0, 2 ** 17 - 1,
+                       source="lava proc/lif/models.py vth precision=17; lava-internals.md 5.1")
+# Bias mantissa: int16 precision=13 (-4096 .. 4095), with a 3-bit exponent (netx uses bias_exp = 6).
+BIAS_LIMIT = Limit("13-bit bias mantissa", -4096, 4095,
+                   source="lava proc/lif/models.py bias_mant precision=13; lava-internals.md 5.1, 6.1")
+# Axonal delay: at most 62 steps (netx clamps; slayer Delay(max_delay=62)) (lava-internals.md 6.1).
+DELAY_LIMIT = Limit("axonal delay <= 62", 0, 62, source="slayer Delay(max_delay=62), netx; lava-internals.md 6.1")
+# Neuron states u, v (and ILIF's c, m): 24-bit; v saturates at +-(2**23 - 1), u wraps (lava-internals.md 5.1).
+STATE_LIMIT = Limit("24-bit state", -(2 ** 23 - 1), 2 ** 23 - 1,
+                    source="lava proc/lif/models.py u, v precision=24, uv_bitwidth=24; lava-internals.md 5.1")
+
+STATE_BITS = 24
+WEIGHT_BITS = 8
+
+# Per-core and per-chip capacities. ALL ARE ESTIMATES (lava-internals.md 6.1):
+# * up to ~8 K neurons per core: secondary sources (summaries of the Intel Loihi 2 brief); an upper bound.
+NEURONS_PER_CORE_MAX = 8192
+# * 2048 .. 3168 neurons per core observed for PilotNet LIF conv layers in the public benchmark notebook.
+NEURONS_PER_CORE_OBSERVED_CONV = (2048, 3168)
+# * synaptic memory register seen in the same notebook's compiler log: ``registers[SynMem]=12000``.
+SYNMEM_WORDS_PER_CORE = 12000
+# * ~128 KB of flexibly partitioned SRAM per core: secondary sources.
+SRAM_BYTES_PER_CORE = 128 * 1024
+# * Stored synapses per SynMem word: our calibration, not a documented figure. In the PilotNet log a dense layer
+#   with 2560 inputs ends at 8 neurons per core after ``allocation=61440 ... max_ratio=6``; 61440 words hold
+#   48 neurons * 2560 inputs at 2 synapses per word, and 48 / 6 = 8 neurons per core, matching the table.
+SYNAPSES_PER_WORD = 2
+# * Chip: 128 neuro-cores, up to 1 M neurons and 120 M synapses (Intel newsroom / Loihi 2 brief, 2021).
+CHIP_CORES = 128
+CHIP_NEURONS = 1_000_000
+CHIP_SYNAPSES = 120_000_000
+# Neuron state words the per-core neuron cap refers to (CUBA/LIF: u and v).
+REFERENCE_STATE_WORDS = 2
+
+# Integer inhibition functions (shift/add only) with a fixed-point model; mirrors fixed_point.INHIBITIONS.
+INTEGER_INHIBITIONS = ("plan",)
+
+LAYER_KEY_LIMITS: Dict[str, Limit] = {
+    "weight": WEIGHT_LIMIT, "weight/real": WEIGHT_LIMIT, "weight/imag": WEIGHT_LIMIT, "weight_rec": WEIGHT_LIMIT,
+    "bias": BIAS_LIMIT, "delay": DELAY_LIMIT,
+}
+NEURON_KEY_LIMITS: Dict[str, Limit] = {
+    "iDecay": DECAY_LIMIT, "vDecay": DECAY_LIMIT, "cDecay": DECAY_LIMIT, "mDecay": DECAY_LIMIT,
+    "vThMant": VTH_MANT_LIMIT,
+}
+REQUIRED_NEURON_KEYS: Dict[str, Tuple[str, ...]] = {
+    "CUBA": ("iDecay", "vDecay", "vThMant"),
+    "ILIF": ("iDecay", "vDecay", "cDecay", "mDecay", "vThMant", "inhibition"),
+}
+KNOWN_LAYER_TYPES = ("input", "dense", "dense_rec", "conv", "pool", "flatten", "average", "concat")
+STATE_NAMES = ("u", "v", "c", "m")
+
+
+class Loihi2ConstraintError(ValueError):
+    """A network violates a Loihi 2 parameter/state limit or the core budget."""
+
+
+# ---------------------------------------------------------------------------------------------------------
+# findings
+# ---------------------------------------------------------------------------------------------------------
+@dataclass
+class Finding:
+    """Result of checking one parameter (or state) of one layer against its limit.
+
+    ``headroom_bits`` = log2(limit_ref / max|value|): 0 at the limit, negative when exceeded, ``inf`` when all
+    values are zero, ``nan`` when not applicable (e.g. strings).
+    """
+
+    layer: int
+    key: str
+    value_min: Optional[float]
+    value_max: Optional[float]
+    limit_min: Optional[float]
+    limit_max: Optional[float]
+    headroom_bits: float
+    ok: bool
+    message: str
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {k: _jsonable(v) for k, v in asdict(self).items()}
+
+
+def _jsonable(v: Any) -> Any:
+    if isinstance(v, (np.generic,)):
+        v = v.item()
+    if isinstance(v, float) and not math.isfinite(v):
+        return None if math.isnan(v) else ("inf" if v > 0 else "-inf")
+    if isinstance(v, (list, tuple)):
+        return [_jsonable(x) for x in v]
+    if isinstance(v, dict):
+        return {str(k): _jsonable(x) for k, x in v.items()}
+    return v
+
+
+def headroom_bits(max_abs: float, ref: float) -> float:
+    """log2(ref / max_abs); ``inf`` when max_abs == 0."""
+    if max_abs == 0:
+        return math.inf
+    return math.log2(float(ref) / float(max_abs))
+
+
+def check_values(layer: int, key: str, values: Any, limit: Limit) -> Finding:
+    """Check an array of values against ``limit``: range, integer-ness and (for weights) evenness."""
+    v = np.asarray(values, dtype=np.float64).ravel()
+    if v.size == 0:
+        return Finding(layer, key, None, None, limit.lo, limit.hi, math.inf, True, f"layer {layer} {key}: empty")
+    problems: List[str] = []
+    finite = np.isfinite(v)
+    if not finite.all():
+        problems.append(f"{int((~finite).sum())} non-finite value(s)")
+        v = v[finite]
+    if v.size == 0:
+        return Finding(layer, key, None, None, limit.lo, limit.hi, math.nan, False,
+                       f"layer {layer} {key}: all values non-finite")
+    vmin, vmax = float(v.min()), float(v.max())
+    head = headroom_bits(float(np.abs(v).max()), limit.ref)
+    n_out = int(((v < limit.lo) | (v > limit.hi)).sum())
+    if n_out:
+        problems.append(f"{n_out} value(s) outside [{limit.lo}, {limit.hi}]")
+    if limit.integer:
+        nonint = v != np.round(v)
+        if nonint.any():
+            problems.append(f"{int(nonint.sum())} non-integer value(s), e.g. {float(v[nonint][0]):g}")
+        if limit.even:
+            odd = (~nonint) & (np.mod(v, 2) != 0)
+            if odd.any():
+                problems.append(f"{int(odd.sum())} odd value(s), e.g. {float(v[odd][0]):g} (must be even)")
+    msg = (f"layer {layer} {key}: {vmin:g}..{vmax:g} vs [{limit.lo}, {limit.hi}] ({limit.name}), "
+           f"headroom {head:.2f} bits")
+    if problems:
+        msg += "; " + "; ".join(problems)
+    return Finding(layer, key, vmin, vmax, float(limit.lo), float(limit.hi), head, not problems, msg)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# HDF5 reading
+# ---------------------------------------------------------------------------------------------------------
+PathOrH5 = Union[str, Path, h5py.File, h5py.Group]
+
+
+@contextmanager
+def _open_layers(path_or_h5: PathOrH5) -> Iterator[h5py.Group]:
+    """Yield the ``layer`` group of a path, an open file or a group (the ``layer`` group itself is accepted)."""
+    if isinstance(path_or_h5, (str, Path)):
+        with h5py.File(path_or_h5, "r") as f:
+            yield f["layer"]
+        return
+    g = path_or_h5
+    yield g["layer"] if "layer" in g else g
+
+
+def _layer_items(layers: h5py.Group) -> List[Tuple[int, h5py.Group]]:
+    return sorted(((int(k), layers[k]) for k in layers.keys()), key=lambda kv: kv[0])
+
+
+def _as_str(v: Any) -> str:
+    """Decode ``[b'dense']``, ``b'dense'``, ``np.bytes_`` or ``str`` to ``'dense'``."""
+    if isinstance(v, np.ndarray):
+        v = v.ravel()[0] if v.size else ""
+    if isinstance(v, (bytes, np.bytes_)):
+        return bytes(v).decode("ascii", "ignore").strip("\x00")
+    return str(v)
+
+
+def _read(g: h5py.Group, key: str) -> Any:
+    return g[key][()] if key in g else None
+
+
+def _layer_type(g: h5py.Group) -> str:
+    return _as_str(_read(g, "type")).lower() if "type" in g else ""
+
+
+def _neuron_type(g: h5py.Group) -> Optional[str]:
+    if "neuron" not in g or not isinstance(g["neuron"], h5py.Group):
+        return None
+    n = g["neuron"]
+    return _as_str(n["type"][()]).upper() if "type" in n else "CUBA"
+
+
+def _ints(v: Any) -> Tuple[int, ...]:
+    return tuple(int(x) for x in np.asarray(v).ravel())
+
+
+# ---------------------------------------------------------------------------------------------------------
+# parameter and state checks
+# ---------------------------------------------------------------------------------------------------------
+def check_parameters(path_or_h5: PathOrH5) -> List[Finding]:
+    """Check every layer parameter of a netx HDF5 file against its Loihi 2 bit width and range.
+
+    Returns one :class:`Finding` per (layer, key) present: weights (even integers in [-256, 254]), bias (13-bit),
+    delay (<= 62), neuron decays (integers in [0, 4096]), vThMant (0 .. 2**17 - 1), ILIF ``inhibition``
+    (must have an integer form), plus findings for missing required neuron keys and unknown types.
+    Keys are paths relative to the layer group (``'weight'``, ``'neuron/vDecay'``).
+    """
+    findings: List[Finding] = []
+    with _open_layers(path_or_h5) as layers:
+        for idx, g in _layer_items(layers):
+            ltype = _layer_type(g)
+            if ltype not in KNOWN_LAYER_TYPES:
+                findings.append(Finding(idx, "type", None, None, None, None, math.nan, False,
+                                        f"layer {idx}: unknown layer type {ltype!r}"))
+            for key, lim in LAYER_KEY_LIMITS.items():
+                if key in g and isinstance(g[key], h5py.Dataset):
+                    findings.append(check_values(idx, key, g[key][()], lim))
+            if "neuron" in g and isinstance(g["neuron"], h5py.Group):
+                findings.extend(_check_neuron(idx, g["neuron"]))
+    return findings
+
+
+def _check_neuron(idx: int, n: h5py.Group) -> List[Finding]:
+    out: List[Finding] = []
+    ntype = _as_str(n["type"][()]).upper() if "type" in n else "CUBA"
+    if ntype not in REQUIRED_NEURON_KEYS:
+        out.append(Finding(idx, "neuron/type", None, None, None, None, math.nan, False,
+                           f"layer {idx}: neuron type {ntype!r} has no known Loihi 2 / fixed-point model"))
+    for key in REQUIRED_NEURON_KEYS.get(ntype, ()):
+        if key not in n:
+            out.append(Finding(idx, f"neuron/{key}", None, None, None, None, math.nan, False,
+                               f"layer {idx}: {ntype} neuron is missing '{key}'"))
+    for key, lim in NEURON_KEY_LIMITS.items():
+        if key in n:
+            out.append(check_values(idx, f"neuron/{key}", n[key][()], lim))
+    if "inhibition" in n:
+        name = _as_str(n["inhibition"][()]).lower()
+        ok = name in INTEGER_INHIBITIONS
+        msg = (f"layer {idx} neuron/inhibition: {name!r}"
+               + ("" if ok else f" has no shift/add integer form (use one of {INTEGER_INHIBITIONS})"))
+        out.append(Finding(idx, "neuron/inhibition", None, None, None, None, math.nan, ok, msg))
+    return out
+
+
+def check_state_ranges(state_maxabs: Mapping[Tuple[int, str], Union[int, float]]) -> List[Finding]:
+    """Recorded max |state| per (layer index, state name in u/v/c/m) against the 24-bit range (2**23 - 1).
+
+    Exceeding it means ``u`` would wrap and ``v``, ``c``, ``m`` would saturate on Loihi (and in the Lava model).
+    ``value_min`` is ``None`` (only the magnitude is recorded).
+    """
+    out: List[Finding] = []
+    for (layer, name), maxabs in sorted(state_maxabs.items(), key=lambda kv: (int(kv[0][0]), str(kv[0][1]))):
+        if name not in STATE_NAMES:
+            raise ValueError(f"unknown state {name!r} for layer {layer}; expected one of {STATE_NAMES}")
+        m = abs(float(maxabs))
+        head = headroom_bits(m, STATE_LIMIT.ref)
+        ok = m <= STATE_LIMIT.hi
+        effect = "wraps" if name == "u" else "saturates"
+        msg = (f"layer {layer} state/{name}: max |{name}| = {m:.0f} vs {STATE_LIMIT.hi} (24-bit), "
+               f"headroom {head:.2f} bits" + ("" if ok else f"; exceeded: {name} {effect}"))
+        out.append(Finding(int(layer), f"state/{name}", None, m, float(STATE_LIMIT.lo), float(STATE_LIMIT.hi),
+                           head, ok, msg))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------------
+# resource estimate
+# ---------------------------------------------------------------------------------------------------------
+@dataclass
+class LayerResource:
+    """Estimated Loihi 2 resources of one layer (``estimate`` is always True: the real mapper is closed).
+
+    ``fan_in``: synaptic inputs per neuron of this layer. ``fan_out_max`` / ``fan_out_mean``: neurons of the next
+    synaptic layer reached by one neuron of this layer (0 for the last). ``synapses``: ``fan_in * neurons``
+    (conv: taps on padding included). ``stored_weights``: weights held in synaptic memory (dense: in * out;
+    conv: the shared kernel, out * in / groups * kh * kw; pool: the weight array). ``synapse_words`` =
+    ceil(stored_weights / SYNAPSES_PER_WORD). ``state_words_per_neuron``: 24-bit words (CUBA: u, v; ILIF: u, v,
+    c, m, dropping c with CIU off and m with MPIU off), ``state_extra_bits_per_neuron``: ILIF's previous spike
+    (1 bit, needed by the CIU). ``cores`` = max(cores_by_neurons, cores_by_synmem).
+    """
+
+    layer: int
+    type: str
+    neuron_type: Optional[str]
+    neurons: int
+    fan_in: int
+    fan_out_max: int
+    fan_out_mean: float
+    synapses: int
+    stored_weights: int
+    weight_bits: int
+    weight_memory_bits: int
+    synapse_words: int
+    state_words_per_neuron: int
+    state_extra_bits_per_neuron: int
+    state_memory_bits: int
+    neurons_per_core: int
+    cores_by_neurons: int
+    cores_by_synmem: int
+    cores: int
+    fits_one_core: bool
+    estimate: bool = True
+    notes: str = ""
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {k: _jsonable(v) for k, v in asdict(self).items()}
+
+
+def _state_layout(g: h5py.Group) -> Tuple[int, int, str]:
+    """(24-bit state words, extra bits, note) per neuron for the layer's neuron type."""
+    ntype = _neuron_type(g)
+    if ntype is None:
+        return 0, 0, ""
+    if ntype == "ILIF":
+        n = g["neuron"]
+        mpiu = bool(np.asarray(n["mpiu"][()]).ravel()[0]) if "mpiu" in n else True
+        ciu = bool(np.asarray(n["ciu"][()]).ravel()[0]) if "ciu" in n else True
+        words = 2 + int(ciu) + int(mpiu)
+        names = "u, v" + (", c" if ciu else "") + (", m" if mpiu else "")
+        extra = 1 if ciu else 0
+        return words, extra, f"ILIF state {names}" + (" + 1-bit previous spike" if ciu else "")
+    return 2, 0, f"{ntype} state u, v"
+
+
+def _conv_fan_out_bound(out_per_group: int, kernel: Sequence[int], stride: Sequence[int],
+                        dilation: Sequence[int]) -> int:
+    """Upper bound of a conv's fan-out when the input shape is unknown (taps per axis hitting one position)."""
+    b = out_per_group
+    for k, s, d in zip(kernel, stride, dilation):
+        period = s // math.gcd(s, d)
+        b *= min(k, -(-k // period))
+    return int(b)
+
+
+def _incoming(g: h5py.Group, ltype: str, in_shape: Optional[Tuple[int, ...]],
+              in_neurons: int) -> Tuple[int, int, int, float, int, str]:
+    """(fan_in, synapses, stored_weights, fan_out_mean over inputs, fan_out_max over inputs, note) of a layer."""
+    neurons = int(np.prod(_ints(g["shape"][()]))) if "shape" in g else 0
+    note = ""
+    if ltype in ("dense", "dense_rec"):
+        fin = int(np.asarray(g["inFeatures"][()])) if "inFeatures" in g else int(np.asarray(g["weight"]).shape[-1])
+        fout = int(np.asarray(g["outFeatures"][()])) if "outFeatures" in g else neurons
+        stored = fin * fout
+        if ltype == "dense_rec":
+            fin += fout
+            stored += fout * fout
+        return fin, fin * neurons, stored, float(fout), fout, note
+    if ltype in ("conv", "pool"):
+        kernel = _ints(g["kernelSize"][()]) if "kernelSize" in g else (1, 1)
+        kernel = kernel * 2 if len(kernel) == 1 else kernel
+        stride = _ints(g["stride"][()]) if "stride" in g else (kernel if ltype == "pool" else (1, 1))
+        padding = _ints(g["padding"][()]) if "padding" in g else (0, 0)
+        dilation = _ints(g["dilation"][()]) if "dilation" in g else (1, 1)
+        stride, padding, dilation = (t * 2 if len(t) == 1 else t for t in (stride, padding, dilation))
+        if ltype == "conv":
+            cin = int(np.asarray(g["inChannels"][()]))
+            cout = int(np.asarray(g["outChannels"][()]))
+            groups = int(np.asarray(g["groups"][()])) if "groups" in g else 1
+            stored = cout * (cin // groups) * kernel[0] * kernel[1]
+        else:
+            cin = cout = int(_ints(g["shape"][()])[0])
+            groups = cin
+            stored = int(np.asarray(g["weight"][()]).size) if "weight" in g else 1
+        fin = (cin // groups) * kernel[0] * kernel[1]
+        if in_shape is not None and len(in_shape) == 3 and in_shape[0] == cin:
+            fo = fan_out_conv(in_shape, cout, kernel, stride, padding, dilation, groups)
+            fo_max, fo_mean = int(fo.max()), float(fo.mean())
+        else:
+            fo_max = _conv_fan_out_bound(cout // groups, kernel, stride, dilation)
+            fo_mean = fin * neurons / in_neurons if in_neurons else float(fo_max)
+            note = "fan-out of the inputs is a bound (input shape unknown)"
+        return fin, fin * neurons, stored, fo_mean, fo_max, note
+    return 0, 0, 0, 0.0, 0, note
+
+
+def estimate_resources(path_or_h5: PathOrH5, neurons_per_core: int = NEURONS_PER_CORE_MAX,
+                       synmem_words_per_core: int = SYNMEM_WORDS_PER_CORE,
+                       synapses_per_word: int = SYNAPSES_PER_WORD, weight_bits: int = WEIGHT_BITS,
+                       scale_by_state_words: bool = True) -> List[LayerResource]:
+    """Per-layer Loihi 2 resource estimate for every layer with neurons (flatten layers are skipped).
+
+    ``neurons_per_core`` is the cap for a CUBA neuron (2 state words); with ``scale_by_state_words`` it is scaled
+    by ``REFERENCE_STATE_WORDS / state_words`` (ILIF with 4 words: half). Estimated cores =
+    max(ceil(neurons / neurons_per_core), ceil(synapse_words / synmem_words_per_core)). All numbers are
+    estimates: 8192 neurons/core is a secondary-source upper bound (PilotNet conv layers were observed at
+    2048-3168), 12000 SynMem words/core is the register value in the PilotNet benchmark notebook's compiler
+    log, and 2 synapses/word is our calibration to that log (see the constants above).
+    """
+    rows: List[Dict[str, Any]] = []
+    with _open_layers(path_or_h5) as layers:
+        prev_shape: Optional[Tuple[int, ...]] = None
+        prev_neurons = 0
+        for idx, g in _layer_items(layers):
+            ltype = _layer_type(g)
+            shape = _ints(g["shape"][()]) if "shape" in g else ()
+            neurons = int(np.prod(shape)) if shape else 0
+            if ltype == "flatten":
+                prev_shape = (int(np.prod(prev_shape)),) if prev_shape else shape
+                continue
+            fin, syn, stored, fo_mean_in, fo_max_in, note = _incoming(g, ltype, prev_shape, prev_neurons)
+            words, extra, snote = _state_layout(g)
+            rows.append(dict(layer=idx, type=ltype, neuron_type=_neuron_type(g), neurons=neurons, fan_in=fin,
+                             synapses=syn, stored_weights=stored, words=words, extra=extra,
+                             notes="; ".join(x for x in (snote, note) if x),
+                             in_fo=(fo_max_in, fo_mean_in)))
+            prev_shape, prev_neurons = shape, neurons
+
+    out: List[LayerResource] = []
+    for i, r in enumerate(rows):
+        nxt = rows[i + 1]["in_fo"] if i + 1 < len(rows) else (0, 0.0)
+        words = r["words"]
+        npc = int(neurons_per_core)
+        if scale_by_state_words and words > REFERENCE_STATE_WORDS:
+            npc = max(1, (npc * REFERENCE_STATE_WORDS) // words)
+        syn_words = -(-r["stored_weights"] // int(synapses_per_word))
+        c_n = -(-r["neurons"] // npc) if r["neurons"] else 0
+        c_s = -(-syn_words // int(synmem_words_per_core)) if syn_words else 0
+        cores = max(c_n, c_s)
+        out.append(LayerResource(
+            layer=r["layer"], type=r["type"], neuron_type=r["neuron_type"], neurons=r["neurons"], fan_in=r["fan_in"],
+            fan_out_max=int(nxt[0]), fan_out_mean=float(nxt[1]), synapses=r["synapses"],
+            stored_weights=r["stored_weights"], weight_bits=int(weight_bits),
+            weight_memory_bits=r["stored_weights"] * int(weight_bits), synapse_words=syn_words,
+            state_words_per_neuron=words, state_extra_bits_per_neuron=r["extra"],
+            state_memory_bits=r["neurons"] * (words * STATE_BITS + r["extra"]), neurons_per_core=npc,
+            cores_by_neurons=c_n, cores_by_synmem=c_s, cores=cores, fits_one_core=cores <= 1, estimate=True,
+            notes=r["notes"]))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------------
+# report
+# ---------------------------------------------------------------------------------------------------------
+@dataclass
+class Loihi2Report:
+    """Parameter/state findings plus the resource estimate of one network."""
+
+    path: str
+    findings: List[Finding]
+    state_findings: List[Finding] = field(default_factory=list)
+    resources: List[LayerResource] = field(default_factory=list)
+    max_cores: Optional[int] = None
+    neurons_per_core: int = NEURONS_PER_CORE_MAX
+    synmem_words_per_core: int = SYNMEM_WORDS_PER_CORE
+
+    @property
+    def failures(self) -> List[Finding]:
+        return [f for f in self.findings + self.state_findings if not f.ok]
+
+    @property
+    def total_neurons(self) -> int:
+        return sum(r.neurons for r in self.resources)
+
+    @property
+    def total_synapses(self) -> int:
+        return sum(r.synapses for r in self.resources)
+
+    @property
+    def total_cores(self) -> int:
+        return sum(r.cores for r in self.resources)
+
+    @property
+    def cores_ok(self) -> bool:
+        return self.max_cores is None or self.total_cores <= self.max_cores
+
+    @property
+    def ok(self) -> bool:
+        return not self.failures and self.cores_ok
+
+    def to_dict(self) -> Dict[str, Any]:
+        """JSON-able dict (infinite headroom is written as the string ``"inf"``, n/a as ``None``)."""
+        return {
+            "path": self.path,
+            "ok": self.ok,
+            "estimate": True,
+            "total_neurons": self.total_neurons,
+            "total_synapses": self.total_synapses,
+            "total_cores": self.total_cores,
+            "max_cores": self.max_cores,
+            "cores_ok": self.cores_ok,
+            "chip_cores": CHIP_CORES,
+            "neurons_per_core": self.neurons_per_core,
+            "synmem_words_per_core": self.synmem_words_per_core,
+            "findings": [f.to_dict() for f in self.findings],
+            "state_findings": [f.to_dict() for f in self.state_findings],
+            "resources": [r.to_dict() for r in self.resources],
+        }
+
+    def to_json(self, **kw: Any) -> str:
+        return json.dumps(self.to_dict(), **kw)
+
+    def to_markdown(self) -> str:
+        """Markdown summary: verdict, findings table, resource table (estimates)."""
+        def fmt(x: Any) -> str:
+            if x is None:
+                return "-"
+            if isinstance(x, float):
+                if math.isnan(x):
+                    return "-"
+                if math.isinf(x):
+                    return "inf"
+                return f"{x:.2f}" if x != int(x) else f"{int(x)}"
+            return str(x)
+
+        lines = [f"# Loihi 2 check: {self.path}", "",
+                 f"**{'OK' if self.ok else 'FAIL'}**: {len(self.failures)} failing finding(s); estimated cores "
+                 f"{self.total_cores}" + (f" (budget {self.max_cores})" if self.max_cores is not None else "")
+                 + f", chip has {CHIP_CORES}. Resource numbers are estimates.", "",
+                 "| layer | key | min | max | limit min | limit max | headroom bits | ok |",
+                 "|---|---|---|---|---|---|---|---|"]
+        for f in self.findings + self.state_findings:
+            lines.append(f"| {f.layer} | {f.key} | {fmt(f.value_min)} | {fmt(f.value_max)} | {fmt(f.limit_min)} | "
+                         f"{fmt(f.limit_max)} | {fmt(f.headroom_bits)} | {'yes' if f.ok else '**NO**'} |")
+        lines += ["", "| layer | type | neuron | neurons | fan-in | fan-out max | synapses | stored weights | "
+                  "SynMem words | state words | neurons/core | cores (est.) |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+        for r in self.resources:
+            lines.append(f"| {r.layer} | {r.type} | {r.neuron_type or '-'} | {r.neurons} | {r.fan_in} | "
+                         f"{r.fan_out_max} | {r.synapses} | {r.stored_weights} | {r.synapse_words} | "
+                         f"{r.state_words_per_neuron}{'+1b' if r.state_extra_bits_per_neuron else ''} | "
+                         f"{r.neurons_per_core} | {r.cores} |")
+        return "\n".join(lines) + "\n"
+
+
+def check_network(path: PathOrH5, state_maxabs: Optional[Mapping[Tuple[int, str], Union[int, float]]] = None,
+                  max_cores: Optional[int] = None, **resource_kwargs: Any) -> Loihi2Report:
+    """Run :func:`check_parameters`, :func:`check_state_ranges` (when ``state_maxabs`` is given) and
+    :func:`estimate_resources` (``resource_kwargs`` are passed on). ``report.ok`` is False on any failing finding
+    or when the estimated total cores exceed ``max_cores``."""
+    findings = check_parameters(path)
+    states = check_state_ranges(state_maxabs) if state_maxabs else []
+    resources = estimate_resources(path, **resource_kwargs)
+    name = str(path) if isinstance(path, (str, Path)) else str(getattr(path, "filename", path))
+    return Loihi2Report(path=name, findings=findings, state_findings=states, resources=resources,
+                        max_cores=max_cores,
+                        neurons_per_core=int(resource_kwargs.get("neurons_per_core", NEURONS_PER_CORE_MAX)),
+                        synmem_words_per_core=int(resource_kwargs.get("synmem_words_per_core",
+                                                                      SYNMEM_WORDS_PER_CORE)))
+
+
+def assert_fits(report: Loihi2Report) -> None:
+    """Raise :class:`Loihi2ConstraintError` listing each failing layer/key with its numbers (and the core budget)."""
+    if report.ok:
+        return
+    lines = [f.message for f in report.failures]
+    if not report.cores_ok:
+        per_layer = ", ".join(f"layer {r.layer}: {r.cores}" for r in report.resources if r.cores)
+        lines.append(f"estimated cores {report.total_cores} > max_cores {report.max_cores} ({per_layer})")
+    raise Loihi2ConstraintError(f"{report.path} does not fit Loihi 2 constraints:\n  " + "\n  ".join(lines))

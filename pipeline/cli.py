@@ -1,0 +1,200 @@
+"""``ilif-lava``: the command line. Parses arguments and calls the stage functions; no logic of its own.
+
+Invalid values give a one-line error and exit code 2 (no traceback).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import ilif_lava  # noqa: F401  (Lava Python 3.11 shim first)
+
+NEURON_CHOICES = ("ILIF", "MPIU", "CIU", "LIF", "PLIF", "IPLIF", "CUBA")
+
+
+def _positive_int(v: str) -> int:
+    try:
+        n = int(v)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {v!r}") from None
+    if n <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {v}")
+    return n
+
+
+def _nonneg_int(v: str) -> int:
+    n = int(v)
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {v}")
+    return n
+
+
+def _unit_float(v: str) -> float:
+    x = float(v)
+    if not 0.0 <= x <= 1.0:
+        raise argparse.ArgumentTypeError(f"expected a value in [0, 1], got {v}")
+    return x
+
+
+def _positive_float(v: str) -> float:
+    x = float(v)
+    if not x > 0:
+        raise argparse.ArgumentTypeError(f"expected a value > 0, got {v}")
+    return x
+
+
+def _existing(v: str) -> Path:
+    p = Path(v)
+    if not p.exists():
+        raise argparse.ArgumentTypeError(f"{v}: no such file or folder")
+    return p
+
+
+def _add_train_args(p: argparse.ArgumentParser) -> None:
+    from training.datasets import DATASETS
+    g = p.add_argument_group("data")
+    g.add_argument("--dataset", choices=DATASETS, default="digits",
+                   help="digits (sklearn, offline, default), nmnist, pokerdvs (offline from --data-dir or "
+                        "../shared/data), dvsgesture, cifar10dvs (tonic download)")
+    g.add_argument("--data-dir", default=None, help="folder with the dataset files (default: $ILIF_LAVA_DATA, "
+                                                    "then ../shared/data)")
+    g.add_argument("-T", "--time-bins", type=_positive_int, default=None, help="time steps per sample")
+    g.add_argument("--limit-train", type=_positive_int, default=None, help="use only the first N training samples")
+    g.add_argument("--limit-test", type=_positive_int, default=None, help="use only the first N test samples")
+    g = p.add_argument_group("network")
+    g.add_argument("--arch", choices=("mlp", "cnn", "vgg11"), default="mlp")
+    g.add_argument("--neuron", choices=NEURON_CHOICES, default="ILIF",
+                   help="ILIF variant (paper Table 2/3) or stock lava-dl CUBA-LIF")
+    g.add_argument("--hidden", type=_positive_int, default=None, help="hidden width (VGG-11: width scale x/512)")
+    g.add_argument("--tau", type=float, default=None, help="membrane time constant, lambda = 1 - 1/tau (>= 1)")
+    g.add_argument("--kappa", type=_unit_float, default=None, help="CIU decay (paper 0.03)")
+    g.add_argument("--threshold", type=_positive_float, default=None, help="firing threshold (float units)")
+    g.add_argument("--inhibition", choices=("plan", "sigmoid"), default=None,
+                   help="inhibition function; 'plan' trains exactly what fixed point deploys")
+    g.add_argument("--surrogate", choices=("rectangle", "exp", "sigmoid"), default=None)
+    g = p.add_argument_group("training")
+    g.add_argument("--epochs", type=_nonneg_int, default=None, help="float training epochs")
+    g.add_argument("--qat-epochs", type=_nonneg_int, default=None, help="quantization-aware fine-tuning epochs")
+    g.add_argument("--batch-size", type=_positive_int, default=None)
+    g.add_argument("--lr", type=_positive_float, default=None)
+    g.add_argument("--optimizer", choices=("adam", "sgd"), default=None, help="sgd = momentum 0.9 (paper)")
+    g.add_argument("--loss", choices=("rate", "tet", "count"), default=None,
+                   help="count (default): slayer-style spike-rate MSE; rate: CE on spike rates; tet: the paper's TET-style loss")
+    g.add_argument("--seed", type=int, default=None)
+    g.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:1 ...")
+
+
+def _config(args: argparse.Namespace):
+    from pipeline.recipes import recipe
+    from training.train import TrainConfig
+    base = recipe(args.dataset, args.arch)
+    over = {k: v for k, v in {"time_bins": args.time_bins, "limit_train": args.limit_train,
+                              "limit_test": args.limit_test, "hidden": args.hidden, "epochs": args.epochs,
+                              "qat_epochs": args.qat_epochs, "batch_size": args.batch_size, "lr": args.lr,
+                              "optimizer": args.optimizer, "loss": args.loss, "seed": args.seed}.items()
+            if v is not None}
+    neuron_over = dict(base.get("neuron_overrides", {}))
+    neuron_over.update({k: v for k, v in {"tau": args.tau, "kappa": args.kappa, "threshold": args.threshold,
+                                          "inhibition": args.inhibition, "surrogate": args.surrogate}.items()
+                        if v is not None})
+    if args.neuron == "CUBA":
+        neuron_over = {k: v for k, v in neuron_over.items() if k == "threshold"}
+    cfg = TrainConfig(**{**base, **over, "dataset": args.dataset, "data_dir": args.data_dir, "arch": args.arch,
+                         "neuron": args.neuron, "neuron_overrides": neuron_over, "device": args.device})
+    cfg.validate()
+    return cfg
+
+
+def _run_dir(args: argparse.Namespace) -> Path:
+    if getattr(args, "run_dir", None):
+        return Path(args.run_dir)
+    return Path("runs") / f"{args.dataset}-{args.neuron.lower()}-{args.arch}"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(
+        prog="ilif-lava",
+        description="Train ILIF spiking networks with lava-dl SLAYER blocks, export netx HDF5, run them bit-exact "
+                    "in Lava fixed point (CPU), check Loihi 2 limits and compare float vs deployed. "
+                    "Each stage works on files the previous stage wrote in a run folder.")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+
+    p = sub.add_parser("pipeline", help="train -> QAT -> export -> Lava -> compare report (the main job)",
+                       description="Run every stage and write <run-dir>/report/ (report.md, report.json, PNGs).")
+    _add_train_args(p)
+    p.add_argument("--run-dir", default=None, help="output folder (default runs/<dataset>-<neuron>-<arch>)")
+    p.add_argument("--baseline", default="lif", help="train this neuron with the same recipe for comparison "
+                                                     "(default lif; 'none' to skip)")
+    p.add_argument("--force", action="store_true", help="export even if the Loihi 2 checks fail")
+    p.add_argument("--state-samples", type=_nonneg_int, default=2,
+                   help="test samples whose states (u, v, CIU, MPIU) Lava records step by step (slow)")
+
+    p = sub.add_parser("train", help="train a network (float, then QAT); resumable",
+                       description="Writes <run-dir>/train/{model.pt,checkpoint.pt,log.jsonl,config.json}.")
+    _add_train_args(p)
+    p.add_argument("--run-dir", default=None)
+    p.add_argument("--no-resume", action="store_true", help="start over even if a checkpoint exists")
+
+    p = sub.add_parser("export", help="export a trained model to netx HDF5 with Loihi 2 checks")
+    p.add_argument("run_dir", type=_existing, help="run folder holding train/model.pt")
+    p.add_argument("--force", action="store_true", help="write the file even if the Loihi 2 checks fail")
+
+    p = sub.add_parser("simulate", help="run an exported network in Lava (CPU, fixed_pt) on the test split")
+    p.add_argument("run_dir", type=_existing, help="run folder (train/config.json says which data)")
+    p.add_argument("--net", type=_existing, default=None, help="HDF5 file (default <run-dir>/network.net)")
+    p.add_argument("--limit", type=_positive_int, default=None, help="first N test samples only")
+    p.add_argument("--state-samples", type=_nonneg_int, default=2, help="samples whose states are recorded")
+
+    p = sub.add_parser("compare", help="compare float / quantized / Lava and write the report")
+    p.add_argument("run_dir", type=_existing)
+    p.add_argument("--baseline-dir", type=_existing, default=None, help="run folder of a baseline network")
+    p.add_argument("--device", default="auto")
+
+    p = sub.add_parser("check", help="Loihi 2 constraint checks and resource estimate of an HDF5 file")
+    p.add_argument("net", type=_existing)
+    p.add_argument("--json", action="store_true", help="print JSON instead of Markdown")
+    return ap
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    ap = build_parser()
+    args = ap.parse_args(argv)
+    try:
+        return _dispatch(args)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except (ValueError, FileNotFoundError) as exc:  # bad input: one line, exit code 2
+        print(f"ilif-lava {args.cmd}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    from pipeline import run
+    if args.cmd == "pipeline":
+        cfg = _config(args)
+        base = None if str(args.baseline).lower() == "none" else args.baseline
+        run.run_pipeline(cfg, _run_dir(args), baseline=base, force=args.force, state_samples=args.state_samples)
+    elif args.cmd == "train":
+        cfg = _config(args)
+        print(run.stage_train(cfg, _run_dir(args), resume=not args.no_resume))
+    elif args.cmd == "export":
+        run.stage_export(args.run_dir, force=args.force)
+    elif args.cmd == "simulate":
+        run.stage_simulate(args.run_dir, net_path=args.net, limit=args.limit, state_samples=args.state_samples)
+    elif args.cmd == "compare":
+        rep = run.stage_compare(args.run_dir, baseline_dir=args.baseline_dir, device=args.device)
+        print(json.dumps({"accuracy": rep["accuracy"], "prediction_agreement": rep["prediction_agreement"]}))
+    elif args.cmd == "check":
+        from ilif_lava import loihi2
+        rep = loihi2.check_network(args.net)
+        print(rep.to_json(indent=2) if args.json else rep.to_markdown())
+        return 0 if rep.ok else 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

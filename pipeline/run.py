@@ -1,0 +1,216 @@
+"""The pipeline stages as functions working on files in a run folder, so users can stop and resume anywhere.
+
+Run folder layout (default ``runs/<dataset>-<neuron>``):
+  train/            model.pt, checkpoint.pt, log.jsonl, config.json   (stage ``train``)
+  network.net       netx HDF5 + network.net.loihi2.json               (stage ``export``)
+  lava_test.npz     Lava spikes per layer (+ states of a few samples)  (stage ``simulate``)
+  report/           report.md, report.json, *.png                      (stage ``compare``)
+  baseline-lif/     the LIF baseline trained with the same recipe      (``--baseline lif``)
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+import numpy as np
+import torch
+
+from ilif_lava import fixed_point as fx
+from ilif_lava import loihi2
+from export.export_net import export_model
+from simulations.activity import network_activity
+from simulations.compare import (align_lava_states, first_divergence, lsb_error_histogram, prediction_agreement,
+                                 spike_agreement)
+from simulations.lava_run import run_network
+from simulations.report import write_report
+from training.datasets import load_split
+from training.losses import predict
+from training.train import TrainConfig, load_model, pick_device, train
+
+
+def _flat(s: torch.Tensor) -> np.ndarray:
+    """[N, C, H, W, T] or [N, F, T] -> [N, neurons, T] numpy."""
+    return s.detach().cpu().reshape(s.shape[0], -1, s.shape[-1]).numpy()
+
+
+def stage_train(cfg: TrainConfig, run_dir: Path, resume: bool = True, progress: bool = True) -> Path:
+    return train(cfg, Path(run_dir) / "train", resume=resume, progress=progress)
+
+
+def stage_export(run_dir: Path, force: bool = False, max_cores: Optional[int] = None) -> Path:
+    model = load_model(Path(run_dir) / "train" / "model.pt")
+    path, report = export_model(model, Path(run_dir) / "network.net", force=force, max_cores=max_cores)
+    print(f"exported {path} ({report.total_neurons} neurons, est. {report.total_cores} Loihi 2 cores; "
+          f"checks {'passed' if report.ok else 'FAILED (forced)'})")
+    return path
+
+
+def _test_inputs(cfg: TrainConfig, limit: Optional[int]):
+    ds = load_split(cfg.dataset, "test", time_bins=cfg.time_bins, data_dir=cfg.data_dir,
+                    limit=limit if limit is not None else cfg.limit_test)
+    return ds.tensors()
+
+
+def stage_simulate(run_dir: Path, net_path: Optional[Path] = None, limit: Optional[int] = None,
+                   state_samples: int = 2, progress: bool = True) -> Path:
+    """Run the exported network in Lava (fixed_pt) on the test split; record states of ``state_samples`` samples."""
+    run_dir = Path(run_dir)
+    cfg = TrainConfig(**json.loads((run_dir / "train" / "config.json").read_text()))
+    x, y = _test_inputs(cfg, limit)
+    net_path = Path(net_path) if net_path else run_dir / "network.net"
+    t0 = time.time()
+    res = run_network(net_path, x.numpy(), progress=progress)
+    wall = time.time() - t0
+    arrays: Dict[str, np.ndarray] = {f"spikes_{i}": s for i, s in enumerate(res.spikes)}
+    if state_samples > 0:
+        st = run_network(net_path, x[:state_samples].numpy(), record_states=True)
+        for layer, per in st.states.items():
+            for k, arr in per.items():
+                arrays[f"state_{layer}_{k}"] = arr
+    out = run_dir / "lava_test.npz"
+    tmp = out.with_name("lava_test.tmp.npz")
+    np.savez_compressed(tmp, labels=y.numpy(), pred=predict(res.spikes[-1]), wall_s=wall, steps=x.shape[-1],
+                        **arrays)
+    tmp.replace(out)
+    print(f"Lava fixed_pt: {x.shape[0]} samples x {x.shape[-1]} steps in {wall:.1f} s "
+          f"({1000 * wall / (x.shape[0] * x.shape[-1]):.2f} ms/step)")
+    return out
+
+
+def _load_lava(path: Path):
+    z = np.load(path)
+    n_layers = len([k for k in z.files if k.startswith("spikes_")])
+    spikes = [z[f"spikes_{i}"] for i in range(n_layers)]
+    states: Dict[int, Dict[str, np.ndarray]] = {}
+    for k in z.files:
+        if k.startswith("state_"):
+            _, layer, name = k.split("_")
+            states.setdefault(int(layer), {})[name] = z[k]
+    return spikes, states, z
+
+
+def _engine(model, x: torch.Tensor, device: torch.device, quantized: bool, record: bool, batch: int = 64):
+    """Spikes per layer [N, neurons, T] (numpy) and, with ``record``, states of the first batch."""
+    model.set_quantized(quantized)
+    model.eval()
+    model.to(device)
+    spikes: Optional[List[np.ndarray]] = None
+    states: Dict[int, Dict[str, np.ndarray]] = {}
+    with torch.no_grad():
+        for i in range(0, x.shape[0], batch):
+            model.set_record_states(record and i == 0)
+            _, sp = model(x[i:i + batch].to(device))
+            sp = [_flat(s).astype(np.int8) for s in sp]
+            spikes = sp if spikes is None else [np.concatenate([a, b]) for a, b in zip(spikes, sp)]
+            if record and i == 0:
+                for li, blk in enumerate(model.spiking_blocks()):
+                    if getattr(blk.neuron, "states", None):
+                        states[li] = {k: _flat(v).astype(np.float64 if not quantized else np.int64)
+                                      for k, v in blk.neuron.states.items()}
+    model.set_record_states(False)
+    return spikes, states
+
+
+def stage_compare(run_dir: Path, baseline_dir: Optional[Path] = None, device: str = "auto") -> Dict[str, Any]:
+    """Compare float (CUDA if present), quantized PyTorch and Lava fixed_pt; write ``report/``."""
+    run_dir = Path(run_dir)
+    cfg = TrainConfig(**json.loads((run_dir / "train" / "config.json").read_text()))
+    lava_spikes, lava_states, z = _load_lava(run_dir / "lava_test.npz")
+    n = lava_spikes[0].shape[0]
+    x, y = _test_inputs(cfg, n)
+    y = y.numpy()
+    dev = pick_device(device)
+    model = load_model(run_dir / "train" / "model.pt")
+    float_spikes, float_states = _engine(model, x, dev, quantized=False, record=True)
+    quant_spikes, quant_states = _engine(model, x, torch.device("cpu"), quantized=True, record=True)
+    k_states = next(iter(lava_states.values()))["u"].shape[0] if lava_states else 0
+    lava_aligned = align_lava_states(lava_states)
+    trim = lambda st, k: {l: {n_: a[:k] for n_, a in per.items()} for l, per in st.items()}  # noqa: E731
+    steps = x.shape[-1]
+    preds = {"float": predict(float_spikes[-1]), "quantized": predict(quant_spikes[-1]), "lava": z["pred"]}
+    qs, ls = [s[:k_states] for s in quant_spikes], [s[:k_states] for s in lava_spikes]
+    div_q_lava = first_divergence(quant_spikes, lava_spikes)
+    div_q_lava_states = first_divergence(qs, ls, trim(quant_states, k_states), lava_aligned,
+                                         valid_steps=steps - 1) if k_states else None
+    div_f_q = first_divergence(float_spikes, quant_spikes)
+    div_f_q_states = first_divergence([s[:k_states] for s in float_spikes], qs,
+                                      _scaled(trim(float_states, k_states)), trim(quant_states, k_states))
+    activity = network_activity(model, x.numpy(), lava_spikes, cfg.neuron)
+    check = loihi2.check_network(run_dir / "network.net", state_maxabs=_state_maxabs(quant_states))
+    report: Dict[str, Any] = {
+        "config": asdict(cfg), "samples": int(n), "time_steps": int(steps),
+        "device_float": str(dev),
+        "accuracy": {k: float((v == y).mean()) for k, v in preds.items()},
+        "prediction_agreement": {"float_vs_quantized": prediction_agreement(preds["float"], preds["quantized"]),
+                                 "quantized_vs_lava": prediction_agreement(preds["quantized"], preds["lava"]),
+                                 "float_vs_lava": prediction_agreement(preds["float"], preds["lava"])},
+        "spikes": {"quantized_vs_lava": spike_agreement(quant_spikes, lava_spikes),
+                   "float_vs_quantized": spike_agreement(float_spikes, quant_spikes)},
+        "first_divergence": {
+            "quantized_vs_lava": None if div_q_lava is None else div_q_lava.to_dict(),
+            "quantized_vs_lava_with_states": None if div_q_lava_states is None else div_q_lava_states.to_dict(),
+            "float_vs_quantized": None if div_f_q is None else div_f_q.to_dict(),
+            "float_vs_quantized_with_states": None if div_f_q_states is None else div_f_q_states.to_dict()},
+        "state_samples": int(k_states),
+        "state_error_lsb_float_vs_fixed": lsb_error_histogram(trim(float_states, k_states),
+                                                              trim(quant_states, k_states)),
+        "lava_wall_s": float(z["wall_s"]),
+        "activity": activity,
+        "loihi2": check.to_dict(),
+        "training_log": [json.loads(l) for l in (run_dir / "train" / "log.jsonl").read_text().splitlines() if l],
+    }
+    if baseline_dir is not None and (Path(baseline_dir) / "train" / "model.pt").exists():
+        report["baseline"] = _baseline_activity(Path(baseline_dir), x, y)
+    write_report(report, run_dir / "report", check_markdown=check.to_markdown())
+    return report
+
+
+def _scaled(states: Dict[int, Dict[str, np.ndarray]]) -> Dict[int, Dict[str, np.ndarray]]:
+    """Float states (threshold units) -> nearest integer state units, for first-divergence of float vs fixed."""
+    return {l: {k: np.rint(a * fx.STATE_SCALE).astype(np.int64) for k, a in per.items()} for l, per in states.items()}
+
+
+def _state_maxabs(states: Dict[int, Dict[str, np.ndarray]]) -> Dict[tuple, int]:
+    return {(l, k): int(np.abs(a).max()) for l, per in states.items() for k, a in per.items()}
+
+
+def _baseline_activity(base_dir: Path, x: torch.Tensor, y: np.ndarray) -> Dict[str, Any]:
+    cfg = TrainConfig(**json.loads((base_dir / "train" / "config.json").read_text()))
+    model = load_model(base_dir / "train" / "model.pt")
+    spikes, _ = _engine(model, x, torch.device("cpu"), quantized=True, record=False)
+    pred = predict(spikes[-1])
+    return {"neuron": cfg.neuron, "accuracy_quantized": float((pred == y).mean()),
+            "activity": network_activity(model, x.numpy(), spikes, cfg.neuron)}
+
+
+def run_pipeline(cfg: TrainConfig, run_dir: Path, baseline: Optional[str] = "lif", force: bool = False,
+                 state_samples: int = 2, progress: bool = True) -> Dict[str, Any]:
+    """train -> (baseline) -> export -> simulate -> compare. Returns the report dict."""
+    run_dir = Path(run_dir)
+    t0 = time.time()
+    print(f"[1/5] train {cfg.neuron} {cfg.arch} on {cfg.dataset} (T={cfg.time_bins}, {cfg.epochs} float + "
+          f"{cfg.qat_epochs} QAT epochs)", flush=True)
+    stage_train(cfg, run_dir, progress=progress)
+    base_dir = None
+    if baseline:
+        base_cfg = TrainConfig(**{**asdict(cfg), "neuron": baseline.upper()})
+        base_dir = run_dir / f"baseline-{baseline.lower()}"
+        print(f"[2/5] train the {baseline.upper()} baseline with the same recipe", flush=True)
+        stage_train(base_cfg, base_dir, progress=progress)
+    print("[3/5] export netx HDF5 + Loihi 2 checks", flush=True)
+    stage_export(run_dir, force=force)
+    print("[4/5] simulate in Lava (CPU, fixed_pt)", flush=True)
+    stage_simulate(run_dir, state_samples=state_samples, progress=progress)
+    print("[5/5] compare engines and write the report", flush=True)
+    report = stage_compare(run_dir, baseline_dir=base_dir)
+    report["pipeline_wall_s"] = time.time() - t0
+    acc = report["accuracy"]
+    sq = report["spikes"]["quantized_vs_lava"]
+    print(f"accuracy: float {acc['float']:.3f} | quantized {acc['quantized']:.3f} | Lava {acc['lava']:.3f}; "
+          f"quantized vs Lava: {sum(r['mismatches'] for r in sq)} spike mismatches, prediction agreement "
+          f"{report['prediction_agreement']['quantized_vs_lava']:.3f}; report in {run_dir / 'report'} "
+          f"({report['pipeline_wall_s']:.0f} s)", flush=True)
+    return report

@@ -1,0 +1,45 @@
+"""Loss functions on output spikes [N, K, T] and the spike-count prediction rule used by every engine."""
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+LOSSES = ("count", "rate", "tet")
+LOGIT_SCALE = 8.0  # maps a spike (0/1) to a logit; CE on 0/1 outputs would barely separate classes
+
+
+def predict(out_spikes) -> np.ndarray:
+    """Class = argmax of spike counts over time (ties -> lowest index). Accepts torch or numpy [N, K, T]."""
+    counts = out_spikes.sum(-1)
+    if isinstance(counts, torch.Tensor):
+        counts = counts.detach().cpu().numpy()
+    return np.asarray(counts).argmax(-1)
+
+
+def rate_ce(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy on the mean firing rate of each output neuron (scaled to logits)."""
+    return F.cross_entropy(LOGIT_SCALE * out.mean(-1), y)
+
+
+def tet(out: torch.Tensor, y: torch.Tensor, lam: float = 0.05) -> torch.Tensor:
+    """The paper's TET-style loss: (1 - lam) * CE over per-step outputs + lam * MSE(per-step outputs, 1)."""
+    n, k, t = out.shape
+    logits = LOGIT_SCALE * out.permute(2, 0, 1).reshape(t * n, k)
+    return (1 - lam) * F.cross_entropy(logits, y.repeat(t)) + lam * F.mse_loss(logits, torch.ones_like(logits))
+
+
+def spike_count(out: torch.Tensor, y: torch.Tensor, true_rate: float = 0.5, false_rate: float = 0.05) -> torch.Tensor:
+    """slayer-style spike-count loss: MSE between output rates and target rates (true class high, others low)."""
+    target = torch.full_like(out[..., 0], false_rate)
+    target[torch.arange(out.shape[0]), y] = true_rate
+    return F.mse_loss(out.mean(-1), target)
+
+
+def get_loss(name: str) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    table = {"rate": rate_ce, "tet": tet, "count": spike_count}
+    if name not in table:
+        raise ValueError(f"unknown loss {name!r}; choose one of {LOSSES}")
+    return table[name]

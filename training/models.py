@@ -1,0 +1,126 @@
+"""Network definitions: MLP, small conv net, VGG-11 (paper, for DVS data), with ILIF or stock CUBA-LIF blocks.
+
+All networks take spikes [N, C, H, W, T] and return output spikes [N, classes, T] plus the spikes of every
+block (for metrics). Every block uses ``delay_shift=True`` so slayer indices line up with Lava's (one step of
+synaptic latency per layer). The output layer is spiking (deployable); the prediction is the spike count argmax.
+"""
+from __future__ import annotations
+
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+import torch
+from lava.lib.dl.slayer.block import cuba
+
+from ilif_lava import block as ilif_block
+
+ARCHS = ("mlp", "cnn", "vgg11")
+NEURONS = ("ILIF", "MPIU", "CIU", "LIF", "PLIF", "IPLIF", "CUBA")
+
+DEFAULT_ILIF = {"threshold": 1.0, "tau": 2.0, "beta": 1.0, "kappa": 0.03, "inhibition": "plan",
+                "surrogate": "rectangle", "gamma": 1.0}
+DEFAULT_CUBA = {"threshold": 1.0, "current_decay": 1.0, "voltage_decay": 0.5, "tau_grad": 0.1,
+                "scale_grad": 1.0, "requires_grad": False}
+
+
+def neuron_params_for(neuron: str, overrides: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+    """Default ``neuron_params`` for a neuron family ('CUBA' or an ILIF variant), updated by ``overrides``."""
+    if neuron not in NEURONS:
+        raise ValueError(f"unknown neuron {neuron!r}; choose one of {NEURONS}")
+    params = dict(DEFAULT_CUBA) if neuron == "CUBA" else dict(DEFAULT_ILIF, variant=neuron)
+    params.update(overrides or {})
+    return params
+
+
+def _blocks_module(neuron: str):
+    return cuba if neuron == "CUBA" else ilif_block
+
+
+class SpikingNet(torch.nn.Module):
+    """A feed-forward stack of slayer-style blocks. ``forward(x [N, C, H, W, T]) -> (out [N, K, T], spikes list)``."""
+
+    def __init__(self, blocks: Sequence[torch.nn.Module], flatten_input: bool, meta: Dict[str, Any]) -> None:
+        super().__init__()
+        self.blocks = torch.nn.ModuleList(blocks)
+        self.flatten_input = flatten_input
+        self.meta = meta
+
+    def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, List[torch.Tensor]]:
+        if self.flatten_input and x.ndim == 5:
+            x = x.reshape(x.shape[0], -1, x.shape[-1])
+        spikes = []
+        for blk in self.blocks:
+            x = blk(x)
+            if hasattr(blk, "neuron") and blk.neuron is not None:
+                spikes.append(x)
+        return x, spikes
+
+    def spiking_blocks(self) -> List[torch.nn.Module]:
+        return [b for b in self.blocks if getattr(b, "neuron", None) is not None]
+
+    def set_quantized(self, on: bool) -> None:
+        """Switch every ILIF neuron to the bit-exact integer forward (QAT / deployment twin)."""
+        for b in self.spiking_blocks():
+            if hasattr(b.neuron, "quantized"):
+                b.neuron.quantized = on
+
+    def set_record_states(self, on: bool) -> None:
+        for b in self.spiking_blocks():
+            if hasattr(b.neuron, "record_states"):
+                b.neuron.record_states = on
+
+
+def build_model(arch: str, in_shape: Sequence[int], num_classes: int, neuron: str = "ILIF",
+                neuron_overrides: Optional[Dict[str, Any]] = None, hidden: int = 128,
+                weight_norm: bool = False) -> SpikingNet:
+    """Build a network for inputs shaped (C, H, W) with ``num_classes`` spiking outputs."""
+    if arch not in ARCHS:
+        raise ValueError(f"unknown network {arch!r}; choose one of {ARCHS}")
+    mod = _blocks_module(neuron)
+    p = neuron_params_for(neuron, neuron_overrides)
+    c, h, w = (int(v) for v in in_shape)
+    kw = dict(weight_norm=weight_norm, delay_shift=True)
+    meta = {"arch": arch, "in_shape": [c, h, w], "num_classes": num_classes, "neuron": neuron,
+            "neuron_params": p, "hidden": hidden, "weight_norm": weight_norm}
+    if arch == "mlp":
+        blocks = [mod.Dense(p, c * h * w, hidden, weight_scale=2, **kw),
+                  mod.Dense(p, hidden, num_classes, weight_scale=2, **kw)]
+        return _initialised(SpikingNet(blocks, flatten_input=True, meta=meta))
+    if arch == "cnn":
+        c1, c2 = 8, 16
+        blocks = [mod.Conv(p, c, c1, 3, padding=1, stride=1, weight_scale=2, **kw),
+                  mod.Pool(p, 2, stride=2, delay_shift=True),
+                  mod.Conv(p, c1, c2, 3, padding=1, stride=1, weight_scale=2, **kw),
+                  mod.Pool(p, 2, stride=2, delay_shift=True),
+                  mod.Flatten(),
+                  mod.Dense(p, c2 * (h // 4) * (w // 4), hidden, weight_scale=2, **kw),
+                  mod.Dense(p, hidden, num_classes, weight_scale=2, **kw)]
+        return _initialised(SpikingNet(blocks, flatten_input=False, meta=meta))
+    # VGG-11 as in the paper's DVS experiments (conv widths scaled by hidden/512 so tiny CPU tests are possible)
+    scale = hidden / 512.0
+    cfg = [64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"]
+    blocks, ch, size = [], c, h
+    for v in cfg:
+        if v == "M":
+            blocks.append(mod.Pool(p, 2, stride=2, delay_shift=True))
+            size //= 2
+        else:
+            width = max(4, int(v * scale))
+            blocks.append(mod.Conv(p, ch, width, 3, padding=1, weight_scale=2, **kw))
+            ch = width
+    blocks += [mod.Flatten(), mod.Dense(p, ch * size * size, num_classes, weight_scale=2, **kw)]
+    return _initialised(SpikingNet(blocks, flatten_input=False, meta=meta))
+
+
+def _initialised(net: SpikingNet) -> SpikingNet:
+    """Run one tiny zero input so every neuron knows its shape (slayer sets it on the first forward)."""
+    with torch.no_grad():
+        net(torch.zeros(1, *net.meta["in_shape"], 2))
+    return net
+
+
+def model_from_meta(meta: Dict[str, Any]) -> SpikingNet:
+    """Rebuild an untrained model from the ``meta`` dict saved in checkpoints."""
+    p = dict(meta["neuron_params"])
+    p.pop("variant", None) if meta["neuron"] != "CUBA" else None
+    return build_model(meta["arch"], meta["in_shape"], meta["num_classes"], meta["neuron"],
+                       neuron_overrides=p, hidden=meta["hidden"], weight_norm=meta.get("weight_norm", False))
