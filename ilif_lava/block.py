@@ -73,11 +73,22 @@ class Pool(AbstractILIF, base.AbstractPool):
         super().__init__(*args, **kwargs)
         self._attach(synapse.Pool, kwargs)
 
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.input_hw = tuple(int(v) for v in x.shape[2:4])  # checked at export
+        return super().forward(x)
+
     def export_hdf5(self, handle) -> None:
         """Write a depthwise (groups = C) conv whose kernel is the pool weight; netx has no pool loader."""
         s = self.synapse
         ch = int(self.neuron.shape[0])
         k = tuple(int(v) for v in s.kernel_size[:-1])
+        stride = tuple(int(v) for v in s.stride[:-1])
+        pad = tuple(int(v) for v in s.padding[:-1])
+        in_hw = tuple(getattr(self, "input_hw", ()))
+        if stride != k or any(pad) or any(n % kk for n, kk in zip(in_hw, k)):
+            # slayer's pool synapse runs conv3d on [N, 1, C*H, W, T]: a per-channel pool only in this case
+            raise NotImplementedError(f"Pool export needs stride == kernel, no padding and input H, W divisible by "
+                                      f"the kernel (got kernel {k}, stride {stride}, padding {pad}, input {in_hw})")
         w = s.pre_hook_fx(s.weight, descale=True).detach().cpu().numpy().reshape(-1)[0]
         handle.create_dataset("type", (1,), "S10", [b"conv"])
         handle.create_dataset("shape", data=np.array(self.neuron.shape))

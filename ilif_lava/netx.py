@@ -146,6 +146,12 @@ def validate_file(path: Union[str, Path]) -> None:
                 if key not in g["neuron"]:
                     raise NetworkFileError(f"{path}: layer {i}: key 'neuron/{key}' missing for an ILIF neuron")
             entry = {k: _raw(g["neuron"], k) for k in ILIF_KEYS}
+            for key in ("iDecay", "vDecay", "cDecay", "mDecay", "vThMant"):  # name the file's key, not the field
+                val = np.asarray(entry[key])
+                lo, hi = (1, fx.VTH_MANT_MAX) if key == "vThMant" else (0, fx.DECAY_ONE)
+                if val.dtype.kind not in "iu" or val.size == 0 or (val < lo).any() or (val > hi).any():
+                    raise NetworkFileError(f"{path}: layer {i}: key 'neuron/{key}' must hold integers in "
+                                           f"[{lo}, {hi}], got {val.tolist()}")
             try:
                 int_params_from_entry(entry).validate(where=f"{path}: layer {i}: neuron")
             except (ValueError, TypeError) as exc:

@@ -19,6 +19,7 @@ import torch
 from lava.lib.dl.slayer.neuron import base
 
 from ilif_lava import fixed_point as fx
+from ilif_lava.dynamics import ILIFSequence
 from ilif_lava.surrogate import make_spike_fn
 
 VARIANTS = ("ILIF", "MPIU", "CIU", "LIF", "PLIF", "IPLIF")
@@ -70,8 +71,8 @@ class Neuron(base.Neuron):
             raise ValueError(f"current_decay must lie in [0, 1] or be None, got {current_decay}")
         if inhibition not in INHIBITION_FLOAT:
             raise ValueError(f"unknown inhibition {inhibition!r}; choose one of {INHIBITION_FLOAT}")
-        if threshold <= 0:
-            raise ValueError(f"threshold must be > 0, got {threshold}")
+        if threshold <= 0 or self.threshold <= 0:  # slayer truncates to 1/64 steps: (0, 1/64) would become 0
+            raise ValueError(f"threshold must be >= 1/64 (> 0 after truncation to 1/64 steps), got {threshold}")
         self.variant = variant
         self.flags = variant_flags(variant)
         self.tau, self.beta, self.kappa = float(tau), float(beta), float(kappa)
@@ -79,11 +80,14 @@ class Neuron(base.Neuron):
         self.inhibition = inhibition
         self.surrogate = surrogate
         self.spike_fn = make_spike_fn(surrogate, gamma=gamma, tau=tau_grad, scale=scale_grad, alpha=alpha)
+        self.surrogate_cfg = (surrogate, float(gamma), float(tau_grad), float(scale_grad), float(alpha))
         self.quantized = quantized
         self.record_states = record_states
         self.states: Dict[str, torch.Tensor] = {}
         lam0 = 1.0 - 1.0 / tau
         if self.flags["plif"]:
+            if not tau > 1.0:
+                raise ValueError(f"tau must be > 1 for {variant} (initial w = -ln(tau - 1)), got {tau}")
             # spikingjelly ParametricLIF: lambda = 1 - sigmoid(w), w0 = -ln(tau - 1)
             self.plif_w = torch.nn.Parameter(torch.tensor([-math.log(tau - 1.0)]), requires_grad=True)
         else:
@@ -131,7 +135,23 @@ class Neuron(base.Neuron):
         return torch.sigmoid(m)
 
     def float_dynamics(self, z: torch.Tensor) -> torch.Tensor:
-        """Float ILIF over time. z [N, ..., T] -> spikes [N, ..., T]. States (threshold units) kept if recording."""
+        """Float ILIF over time. z [N, ..., T] -> spikes [N, ..., T].
+
+        Uses the fused sequence function (:class:`ilif_lava.dynamics.ILIFSequence`, analytic backward) unless
+        states are being recorded, which the step-by-step :meth:`reference_dynamics` does.
+        """
+        if self.record_states:
+            return self.reference_dynamics(z)
+        lam, beta, kappa, cur_kept = self._float_multipliers()
+        lam_t = lam if isinstance(lam, torch.Tensor) else torch.tensor([lam])
+        inhibition = "plan" if (self.inhibition == "plan" or self.quantized) else "sigmoid"
+        return ILIFSequence.apply(z, lam_t.to(z.dtype).to(z.device), float(beta), float(kappa), float(cur_kept),
+                                  float(self.threshold), self.flags["mpiu"], self.flags["ciu"], inhibition,
+                                  self.surrogate_cfg)
+
+    def reference_dynamics(self, z: torch.Tensor) -> torch.Tensor:
+        """Float ILIF step by step with autograd through every operation (the authors' equations; the reference
+        the fused path is tested against). z [N, ..., T] -> spikes [N, ..., T]; records states when asked."""
         lam, beta, kappa, cur_kept = self._float_multipliers()
         th = self.threshold
         mpiu, ciu = self.flags["mpiu"], self.flags["ciu"]

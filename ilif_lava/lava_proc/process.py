@@ -66,3 +66,9 @@ class ILIFNetwork(hdf5.Network):
         validate_file(net_config)
         with ilif_neuron_types():
             super().__init__(net_config=net_config, **kwargs)
+
+    def __del__(self) -> None:
+        # A file rejected by validate_file leaves the process half-built (no _runtime); Lava's __del__ would
+        # raise AttributeError from the garbage collector (which can even break an ast.parse running then).
+        if "_runtime" in self.__dict__:
+            super().__del__()

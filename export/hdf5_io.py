@@ -1,0 +1,261 @@
+"""Read netx HDF5 files written by :func:`ilif_lava.netx.export_blocks` back into SLAYER blocks.
+
+:func:`blocks_from_hdf5` is the inverse of ``export_blocks`` for the layer kinds this project writes:
+
+* ``dense`` / ``conv`` with an ``ILIF`` neuron  -> :class:`ilif_lava.block.Dense` / :class:`ilif_lava.block.Conv`
+  (neuron params from :func:`ilif_lava.neuron.neuron_params_from_device`, ``quantized=True``);
+* ``dense`` / ``conv`` with a ``CUBA`` neuron   -> ``lava.lib.dl.slayer.block.cuba.Dense`` / ``Conv``
+  (neuron params from ``slayer.neuron.cuba.neuron_params``);
+* ``flatten``                                    -> :class:`ilif_lava.block.Flatten`.
+
+Every rebuilt block uses ``delay_shift=True`` (the alignment with Lava, lava-internals.md section 4), gets the
+file's weights (stored as ``weight * 64``, even integers) and has its shapes set from the file, so it can be run
+and re-exported without a forward pass first.
+
+Pooling: :class:`ilif_lava.block.Pool` is exported as a depthwise ``conv`` (``groups == inChannels ==
+outChannels``, one shared kernel value), because netx has no pool loader. The file does not record that the
+layer was a pool, so it is rebuilt as a depthwise ILIF :class:`~ilif_lava.block.Conv` (``groups = C``) with the
+same kernel, stride, padding and dilation, and it re-exports to the same HDF5 contents. It computes exactly what
+the pool computed (and what Lava runs) for non-overlapping pooling: stride == kernel, padding 0, input height and
+width multiples of the kernel. Outside that geometry lava-dl's ``synapse.Pool`` itself is not a per-channel pool
+(it zero-pads H by ``H % kernel`` rows and convolves channels stacked along H), so the export already differs.
+
+Not supported (a :class:`~ilif_lava.netx.NetworkFileError` names file, layer and key): ``input`` layers and any
+other layer type, biases (ILIF layers have none), complex weights, per-neuron (array) decays, and neuron types
+other than ``ILIF`` / ``CUBA``.
+
+:func:`describe_hdf5` lists the layers (type, shape, neuron entry, ...) without building anything.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Dict, List, Union
+
+import h5py
+import numpy as np
+import torch
+
+import ilif_lava  # noqa: F401  (Lava Python 3.11 shim before slayer/netx imports)
+from ilif_lava import block as ilif_block
+from ilif_lava import fixed_point as fx
+from ilif_lava.netx import NetworkFileError, validate_file
+from ilif_lava.neuron import NEURON_TYPE, neuron_params_from_device
+
+CUBA_TYPES = ("CUBA", "LOIHI")
+SUPPORTED_LAYERS = ("dense", "conv", "flatten")
+
+PathLike = Union[str, Path]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# low-level readers (every error names file, layer and key)
+# ---------------------------------------------------------------------------------------------------------
+def _decode(val: Any) -> Any:
+    if isinstance(val, bytes):
+        return val.decode("ascii")
+    if isinstance(val, np.ndarray) and val.dtype.kind in "SO" and val.size == 1:
+        return _decode(val.reshape(-1)[0])
+    if isinstance(val, np.generic):
+        return val.item()
+    return val
+
+
+def _get(g: h5py.Group, key: str, path: Path, layer: int) -> Any:
+    if key not in g:
+        raise NetworkFileError(f"{path}: layer {layer}: key '{key}' missing")
+    obj = g[key]
+    if not isinstance(obj, h5py.Dataset):
+        raise NetworkFileError(f"{path}: layer {layer}: key '{key}' is a group, expected a dataset")
+    return _decode(obj[()])
+
+
+def _int_tuple(val: Any, path: Path, layer: int, key: str) -> tuple:
+    arr = np.atleast_1d(np.asarray(val))
+    if arr.dtype.kind not in "iu":
+        raise NetworkFileError(f"{path}: layer {layer}: key '{key}' must hold integers, got {arr.dtype}")
+    return tuple(int(v) for v in arr.reshape(-1))
+
+
+def _pair(val: Any, path: Path, layer: int, key: str) -> tuple:
+    t = _int_tuple(val, path, layer, key)
+    if len(t) == 1:
+        return (t[0], t[0])
+    if len(t) != 2:
+        raise NetworkFileError(f"{path}: layer {layer}: key '{key}' must have 1 or 2 values, got {t}")
+    return t
+
+
+def _neuron_entry(g: h5py.Group) -> Dict[str, Any]:
+    if "neuron" not in g:
+        return {}
+    return {k: _decode(g["neuron"][k][()]) for k in g["neuron"].keys()}
+
+
+def _weights(g: h5py.Group, path: Path, layer: int, expected_shape: tuple) -> torch.Tensor:
+    if "weight" in g and isinstance(g["weight"], h5py.Group):
+        raise NetworkFileError(f"{path}: layer {layer}: key 'weight' holds complex weights (not supported)")
+    w = np.asarray(_get(g, "weight", path, layer), dtype=np.float64)
+    if w.shape != tuple(expected_shape):
+        raise NetworkFileError(f"{path}: layer {layer}: key 'weight' has shape {w.shape}, "
+                               f"expected {tuple(expected_shape)}")
+    if not np.all(np.isfinite(w)) or np.any(w != np.round(w)) or np.any(np.round(w) % 2 != 0):
+        raise NetworkFileError(f"{path}: layer {layer}: key 'weight' must hold even integers (weight * 64)")
+    if w.min() < fx.WEIGHT_MIN or w.max() > fx.WEIGHT_MAX:
+        raise NetworkFileError(f"{path}: layer {layer}: key 'weight' outside [{fx.WEIGHT_MIN}, {fx.WEIGHT_MAX}]: "
+                               f"{w.min():g}..{w.max():g}")
+    return torch.tensor(w / fx.WEIGHT_SCALE, dtype=torch.float32)
+
+
+def _neuron_params(entry: Dict[str, Any], path: Path, layer: int) -> tuple:
+    """(kind, neuron_params) with kind 'ILIF' or 'CUBA'."""
+    if not entry:
+        raise NetworkFileError(f"{path}: layer {layer}: key 'neuron' missing (a spiking layer needs a neuron)")
+    if "type" not in entry:
+        raise NetworkFileError(f"{path}: layer {layer}: key 'neuron/type' missing")
+    ntype = str(entry["type"])
+    if ntype == NEURON_TYPE:
+        keys = ("iDecay", "vDecay", "cDecay", "mDecay", "vThMant", "variant")
+    elif ntype in CUBA_TYPES:
+        keys = ("iDecay", "vDecay", "vThMant")
+    else:
+        raise NetworkFileError(f"{path}: layer {layer}: key 'neuron/type' = {ntype!r} is not supported "
+                               f"(use {NEURON_TYPE!r} or one of {CUBA_TYPES})")
+    for key in keys:
+        if key not in entry:
+            raise NetworkFileError(f"{path}: layer {layer}: key 'neuron/{key}' missing for a {ntype} neuron")
+        if key != "variant" and np.ndim(entry[key]) != 0:
+            raise NetworkFileError(f"{path}: layer {layer}: key 'neuron/{key}' is per-neuron (array); only "
+                                   f"shared (scalar) parameters can be rebuilt")
+    try:
+        if ntype == NEURON_TYPE:
+            params = neuron_params_from_device(entry)
+            params["quantized"] = True
+            return "ILIF", params
+        from lava.lib.dl.slayer.neuron import cuba
+        return "CUBA", dict(cuba.neuron_params({k: entry[k] for k in ("iDecay", "vDecay", "vThMant")}))
+    except (KeyError, ValueError, TypeError, ZeroDivisionError) as exc:
+        raise NetworkFileError(f"{path}: layer {layer}: key 'neuron': cannot rebuild neuron params ({exc})") from None
+
+
+def _check_neuron_params(blk: torch.nn.Module, kind: str, entry: Dict[str, Any], path: Path, layer: int) -> None:
+    """The rebuilt neuron must deploy with exactly the integers stored in the file."""
+    dp = blk.neuron.device_params
+    keys = ("iDecay", "vDecay", "cDecay", "mDecay", "vThMant") if kind == "ILIF" else ("iDecay", "vDecay", "vThMant")
+    for key in keys:
+        if int(np.asarray(dp[key])) != int(entry[key]):
+            raise NetworkFileError(f"{path}: layer {layer}: key 'neuron/{key}' = {entry[key]} does not survive "
+                                   f"the float round trip (rebuilt neuron gives {dp[key]})")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# public API
+# ---------------------------------------------------------------------------------------------------------
+def describe_hdf5(path: PathLike) -> List[Dict[str, Any]]:
+    """One dict per layer: ``index``, ``type``, ``shape`` (tuple), ``neuron`` (dict, empty if none) and, where
+    present, ``inFeatures``/``outFeatures`` or ``inChannels``/``outChannels``/``kernelSize``/``stride``/
+    ``padding``/``dilation``/``groups``, ``weight_shape`` and ``has_delay``/``has_bias``."""
+    path = Path(path)
+    _open_checked(path)
+    out: List[Dict[str, Any]] = []
+    with h5py.File(path, "r") as h:
+        for i in range(len(h["layer"])):
+            g = h["layer"][str(i)]
+            d: Dict[str, Any] = {"index": i, "type": str(_get(g, "type", path, i)),
+                                 "shape": _int_tuple(_get(g, "shape", path, i), path, i, "shape"),
+                                 "neuron": _neuron_entry(g)}
+            for key in ("inFeatures", "outFeatures", "inChannels", "outChannels", "groups"):
+                if key in g:
+                    d[key] = int(_get(g, key, path, i))
+            for key in ("kernelSize", "stride", "padding", "dilation"):
+                if key in g:
+                    d[key] = _int_tuple(_get(g, key, path, i), path, i, key)
+            if "weight" in g and isinstance(g["weight"], h5py.Dataset):
+                d["weight_shape"] = tuple(g["weight"].shape)
+            d["has_delay"] = "delay" in g
+            d["has_bias"] = "bias" in g
+            out.append(d)
+    return out
+
+
+def _open_checked(path: Path) -> None:
+    """Existence, HDF5-ness, layer numbering and ILIF neuron ranges (:func:`ilif_lava.netx.validate_file`)."""
+    validate_file(path)
+
+
+def _set_delay(blk: torch.nn.Module, g: h5py.Group, path: Path, layer: int, n_out: int) -> None:
+    if "delay" not in g:
+        return
+    d = np.asarray(_get(g, "delay", path, layer), dtype=np.float32).reshape(-1)
+    if d.size != n_out:
+        raise NetworkFileError(f"{path}: layer {layer}: key 'delay' has {d.size} values, expected {n_out}")
+    blk.delay.delay.data = torch.tensor(d)
+    blk.delay.init = True
+
+
+def _build_layer(g: h5py.Group, path: Path, i: int, record_states: bool) -> torch.nn.Module:
+    ltype = str(_get(g, "type", path, i))
+    if ltype not in SUPPORTED_LAYERS:
+        raise NetworkFileError(f"{path}: layer {i}: key 'type' = {ltype!r} is not supported "
+                               f"(supported: {SUPPORTED_LAYERS})")
+    shape = _int_tuple(_get(g, "shape", path, i), path, i, "shape")
+    if ltype == "flatten":
+        blk = ilif_block.Flatten()
+        blk.shape = list(shape)
+        return blk
+    if "bias" in g:
+        raise NetworkFileError(f"{path}: layer {i}: key 'bias' present; biases are not supported")
+    entry = _neuron_entry(g)
+    kind, params = _neuron_params(entry, path, i)
+    if kind == "ILIF" and record_states:
+        params["record_states"] = True
+    has_delay = "delay" in g
+    if kind == "ILIF":
+        mod = ilif_block
+    else:
+        from lava.lib.dl.slayer.block import cuba as mod
+    if ltype == "dense":
+        n_in, n_out = int(_get(g, "inFeatures", path, i)), int(_get(g, "outFeatures", path, i))
+        if shape != (n_out,):
+            raise NetworkFileError(f"{path}: layer {i}: key 'shape' = {shape} does not match outFeatures {n_out}")
+        w = _weights(g, path, i, (n_out, n_in))
+        blk = mod.Dense(params, n_in, n_out, delay=has_delay, delay_shift=True)
+        blk.synapse.weight.data = w.reshape(blk.synapse.weight.shape)
+        _set_delay(blk, g, path, i, n_out)
+    else:  # conv (also a pool exported as depthwise conv)
+        c_in, c_out = int(_get(g, "inChannels", path, i)), int(_get(g, "outChannels", path, i))
+        groups = int(_get(g, "groups", path, i))
+        kernel = _pair(_get(g, "kernelSize", path, i), path, i, "kernelSize")
+        stride = _pair(_get(g, "stride", path, i), path, i, "stride")
+        padding = _pair(_get(g, "padding", path, i), path, i, "padding")
+        dilation = _pair(_get(g, "dilation", path, i), path, i, "dilation")
+        if groups < 1 or c_in % groups or c_out % groups:
+            raise NetworkFileError(f"{path}: layer {i}: key 'groups' = {groups} does not divide "
+                                   f"inChannels {c_in} / outChannels {c_out}")
+        if len(shape) != 3 or shape[0] != c_out:
+            raise NetworkFileError(f"{path}: layer {i}: key 'shape' = {shape} does not match outChannels {c_out}")
+        w = _weights(g, path, i, (c_out, c_in // groups) + kernel)
+        blk = mod.Conv(params, c_in, c_out, kernel, stride=stride, padding=padding, dilation=dilation,
+                       groups=groups, delay=has_delay, delay_shift=True)
+        blk.synapse.weight.data = w.reshape(blk.synapse.weight.shape)
+        _set_delay(blk, g, path, i, c_out)   # slayer axonal delays are per channel
+    blk.neuron.shape = torch.Size(shape)
+    blk.neuron.num_neurons = int(np.prod(shape))
+    _check_neuron_params(blk, kind, entry, path, i)
+    return blk
+
+
+def blocks_from_hdf5(path: PathLike, record_states: bool = False) -> torch.nn.ModuleList:
+    """Rebuild the blocks of a netx HDF5 file (see the module docstring for what is supported).
+
+    The blocks are in eval mode, with ``delay_shift=True``; ILIF neurons are ``quantized=True`` (bit-exact with
+    Lava ``fixed_pt``) and keep their integer states when ``record_states``. Applying the blocks in order to an
+    input ``[N, C(, H, W), T]`` reproduces the exported network. Raises :class:`NetworkFileError`.
+    """
+    path = Path(path)
+    _open_checked(path)
+    blocks = torch.nn.ModuleList()
+    with h5py.File(path, "r") as h:
+        for i in range(len(h["layer"])):
+            blocks.append(_build_layer(h["layer"][str(i)], path, i, record_states))
+    blocks.eval()
+    return blocks
