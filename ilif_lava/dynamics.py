@@ -14,16 +14,7 @@ from typing import Tuple
 import torch
 
 from ilif_lava.fixed_point import plan_sigmoid_float
-
-
-def _surrogate_grad(x: torch.Tensor, kind: str, gamma: float, tau: float, scale: float, alpha: float) -> torch.Tensor:
-    """d spike / d x of the surrogates in :mod:`ilif_lava.surrogate` (x = H - V_th)."""
-    if kind == "rectangle":
-        return (x.abs() <= gamma / 2).to(x.dtype) / gamma
-    if kind == "exp":
-        return scale / (2 * tau) * torch.exp(-x.abs() / tau)
-    sg = torch.sigmoid(alpha * x)
-    return alpha * sg * (1 - sg)
+from ilif_lava.surrogate import Surrogate, surrogate_grad
 
 
 def _inhibit(m: torch.Tensor, kind: str) -> Tuple[torch.Tensor, torch.Tensor]:
@@ -44,7 +35,7 @@ class ILIFSequence(torch.autograd.Function):
     @staticmethod
     def forward(ctx, z: torch.Tensor, lam: torch.Tensor, beta: float, kappa: float, cur_kept: float,
                 threshold: float, mpiu: bool, ciu: bool, inhibition: str,
-                surrogate: Tuple[str, float, float, float, float]) -> torch.Tensor:
+                surrogate: Surrogate) -> torch.Tensor:
         steps = z.shape[-1]
         lam_v = lam.reshape(())
         zero = torch.zeros_like(z[..., 0])
@@ -79,7 +70,7 @@ class ILIFSequence(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_out: torch.Tensor):
         hs, vps, ms, cs, vprevs, ips, out, lam = ctx.saved_tensors
-        beta, kappa, cur_kept, th, mpiu, ciu, inhibition, (kind, gamma, tau, scale, alpha) = ctx.cfg
+        beta, kappa, cur_kept, th, mpiu, ciu, inhibition, sg = ctx.cfg
         lam_v = lam.reshape(())
         steps = grad_out.shape[-1]
         zero = torch.zeros_like(grad_out[..., 0])
@@ -98,7 +89,7 @@ class ILIFSequence(torch.autograd.Function):
             else:
                 gvp = gv
             gs = gs - th * gvp                             # v' = h - S th
-            gh = gvp + gs * _surrogate_grad(h - th, kind, gamma, tau, scale, alpha)
+            gh = gvp + gs * surrogate_grad(h - th, sg)
             glam = glam + (gh * vprevs[..., t]).sum()
             gv = lam_v * gh                                # h = lam v_{t-1} + I_t - relu(c_t)
             gi = gi + gh

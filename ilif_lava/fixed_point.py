@@ -116,12 +116,12 @@ def plan_sigmoid_int(m: Array) -> Array:
 
 
 def plan_sigmoid_float(x: Any) -> Any:
-    """The same PLAN approximation in float (threshold units), differentiable almost everywhere (torch)."""
-    a = x.abs()
-    pos = torch.where(a >= 5, torch.ones_like(a),
-                      torch.where(a >= 2.375, a / 32 + 0.84375,
-                                  torch.where(a >= 1, a / 8 + 0.625, a / 4 + 0.5)))
-    return torch.where(x < 0, 1 - pos, pos)
+    """The same PLAN approximation in float (threshold units); torch (differentiable a.e.) or numpy."""
+    a = _abs(x)
+    pos = _where(a >= 5, a * 0 + 1.0,
+                 _where(a >= 2.375, a / 32 + 0.84375,
+                        _where(a >= 1, a / 8 + 0.625, a / 4 + 0.5)))
+    return _where(x < 0, 1 - pos, pos)
 
 
 INHIBITION_INT = {"plan": plan_sigmoid_int}

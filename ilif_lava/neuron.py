@@ -20,7 +20,7 @@ from lava.lib.dl.slayer.neuron import base
 
 from ilif_lava import fixed_point as fx
 from ilif_lava.dynamics import ILIFSequence
-from ilif_lava.surrogate import make_spike_fn
+from ilif_lava.surrogate import make_spike_fn, make_surrogate
 
 VARIANTS = ("ILIF", "MPIU", "CIU", "LIF", "PLIF", "IPLIF")
 INHIBITION_FLOAT = ("sigmoid", "plan")
@@ -79,8 +79,8 @@ class Neuron(base.Neuron):
         self.current_decay = current_decay
         self.inhibition = inhibition
         self.surrogate = surrogate
-        self.spike_fn = make_spike_fn(surrogate, gamma=gamma, tau=tau_grad, scale=scale_grad, alpha=alpha)
-        self.surrogate_cfg = (surrogate, float(gamma), float(tau_grad), float(scale_grad), float(alpha))
+        self.surrogate_cfg = make_surrogate(surrogate, gamma=gamma, tau=tau_grad, scale=scale_grad, alpha=alpha)
+        self.spike_fn = make_spike_fn(*self.surrogate_cfg)
         self.quantized = quantized
         self.record_states = record_states
         self.states: Dict[str, torch.Tensor] = {}

@@ -81,10 +81,7 @@ class PyILIFModelFloat(PyLoihiProcessModel):
     def _inhibit(self, m: np.ndarray) -> np.ndarray:
         if self.fp.get("inhibition", "plan") == "sigmoid":
             return 1.0 / (1.0 + np.exp(-m))
-        a = np.abs(m)
-        pos = np.where(a >= 5, 1.0, np.where(a >= 2.375, a / 32 + 0.84375,
-                                             np.where(a >= 1, a / 8 + 0.625, a / 4 + 0.5)))
-        return np.where(m < 0, 1 - pos, pos)
+        return fx.plan_sigmoid_float(m)
 
     def run_spk(self) -> None:
         a = self.a_in.recv().astype(np.float64)
