@@ -162,6 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Optional[List[str]] = None) -> int:
     ap = build_parser()
     args = ap.parse_args(argv)
+    from training.train import TrainingError
     try:
         return _dispatch(args)
     except KeyboardInterrupt:
@@ -170,6 +171,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     except (ValueError, FileNotFoundError) as exc:  # bad input: one line, exit code 2
         print(f"ilif-lava {args.cmd}: error: {exc}", file=sys.stderr)
         return 2
+    except TrainingError as exc:  # e.g. non-finite loss, resume with another config: one line, exit code 1
+        print(f"ilif-lava {args.cmd}: error: {exc}", file=sys.stderr)
+        return 1
 
 
 def _dispatch(args: argparse.Namespace) -> int:
@@ -190,7 +194,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         print(json.dumps({"accuracy": rep["accuracy"], "prediction_agreement": rep["prediction_agreement"]}))
     elif args.cmd == "check":
         from ilif_lava import loihi2
-        rep = loihi2.check_network(args.net)
+        try:
+            rep = loihi2.check_network(args.net)
+        except OSError as exc:  # h5py: not an HDF5 file
+            raise ValueError(f"{args.net}: not a readable HDF5 file ({exc})") from None
         print(rep.to_json(indent=2) if args.json else rep.to_markdown())
         return 0 if rep.ok else 1
     return 0

@@ -139,7 +139,6 @@ def train(cfg: TrainConfig, out_dir: Path, resume: bool = True, progress: bool =
     loss_fn = get_loss(cfg.loss)
     total = cfg.epochs + cfg.qat_epochs
     ckpt_path, log_path = out_dir / "checkpoint.pt", out_dir / "log.jsonl"
-    (out_dir / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
     start, opt, sched = 0, None, None
     if resume and ckpt_path.exists():
         ck = torch.load(ckpt_path, map_location=device, weights_only=False)
@@ -154,6 +153,8 @@ def train(cfg: TrainConfig, out_dir: Path, resume: bool = True, progress: bool =
         _truncate_log(log_path, start)
     elif log_path.exists():
         log_path.unlink()
+    # written only after the checkpoint check: a refused resume must not relabel the existing run
+    (out_dir / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
     for epoch in range(start, total):
         phase = _phase(cfg, epoch)
         if opt is None or epoch == cfg.epochs:  # a fresh optimizer at the start of each phase
