@@ -130,9 +130,9 @@ def train(cfg: TrainConfig, out_dir: Path, resume: bool = True, progress: bool =
     """Train (float, then QAT) and return the path of the final ``model.pt``."""
     cfg.validate()
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     device = pick_device(cfg.device)
-    (xtr, ytr), (xte, yte) = load_data(cfg)
+    (xtr, ytr), (xte, yte) = load_data(cfg)  # before creating the folder: a missing dataset leaves nothing behind
+    out_dir.mkdir(parents=True, exist_ok=True)
     info = dataset_info(cfg.dataset)
     torch.manual_seed(cfg.seed)
     model = build_model(cfg.arch, info.shape, info.num_classes, cfg.neuron, cfg.neuron_overrides, cfg.hidden).to(device)
