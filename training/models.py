@@ -87,12 +87,14 @@ def build_model(arch: str, in_shape: Sequence[int], num_classes: int, neuron: st
         return _initialised(SpikingNet(blocks, flatten_input=True, meta=meta))
     if arch == "cnn":
         c1, c2 = 8, 16
-        blocks = [mod.Conv(p, c, c1, 3, padding=1, stride=1, weight_scale=2, **kw),
+        (kh, ph), (kw_, pw) = _first_conv_geometry(h), _first_conv_geometry(w)
+        h1, w1 = (h + 2 * ph - kh + 1) // 4, (w + 2 * pw - kw_ + 1) // 4
+        blocks = [mod.Conv(p, c, c1, (kh, kw_), padding=(ph, pw), stride=1, weight_scale=2, **kw),
                   mod.Pool(p, 2, stride=2, delay_shift=True),
                   mod.Conv(p, c1, c2, 3, padding=1, stride=1, weight_scale=2, **kw),
                   mod.Pool(p, 2, stride=2, delay_shift=True),
                   mod.Flatten(),
-                  mod.Dense(p, c2 * (h // 4) * (w // 4), hidden, weight_scale=2, **kw),
+                  mod.Dense(p, c2 * h1 * w1, hidden, weight_scale=2, **kw),
                   mod.Dense(p, hidden, num_classes, weight_scale=2, **kw)]
         return _initialised(SpikingNet(blocks, flatten_input=False, meta=meta))
     # VGG-11 as in the paper's DVS experiments (conv widths scaled by hidden/512 so tiny CPU tests are possible)
@@ -109,6 +111,14 @@ def build_model(arch: str, in_shape: Sequence[int], num_classes: int, neuron: st
             ch = width
     blocks += [mod.Flatten(), mod.Dense(p, ch * size * size, num_classes, weight_scale=2, **kw)]
     return _initialised(SpikingNet(blocks, flatten_input=False, meta=meta))
+
+
+def _first_conv_geometry(n: int) -> Tuple[int, int]:
+    """(kernel, padding) of the first conv so that both 2x2 pools see even sizes (exportable to netx)."""
+    for k, pad in ((3, 1), (3, 0), (2, 0), (4, 0)):
+        if (n + 2 * pad - k + 1) % 4 == 0:
+            return k, pad
+    raise AssertionError("unreachable: one candidate fits every n mod 4")
 
 
 def _initialised(net: SpikingNet) -> SpikingNet:
