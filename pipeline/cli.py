@@ -12,6 +12,17 @@ from typing import List, Optional
 
 import ilif_lava  # noqa: F401  (Lava Python 3.11 shim first)
 
+
+def _quiet_imports() -> None:
+    """Import slayer without its irrelevant start-up noise (a print about the Prophesee toolbox, and torch's
+    'No CUDA runtime is found' log line on CPU-only machines)."""
+    import contextlib
+    import io
+    import logging
+    logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
+    with contextlib.redirect_stdout(io.StringIO()):
+        import lava.lib.dl.slayer  # noqa: F401
+
 NEURON_CHOICES = ("ILIF", "MPIU", "CIU", "LIF", "PLIF", "IPLIF", "CUBA")
 
 
@@ -160,6 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
+    _quiet_imports()
     ap = build_parser()
     args = ap.parse_args(argv)
     from training.train import TrainingError
