@@ -80,6 +80,8 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--neuron", choices=NEURON_CHOICES, default="ILIF",
                    help="ILIF variant (paper Table 2/3) or stock lava-dl CUBA-LIF")
     g.add_argument("--hidden", type=_positive_int, default=None, help="hidden width (VGG-11: width scale x/512)")
+    g.add_argument("--weight-scale", type=_positive_float, default=None,
+                   help="initial weight scale (slayer's; raise it when sparse inputs leave layers silent)")
     g.add_argument("--tau", type=float, default=None, help="membrane time constant, lambda = 1 - 1/tau (>= 1)")
     g.add_argument("--kappa", type=_unit_float, default=None, help="CIU decay (paper 0.03)")
     g.add_argument("--threshold", type=_positive_float, default=None, help="firing threshold (float units)")
@@ -103,7 +105,8 @@ def _config(args: argparse.Namespace):
     from training.train import TrainConfig
     base = recipe(args.dataset, args.arch)
     over = {k: v for k, v in {"time_bins": args.time_bins, "limit_train": args.limit_train,
-                              "limit_test": args.limit_test, "hidden": args.hidden, "epochs": args.epochs,
+                              "limit_test": args.limit_test, "hidden": args.hidden,
+                              "weight_scale": args.weight_scale, "epochs": args.epochs,
                               "qat_epochs": args.qat_epochs, "batch_size": args.batch_size, "lr": args.lr,
                               "optimizer": args.optimizer, "loss": args.loss, "seed": args.seed}.items()
             if v is not None}

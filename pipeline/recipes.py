@@ -11,7 +11,8 @@ from typing import Any, Dict
 RECIPES: Dict[str, Dict[str, Any]] = {
     "digits": {"time_bins": 16, "epochs": 12, "qat_epochs": 2, "batch_size": 32, "lr": 1e-2, "hidden": 128},
     "nmnist": {"time_bins": 24, "epochs": 12, "qat_epochs": 2, "batch_size": 32, "lr": 3e-3, "hidden": 128},
-    "pokerdvs": {"time_bins": 24, "epochs": 20, "qat_epochs": 2, "batch_size": 8, "lr": 3e-3, "hidden": 64},
+    "pokerdvs": {"time_bins": 24, "epochs": 10, "qat_epochs": 2, "batch_size": 8, "lr": 3e-3, "hidden": 64,
+                 "weight_scale": 4.0},
     "dvsgesture": {"time_bins": 20, "epochs": 200, "qat_epochs": 5, "batch_size": 16, "lr": 0.1,
                    "optimizer": "sgd", "loss": "tet", "neuron_overrides": {"kappa": 0.05}},
     "cifar10dvs": {"time_bins": 10, "epochs": 200, "qat_epochs": 5, "batch_size": 128, "lr": 0.05,

@@ -71,7 +71,7 @@ class SpikingNet(torch.nn.Module):
 
 def build_model(arch: str, in_shape: Sequence[int], num_classes: int, neuron: str = "ILIF",
                 neuron_overrides: Optional[Dict[str, Any]] = None, hidden: int = 128,
-                weight_norm: bool = False) -> SpikingNet:
+                weight_norm: bool = False, weight_scale: float = 2.0) -> SpikingNet:
     """Build a network for inputs shaped (C, H, W) with ``num_classes`` spiking outputs."""
     if arch not in ARCHS:
         raise ValueError(f"unknown network {arch!r}; choose one of {ARCHS}")
@@ -79,23 +79,25 @@ def build_model(arch: str, in_shape: Sequence[int], num_classes: int, neuron: st
     p = neuron_params_for(neuron, neuron_overrides)
     c, h, w = (int(v) for v in in_shape)
     kw = dict(weight_norm=weight_norm, delay_shift=True)
+    ws = weight_scale  # initial weight scale (slayer's); sparse DVS input needs more to start spiking
     meta = {"arch": arch, "in_shape": [c, h, w], "num_classes": num_classes, "neuron": neuron,
-            "neuron_params": p, "hidden": hidden, "weight_norm": weight_norm}
+            "neuron_params": p, "hidden": hidden, "weight_norm": weight_norm,
+            "weight_scale": weight_scale}
     if arch == "mlp":
-        blocks = [mod.Dense(p, c * h * w, hidden, weight_scale=2, **kw),
-                  mod.Dense(p, hidden, num_classes, weight_scale=2, **kw)]
+        blocks = [mod.Dense(p, c * h * w, hidden, weight_scale=ws, **kw),
+                  mod.Dense(p, hidden, num_classes, weight_scale=ws, **kw)]
         return _initialised(SpikingNet(blocks, flatten_input=True, meta=meta))
     if arch == "cnn":
         c1, c2 = 8, 16
         (kh, ph), (kw_, pw) = _first_conv_geometry(h), _first_conv_geometry(w)
         h1, w1 = (h + 2 * ph - kh + 1) // 4, (w + 2 * pw - kw_ + 1) // 4
-        blocks = [mod.Conv(p, c, c1, (kh, kw_), padding=(ph, pw), stride=1, weight_scale=2, **kw),
+        blocks = [mod.Conv(p, c, c1, (kh, kw_), padding=(ph, pw), stride=1, weight_scale=ws, **kw),
                   mod.Pool(p, 2, stride=2, delay_shift=True),
-                  mod.Conv(p, c1, c2, 3, padding=1, stride=1, weight_scale=2, **kw),
+                  mod.Conv(p, c1, c2, 3, padding=1, stride=1, weight_scale=ws, **kw),
                   mod.Pool(p, 2, stride=2, delay_shift=True),
                   mod.Flatten(),
-                  mod.Dense(p, c2 * h1 * w1, hidden, weight_scale=2, **kw),
-                  mod.Dense(p, hidden, num_classes, weight_scale=2, **kw)]
+                  mod.Dense(p, c2 * h1 * w1, hidden, weight_scale=ws, **kw),
+                  mod.Dense(p, hidden, num_classes, weight_scale=ws, **kw)]
         return _initialised(SpikingNet(blocks, flatten_input=False, meta=meta))
     # VGG-11 as in the paper's DVS experiments (conv widths scaled by hidden/512 so tiny CPU tests are possible)
     scale = hidden / 512.0
@@ -107,9 +109,9 @@ def build_model(arch: str, in_shape: Sequence[int], num_classes: int, neuron: st
             size //= 2
         else:
             width = max(4, int(v * scale))
-            blocks.append(mod.Conv(p, ch, width, 3, padding=1, weight_scale=2, **kw))
+            blocks.append(mod.Conv(p, ch, width, 3, padding=1, weight_scale=ws, **kw))
             ch = width
-    blocks += [mod.Flatten(), mod.Dense(p, ch * size * size, num_classes, weight_scale=2, **kw)]
+    blocks += [mod.Flatten(), mod.Dense(p, ch * size * size, num_classes, weight_scale=ws, **kw)]
     return _initialised(SpikingNet(blocks, flatten_input=False, meta=meta))
 
 
@@ -133,4 +135,5 @@ def model_from_meta(meta: Dict[str, Any]) -> SpikingNet:
     p = dict(meta["neuron_params"])
     p.pop("variant", None) if meta["neuron"] != "CUBA" else None
     return build_model(meta["arch"], meta["in_shape"], meta["num_classes"], meta["neuron"],
-                       neuron_overrides=p, hidden=meta["hidden"], weight_norm=meta.get("weight_norm", False))
+                       neuron_overrides=p, hidden=meta["hidden"], weight_norm=meta.get("weight_norm", False),
+                       weight_scale=meta.get("weight_scale", 2.0))

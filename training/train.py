@@ -41,6 +41,7 @@ class TrainConfig:
     neuron: str = "ILIF"
     neuron_overrides: Dict[str, Any] = field(default_factory=dict)
     hidden: int = 128
+    weight_scale: float = 2.0
     time_bins: int = 16
     epochs: int = 8
     qat_epochs: int = 2
@@ -135,7 +136,8 @@ def train(cfg: TrainConfig, out_dir: Path, resume: bool = True, progress: bool =
     out_dir.mkdir(parents=True, exist_ok=True)
     info = dataset_info(cfg.dataset)
     torch.manual_seed(cfg.seed)
-    model = build_model(cfg.arch, info.shape, info.num_classes, cfg.neuron, cfg.neuron_overrides, cfg.hidden).to(device)
+    model = build_model(cfg.arch, info.shape, info.num_classes, cfg.neuron, cfg.neuron_overrides, cfg.hidden,
+                        weight_scale=cfg.weight_scale).to(device)
     loss_fn = get_loss(cfg.loss)
     total = cfg.epochs + cfg.qat_epochs
     ckpt_path, log_path = out_dir / "checkpoint.pt", out_dir / "log.jsonl"
