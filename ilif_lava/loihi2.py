@@ -263,9 +263,32 @@ def check_parameters(path_or_h5: PathOrH5) -> List[Finding]:
             for key, lim in LAYER_KEY_LIMITS.items():
                 if key in g and isinstance(g[key], h5py.Dataset):
                     findings.append(check_values(idx, key, g[key][()], lim))
+                    if key == "weight" and ltype == "dense":
+                        _flag_inhibitory_weights(findings[-1], g[key][()])
             if "neuron" in g and isinstance(g["neuron"], h5py.Group):
                 findings.extend(_check_neuron(idx, g["neuron"]))
     return findings
+
+
+def _flag_inhibitory_weights(f: Finding, values: Any) -> None:
+    """Fail the weight finding of a dense layer that Lava's inhibitory weight path would silently change.
+
+    With no positive weight (all <= 0, some < 0) Lava's Dense model picks the INHIBITORY sign mode. netx's
+    ``optimize_weight_bits`` scales the weights so that the most negative one lands on -256 whenever its magnitude
+    is a power of two, and the model then clips -256 to -255 and truncates to ``num_weight_bits``: {-256, -2}
+    runs as {-254, -2}, all -2 as all 0, {-64, -10, 0} as {-63, -10, 0} (measured with Lava 0.10 fixed_pt).
+    Other all-negative layers (e.g. {-6, -10}) run exactly; conv layers are unaffected (netx passes their
+    weights unscaled and the Conv model has no sign mode).
+    """
+    v = np.asarray(values, dtype=np.float64)
+    if not v.size or not np.isfinite(v).all() or v.max() > 0 or v.min() >= 0:
+        return
+    mag = -float(v.min())
+    if mag == 2.0 ** round(math.log2(mag)):
+        f.ok = False
+        f.message += (f"; no positive weight and min {-mag:g} is a power of two: Lava's inhibitory weight path "
+                      f"changes such weights (e.g. {{-256, -2}} -> {{-254, -2}}, all -2 -> 0); "
+                      f"add a positive weight or avoid a power-of-two minimum")
 
 
 def _check_neuron(idx: int, n: h5py.Group) -> List[Finding]:

@@ -18,14 +18,12 @@ import numpy as np
 from lava.lib.dl.netx import hdf5
 
 from ilif_lava import fixed_point as fx
+from ilif_lava import hdf5_validate as _hdf5_validate
+from ilif_lava.hdf5_validate import NetworkFileError, UnsupportedLayerError  # noqa: F401  (re-exported)
 from ilif_lava.neuron import NEURON_TYPE
 
 ILIF_KEYS = ("iDecay", "vDecay", "cDecay", "mDecay", "vThMant", "inhibition", "mpiu", "ciu")
 _lock = threading.RLock()
-
-
-class NetworkFileError(ValueError):
-    """An HDF5 network description is unusable. The message names the file, the layer and the key."""
 
 
 def _raw(cfg: Any, key: str) -> Any:
@@ -119,40 +117,10 @@ def int_params_from_entry(entry: Dict[str, Any]) -> fx.ILIFParams:
                          inhibition=str(entry["inhibition"]))
 
 
-def validate_file(path: Union[str, Path]) -> None:
-    """Check that ``path`` is a readable netx file and that every ILIF neuron entry is complete and in range.
+def validate_file(path: Union[str, Path], input_shape=None) -> None:
+    """Check, before any Lava process is built, that ``path`` is a netx HDF5 network ILIFNetwork can build.
 
-    Raises :class:`NetworkFileError` naming the file, layer and key.
+    Delegates to :func:`ilif_lava.hdf5_validate.validate_file` (structure, keys, dtypes, shapes, values, layer
+    sizes, neuron types and parameters). Raises :class:`NetworkFileError` naming the file, layer and key.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise NetworkFileError(f"{path}: no such file")
-    try:
-        h = h5py.File(path, "r")
-    except OSError as exc:
-        raise NetworkFileError(f"{path}: not a readable HDF5 file ({exc})") from None
-    with h:
-        if "layer" not in h:
-            raise NetworkFileError(f"{path}: missing top-level group 'layer'")
-        for i in range(len(h["layer"])):
-            g = h["layer"].get(str(i))
-            if g is None:
-                raise NetworkFileError(f"{path}: layer {i}: missing (layers must be numbered 0..N-1)")
-            if "neuron" not in g or "type" not in g["neuron"]:
-                continue
-            if _raw(g["neuron"], "type") != NEURON_TYPE:
-                continue
-            for key in ILIF_KEYS:
-                if key not in g["neuron"]:
-                    raise NetworkFileError(f"{path}: layer {i}: key 'neuron/{key}' missing for an ILIF neuron")
-            entry = {k: _raw(g["neuron"], k) for k in ILIF_KEYS}
-            for key in ("iDecay", "vDecay", "cDecay", "mDecay", "vThMant"):  # name the file's key, not the field
-                val = np.asarray(entry[key])
-                lo, hi = (1, fx.VTH_MANT_MAX) if key == "vThMant" else (0, fx.DECAY_ONE)
-                if val.dtype.kind not in "iu" or val.size == 0 or (val < lo).any() or (val > hi).any():
-                    raise NetworkFileError(f"{path}: layer {i}: key 'neuron/{key}' must hold integers in "
-                                           f"[{lo}, {hi}], got {val.tolist()}")
-            try:
-                int_params_from_entry(entry).validate(where=f"{path}: layer {i}: neuron")
-            except (ValueError, TypeError) as exc:
-                raise NetworkFileError(str(exc)) from None
+    _hdf5_validate.validate_file(path, input_shape=input_shape)

@@ -94,8 +94,6 @@ def run_network(path: Union[str, Path], x: np.ndarray, record_states: bool = Fal
     n, steps = x.shape[0], x.shape[-1]
     # netx cannot infer the input shape of a network whose first layer is a conv: give it (x, y, f) = (W, H, C)
     net_kwargs = {"input_shape": tuple(int(v) for v in x.shape[1:4][::-1])} if x.ndim == 5 else {}
-    from ilif_lava.netx import validate_file
-    validate_file(path)  # first: a failing ILIFNetwork() leaves a half-built process whose __del__ prints a traceback
     net = ILIFNetwork(net_config=str(path), **net_kwargs)
     inp = _flat_input(x, net.layers[0].inp.shape)
     data = np.concatenate([inp[k] for k in range(n)], axis=-1)          # [*in_shape, N*T]

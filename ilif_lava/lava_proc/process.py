@@ -53,6 +53,11 @@ class ILIF(AbstractProcess):
         self.bias_mant = Var(shape=shape, init=bias_mant)
         self.bias_exp = Var(shape=(1,), init=bias_exp)
 
+    def __del__(self) -> None:
+        # a constructor that raised leaves no runtime; Lava's __del__ would print an ignored AttributeError
+        if "_runtime" in self.__dict__:
+            super().__del__()
+
 
 class ILIFNetwork(hdf5.Network):
     """``lava.lib.dl.netx.hdf5.Network`` that also builds ILIF layers (stock CUBA/SDNN layers unchanged).
@@ -63,7 +68,7 @@ class ILIFNetwork(hdf5.Network):
 
     def __init__(self, net_config: str, **kwargs) -> None:
         from ilif_lava.netx import ilif_neuron_types, validate_file  # lazy: netx imports this module
-        validate_file(net_config)
+        validate_file(net_config, input_shape=kwargs.get("input_shape"))
         with ilif_neuron_types():
             super().__init__(net_config=net_config, **kwargs)
 

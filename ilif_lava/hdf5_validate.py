@@ -1,0 +1,456 @@
+"""Structural validation of a netx HDF5 network file, before any Lava process is built.
+
+:func:`validate_file` reads the whole file with h5py only (no Lava import) and raises one
+:class:`NetworkFileError` for the first problem, naming the file, the layer index and the key, and saying
+what was expected. It accepts exactly what ``lava.lib.dl.netx.hdf5.Network`` (through
+:class:`ilif_lava.lava_proc.process.ILIFNetwork`) can build (lava-internals.md section 3):
+
+* the file: exists, is HDF5 and readable (truncated or corrupted files included), has a group ``layer`` whose
+  children are exactly ``'0'`` .. ``'N-1'``, each a group;
+* layer types netx builds: ``input`` (layer 0 only), ``dense``, ``conv``, ``flatten`` (followed by a dense);
+  the required keys of each type (:data:`REQUIRED_KEYS`) and the form of each key (:data:`KEY_RULES`);
+* values: weights are real, finite, integer and in [-256, 255] (netx's weight range), and a dense layer's are
+  not all zero (netx's ``optimize_weight_bits`` divides by the largest weight); delays are integers in
+  [0, 62], one per output; biases are finite, one per output (all zero for ILIF, whose process has no bias);
+* shapes: dense weight == (outFeatures, inFeatures), conv weight == (outChannels, inChannels / groups, kH, kW)
+  with ``groups`` dividing both channel counts, ``shape`` consistent with outFeatures / outChannels;
+* sizes along the network: a layer's input size equals the previous layer's output size, and a conv's
+  declared ``shape`` equals the output computed from the previous shape, kernel, stride, padding, dilation;
+* neurons: a type netx (or ILIFNetwork) builds with a plain synapse (:data:`NEURON_KEYS`) and its keys, as
+  scalars of the right kind and range.
+
+Loihi bit-width head-room (even weights, 13-bit bias, ...) stays in :mod:`ilif_lava.loihi2`; only what a
+loader needs in order to build a network that means what the file says is checked here.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Dict, Optional, Sequence, Tuple, Union
+
+import h5py
+import numpy as np
+
+from ilif_lava import fixed_point as fx
+
+PathLike = Union[str, Path]
+
+WEIGHT_RANGE = (-256, 255)          # netx optimize_weight_bits' input range (8-bit signed mantissa, x2 in mixed mode)
+DELAY_RANGE = (0, 62)               # netx / slayer Delay(max_delay=62); netx clamps larger ones silently
+MAX_NEURONS = 1 << 24               # per layer: guards against allocation bombs, far beyond any Loihi 2 system
+MAX_ELEMENTS = 1 << 26              # per dataset: read nothing larger (a corrupted header can claim huge dims)
+
+
+class NetworkFileError(ValueError):
+    """An HDF5 network description is unusable. The message names the file, the layer and the key."""
+
+
+class UnsupportedLayerError(NetworkFileError, NotImplementedError):
+    """A layer type that netx does not build (``pool``, ``average``, ...); also a ``NotImplementedError``, which
+    is what netx itself raises for these types."""
+
+
+# ---------------------------------------------------------------------------------------------------------
+# rules (tables)
+# ---------------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Int:
+    """Integer dtype; ``scalar``: one value (``strict``: a 0-d dataset, as netx's ``np.isscalar`` needs);
+    ``pair``: a 0-d value or exactly 2 values (netx's layer table indexes ``[0]`` and ``[1]`` of any array);
+    ``dims``: 1 to 3 values."""
+
+    lo: int
+    hi: int
+    form: str = "scalar"            # scalar | strict | pair | dims
+
+
+@dataclass(frozen=True)
+class Choice:
+    values: Tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Flag:
+    """A bool, or an integer 0 / 1."""
+
+
+COUNT = Int(1, MAX_NEURONS)
+DECAY = Int(0, fx.DECAY_ONE)
+DECAY_0D = Int(0, fx.DECAY_ONE, "strict")
+
+KEY_RULES: Dict[str, Any] = {
+    "shape": Int(1, MAX_NEURONS, "dims"),
+    "inFeatures": COUNT, "outFeatures": COUNT, "inChannels": COUNT, "outChannels": COUNT,
+    "groups": Int(1, MAX_NEURONS, "strict"),
+    "kernelSize": Int(1, 1 << 12, "pair"), "stride": Int(1, 1 << 12, "pair"),
+    "dilation": Int(1, 1 << 12, "pair"), "padding": Int(0, 1 << 12, "pair"),
+}
+
+REQUIRED_KEYS: Dict[str, Tuple[str, ...]] = {
+    "input": ("shape",),
+    "dense": ("shape", "inFeatures", "outFeatures", "weight"),
+    "conv": ("shape", "inChannels", "outChannels", "kernelSize", "stride", "padding", "dilation", "groups",
+             "weight", "neuron"),
+    "flatten": ("shape",),
+}
+# netx raises NotImplementedError / AttributeError for these (or, for dense_rec, builds recurrent delays from the
+# feed-forward delay matrix); ILIFNetwork does not support them.
+REFUSED_LAYER_TYPES = ("pool", "convT", "unpool", "average", "concat", "dense_rec", "dense_comp")
+
+NEURON_KEYS: Dict[str, Dict[str, Any]] = {
+    "CUBA": {"iDecay": DECAY, "vDecay": DECAY, "vThMant": Int(0, fx.VTH_MANT_MAX)},
+    "LOIHI": {"iDecay": DECAY, "vDecay": DECAY, "vThMant": Int(0, fx.VTH_MANT_MAX)},
+    "SDNN": {"vThMant": Int(0, (1 << 31) - 1)},
+    # ILIFNetwork reads these with int(): 0-d only (int() of a 1-element array is deprecated since numpy 1.25)
+    "ILIF": {"iDecay": DECAY_0D, "vDecay": DECAY_0D, "cDecay": DECAY_0D, "mDecay": DECAY_0D,
+             "vThMant": Int(1, fx.VTH_MANT_MAX, "strict"), "inhibition": Choice(fx.INHIBITIONS), "mpiu": Flag(),
+             "ciu": Flag()},
+}
+# netx maps any type containing "RF" to RF / RF_IZ, whose processes have complex inputs (a_real_in, a_imag_in):
+# a plain dense/conv/input block cannot connect to them, and netx has no loader for complex dense layers.
+COMPLEX_NEURON_HINT = "RF"
+
+
+def _expected(rule: Any) -> str:
+    if isinstance(rule, Choice):
+        return f"one of {list(rule.values)}"
+    if isinstance(rule, Flag):
+        return "a bool (or 0 / 1)"
+    what = {"scalar": "an integer", "strict": "a scalar (0-d) integer", "pair": "a scalar (0-d) or 2 integers",
+            "dims": "1 to 3 integers"}[rule.form]
+    return f"{what} in [{rule.lo}, {rule.hi}]"
+
+
+# ---------------------------------------------------------------------------------------------------------
+# reading (every h5py call is here; whatever h5py raises becomes a NetworkFileError)
+# ---------------------------------------------------------------------------------------------------------
+class _Where:
+    """File + layer context for messages."""
+
+    def __init__(self, path: Path, layer: Optional[int] = None) -> None:
+        self.path, self.layer = path, layer
+
+    def fail(self, key: Optional[str], problem: str, expected: str = "",
+             cls: type = NetworkFileError) -> NetworkFileError:
+        msg = f"{self.path}: "
+        if self.layer is not None:
+            msg += f"layer {self.layer}: "
+        if key is not None:
+            msg += f"key '{key}' "
+        msg += problem + (f"; expected {expected}" if expected else "")
+        return cls(msg)
+
+
+def _children(w: _Where, g: h5py.Group, key: Optional[str]) -> Dict[str, Any]:
+    """{name: Group or Dataset} of a group."""
+    try:
+        out = {name: g[name] for name in g.keys()}
+    except Exception as exc:  # noqa: BLE001 - any h5py failure on a damaged file
+        raise w.fail(key, f"is unreadable ({type(exc).__name__}: {exc})", "a readable HDF5 group") from None
+    odd = [name for name in out if not isinstance(name, str)]        # h5py returns undecodable names as bytes
+    if odd:
+        raise w.fail(key, f"has a child named {odd[0]!r}, which is not UTF-8 text", "text names")
+    return out
+
+
+def _global_heap_problem(path: Path, ds: h5py.Dataset) -> Optional[str]:
+    """Check the global heap collections a contiguous variable-length dataset points to, as HDF5 will parse them.
+
+    A damaged collection can make HDF5 (2.0.0, ``H5HG__cache_heap_deserialize``) loop forever inside C code,
+    where no Python signal can interrupt it: a free-space object of size 0 never advances the parser. Each
+    collection is walked the same way here first (HDF5 file format, "Global Heap"). Compact and chunked
+    datasets are not checked (h5py writes small datasets contiguous).
+    """
+    if ds.dtype.kind != "O" or ds.id.get_create_plist().get_layout() != h5py.h5d.CONTIGUOUS:
+        return None
+    offset = ds.id.get_offset()
+    if offset is None:                                   # storage not allocated
+        return None
+    size_addr, size_len = ds.file.id.get_create_plist().get_sizes()
+    elem = 4 + size_addr + 4                             # sequence length, collection address, object index
+    with open(path, "rb") as f:
+        f.seek(offset)
+        raw = f.read(elem * ds.size)
+        if len(raw) < elem * ds.size:
+            return "points past the end of the file"
+        for e in range(ds.size):
+            r = raw[e * elem:(e + 1) * elem]
+            length, addr = int.from_bytes(r[:4], "little"), int.from_bytes(r[4:4 + size_addr], "little")
+            index = int.from_bytes(r[4 + size_addr:], "little")
+            if length == 0 and addr == 0:
+                continue
+            f.seek(addr)
+            head = f.read(8 + size_len)
+            if len(head) < 8 + size_len or head[:5] != b"GCOL\x01":
+                return f"points to a damaged global heap at byte {addr}"
+            total = int.from_bytes(head[8:8 + size_len], "little")
+            f.seek(addr)
+            heap = f.read(total) if 0 < total <= 1 << 24 else b""
+            if len(heap) != total or total < 8 + size_len:
+                return f"points to a global heap at byte {addr} of invalid size {total}"
+            found, p, hdr = False, 8 + size_len, 8 + size_len    # objects: index(2) refs(2) reserved(4) size
+            while p + hdr <= total:
+                idx = int.from_bytes(heap[p:p + 2], "little")
+                osize = int.from_bytes(heap[p + 8:p + 8 + size_len], "little")
+                need = osize if idx == 0 else hdr + (osize + 7) // 8 * 8
+                if need <= 0 or need > total - p:
+                    return f"points to a damaged global heap at byte {addr} (object at +{p})"
+                found = found or (idx == index and idx > 0 and osize >= length)
+                p += need
+            if not found:
+                return f"points to a missing object {index} in the global heap at byte {addr}"
+    return None
+
+
+def _read(w: _Where, obj: Any, key: str) -> np.ndarray:
+    """The value of a dataset as a numpy array (0-d for scalars)."""
+    if not isinstance(obj, h5py.Dataset):
+        raise w.fail(key, "is a group", "a dataset")
+    try:
+        if obj.size is not None and obj.size > MAX_ELEMENTS:
+            raise w.fail(key, f"claims {obj.size} elements", f"at most {MAX_ELEMENTS}")
+        problem = _global_heap_problem(w.path, obj)
+        if problem:
+            raise w.fail(key, problem, "a readable dataset")
+        return np.asarray(obj[()])
+    except NetworkFileError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any h5py failure on a damaged file
+        raise w.fail(key, f"is unreadable ({type(exc).__name__}: {exc})", "a readable dataset") from None
+
+
+# ---------------------------------------------------------------------------------------------------------
+# value checks
+# ---------------------------------------------------------------------------------------------------------
+def _show(a: np.ndarray) -> str:
+    return repr(a.tolist()) if a.size <= 6 else f"{a.dtype} array of shape {a.shape}"
+
+
+def _text(w: _Where, a: np.ndarray, key: str, expected: str) -> str:
+    """A single ASCII string (bytes or str, 0-d or 1 element), as netx's ``NetDict`` decodes it."""
+    if a.dtype.kind not in "SOU" or a.size != 1 or a.ndim > 1:
+        raise w.fail(key, f"= {_show(a)} is not a single string", expected)
+    v = a.reshape(-1)[0]
+    if isinstance(v, (bytes, np.bytes_)):
+        try:
+            return bytes(v).decode("ascii")
+        except UnicodeDecodeError:
+            raise w.fail(key, f"= {bytes(v)!r} is not ASCII", expected) from None
+    if isinstance(v, str) and v.isascii():
+        return v
+    raise w.fail(key, f"= {v!r} is not an ASCII string", expected)
+
+
+def _check(w: _Where, key: str, a: np.ndarray, rule: Any) -> Any:
+    """Check ``a`` against a rule; returns the value (int, tuple of ints, str or bool)."""
+    exp = _expected(rule)
+    if isinstance(rule, Choice):
+        v = _text(w, a, key, exp)
+        if a.ndim == 1 and a.dtype.kind == "O":        # ILIF's reader decodes 0-d or fixed-length strings only
+            raise w.fail(key, f"= {v!r} is a 1-element variable-length string array (read as \"{a!s}\")",
+                         f"{exp} as a scalar string")
+        if v not in rule.values:
+            raise w.fail(key, f"= {v!r}", exp)
+        return v
+    if a.dtype.kind not in ("biu" if isinstance(rule, Flag) else "iu"):
+        raise w.fail(key, f"= {_show(a)} has dtype {a.dtype}", exp)
+    if isinstance(rule, Flag):
+        if a.size != 1 or a.ndim > 1 or int(a.reshape(-1)[0]) not in (0, 1):
+            raise w.fail(key, f"= {_show(a)}", exp)
+        return bool(a.reshape(-1)[0])
+    sizes = {"scalar": (1,), "strict": (1,), "pair": (2,), "dims": (1, 2, 3)}[rule.form]
+    ndim_ok = {"scalar": a.ndim <= 1, "strict": a.ndim == 0, "pair": a.ndim <= 1, "dims": a.ndim == 1}[rule.form]
+    if not ndim_ok or (a.size not in sizes and not (rule.form == "pair" and a.ndim == 0)):
+        raise w.fail(key, f"= {_show(a)} has shape {a.shape}", exp)
+    if (a < rule.lo).any() or (a > rule.hi).any():
+        raise w.fail(key, f"= {_show(a)} is out of range", exp)
+    vals = tuple(int(x) for x in a.reshape(-1))
+    if rule.form == "pair":
+        return vals * 2 if len(vals) == 1 else vals
+    return vals if rule.form == "dims" else vals[0]
+
+
+def _numbers(w: _Where, key: str, a: np.ndarray, shapes: Sequence[Tuple[int, ...]], integer: bool,
+             lo: float = -np.inf, hi: float = np.inf) -> np.ndarray:
+    """A real numeric array of one of ``shapes``, finite, optionally integer-valued and in [lo, hi]."""
+    want = " or ".join(str(s) for s in shapes)
+    what = f"a real {'integer-valued ' if integer else ''}array of shape {want}"
+    if np.isfinite(lo) or np.isfinite(hi):
+        what += f" with values in [{lo:g}, {hi:g}]"
+    if a.dtype.kind not in "iuf":
+        raise w.fail(key, f"has dtype {a.dtype}", what)
+    if a.shape not in [tuple(s) for s in shapes]:
+        raise w.fail(key, f"has shape {a.shape}", what)
+    if a.dtype.kind == "f" and not np.isfinite(a).all():
+        raise w.fail(key, f"holds {int((~np.isfinite(a)).sum())} NaN/inf value(s)", what)
+    if integer and a.dtype.kind == "f" and (a != np.round(a)).any():
+        bad = a[a != np.round(a)].reshape(-1)[0]
+        raise w.fail(key, f"holds non-integer value(s), e.g. {bad:g}", what)
+    if a.size and (a.min() < lo or a.max() > hi):
+        raise w.fail(key, f"has values in [{a.min():g}, {a.max():g}]", what)
+    return a
+
+
+# ---------------------------------------------------------------------------------------------------------
+# layers
+# ---------------------------------------------------------------------------------------------------------
+def _conv_out(n: int, k: int, s: int, p: int, d: int) -> int:
+    """Lava ``conv.utils.output_shape`` along one axis (floor division)."""
+    return (n + 2 * p - d * (k - 1) - 1) // s + 1
+
+
+def _neuron(w: _Where, node: Any, ltype: str) -> str:
+    if not isinstance(node, h5py.Group):
+        raise w.fail("neuron", "is a dataset", "a group holding the neuron parameters")
+    items = _children(w, node, "neuron")
+    if "type" not in items:
+        raise w.fail("neuron/type", "is missing", f"one of {list(NEURON_KEYS)}")
+    ntype = _text(w, _read(w, items["type"], "neuron/type"), "neuron/type", f"one of {list(NEURON_KEYS)}")
+    if ntype not in NEURON_KEYS:
+        hint = (" (RF neurons need complex synapses, which netx cannot load)"
+                if COMPLEX_NEURON_HINT in ntype else "")
+        raise w.fail("neuron/type", f"= {ntype!r} is not a neuron type ILIFNetwork can build{hint}",
+                     f"one of {list(NEURON_KEYS)}")
+    for key, rule in NEURON_KEYS[ntype].items():
+        if key not in items:
+            raise w.fail(f"neuron/{key}", f"is missing (required for {ntype} neurons)", _expected(rule))
+        _check(w, f"neuron/{key}", _read(w, items[key], f"neuron/{key}"), rule)
+    return ntype
+
+
+def _layer(w: _Where, g: h5py.Group, idx: int, n_layers: int, prev: Optional[Tuple[int, ...]],
+           prev_block: bool, after_flatten: bool) -> Tuple[str, Tuple[int, ...], bool]:
+    """Check one layer given the previous output shape (CHW or (F,), None if unknown).
+
+    Returns (type, output shape, whether the layer becomes a Lava block)."""
+    items = _children(w, g, None)
+    types = list(REQUIRED_KEYS)
+    if "type" not in items:
+        raise w.fail("type", "is missing", f"one of {types}")
+    ltype = _text(w, _read(w, items["type"], "type"), "type", f"one of {types}")
+    if ltype not in REQUIRED_KEYS:
+        cls = UnsupportedLayerError if ltype in REFUSED_LAYER_TYPES else NetworkFileError
+        raise w.fail("type", f"= {ltype!r} is not a layer type netx builds", f"one of {types}", cls)
+    if after_flatten and ltype != "dense":
+        raise w.fail("type", f"= {ltype!r} follows a flatten layer", "'dense' after 'flatten'")
+    for key in REQUIRED_KEYS[ltype]:
+        if key not in items:
+            raise w.fail(key, f"is missing (required for '{ltype}' layers)", "it to be present")
+    vals: Dict[str, Any] = {k: _check(w, k, _read(w, items[k], k), rule)
+                            for k, rule in KEY_RULES.items() if k in items}
+    shape = vals["shape"]
+    if int(np.prod(shape)) > MAX_NEURONS:
+        raise w.fail("shape", f"= {list(shape)} holds {int(np.prod(shape))} neurons", f"at most {MAX_NEURONS}")
+    ntype = _neuron(w, items["neuron"], ltype) if "neuron" in items and ltype != "flatten" else None
+
+    if ltype == "input":
+        if idx != 0:
+            raise w.fail("type", "= 'input' is not the first layer", "'input' only as layer 0")
+        for key in ("weight", "bias"):                      # netx: int(layer['weight']) / int(layer['bias'])
+            if key in items and ntype is not None:
+                _numbers(w, key, _read(w, items[key], key), [()], integer=False)
+        return ltype, shape, ntype is not None
+
+    if ltype == "flatten":
+        if prev is not None and int(np.prod(prev)) != int(np.prod(shape)):
+            raise w.fail("shape", f"= {list(shape)} ({int(np.prod(shape))} values) does not match the previous "
+                         f"layer's output {list(prev)}", f"{int(np.prod(prev))} values")
+        if prev_block and len(prev) != 3:
+            raise w.fail("type", f"= 'flatten' follows a layer of shape {list(prev)}",
+                         "a 3-D (C, H, W) previous layer")
+        if idx == n_layers - 1:
+            raise w.fail("type", "= 'flatten' is the last layer", "a dense layer after it")
+        return ltype, (int(np.prod(shape)),), False
+
+    weight = _read(w, items["weight"], "weight")
+    if ltype == "dense":
+        n_in, n_out = vals["inFeatures"], vals["outFeatures"]
+        if int(np.prod(shape)) != n_out:
+            raise w.fail("shape", f"= {list(shape)} does not match outFeatures = {n_out}", f"[{n_out}]")
+        if prev is not None and int(np.prod(prev)) != n_in:
+            raise w.fail("inFeatures", f"= {n_in} does not match the previous layer's output {list(prev)}",
+                         f"{int(np.prod(prev))}")
+        if prev_block and not after_flatten and len(prev) != 1:
+            raise w.fail("type", f"= 'dense' follows a layer of shape {list(prev)} without a flatten layer",
+                         "a 'flatten' layer in between")
+        wshape = (n_out, n_in)
+        n_per_out = n_out
+    else:  # conv
+        c_in, c_out, groups = vals["inChannels"], vals["outChannels"], vals["groups"]
+        k, s, p, d = (vals[x] for x in ("kernelSize", "stride", "padding", "dilation"))
+        if c_in % groups or c_out % groups:
+            raise w.fail("groups", f"= {groups} does not divide inChannels = {c_in} and outChannels = {c_out}",
+                         "a common divisor")
+        if len(shape) != 3 or shape[0] != c_out:
+            raise w.fail("shape", f"= {list(shape)} does not match outChannels = {c_out}",
+                         f"[{c_out}, H, W]")
+        if prev is not None:
+            if len(prev) != 3:
+                raise w.fail("type", f"= 'conv' follows a layer of shape {list(prev)}", "a 3-D (C, H, W) input")
+            if prev[0] != c_in:
+                raise w.fail("inChannels", f"= {c_in} does not match the previous layer's {prev[0]} channels",
+                             f"{prev[0]}")
+            out_hw = tuple(_conv_out(prev[1 + a], k[a], s[a], p[a], d[a]) for a in (0, 1))
+            if shape[1:] != out_hw:
+                raise w.fail("shape", f"= {list(shape)} does not match the convolution of the previous "
+                             f"output {list(prev)} (kernel {list(k)}, stride {list(s)}, padding {list(p)}, "
+                             f"dilation {list(d)})", f"{[c_out, *out_hw]}")
+        wshape = (c_out, c_in // groups) + tuple(k)
+        n_per_out = c_out
+    lo, hi = WEIGHT_RANGE
+    weight = _numbers(w, "weight", weight, [wshape], integer=True, lo=lo, hi=hi)
+    if ltype == "dense" and not weight.any():       # netx's optimize_weight_bits divides by the largest weight
+        raise w.fail("weight", "is all zero (netx cannot scale an all-zero dense weight matrix)",
+                     "at least one non-zero weight")
+    if "delay" in items:
+        _numbers(w, "delay", _read(w, items["delay"], "delay"), [(n_per_out,)], integer=True, lo=DELAY_RANGE[0],
+                 hi=DELAY_RANGE[1])
+    if "bias" in items:
+        bias = _numbers(w, "bias", _read(w, items["bias"], "bias"), [(n_per_out,)], integer=False)
+        if ntype == "ILIF" and bias.any():
+            raise w.fail("bias", "is non-zero for an ILIF layer (the ILIF process has no bias)", "all zeros")
+    return ltype, shape, True
+
+
+def validate_file(path: PathLike, input_shape: Optional[Sequence[int]] = None) -> None:
+    """Raise :class:`NetworkFileError` unless ``path`` is a netx HDF5 network that ILIFNetwork can build.
+
+    ``input_shape`` (optional, netx's (x, y, f) order, as ``hdf5.Network(input_shape=...)``) is the network
+    input when layer 0 is not an ``input`` layer; it lets the first layer's sizes be checked too.
+    """
+    path = Path(path)
+    top = _Where(path)
+    if not path.is_file():
+        raise NetworkFileError(f"{path}: no such file")
+    try:
+        h = h5py.File(path, "r")
+    except Exception as exc:  # noqa: BLE001 - OSError for non-HDF5 / truncated files, others for odd ones
+        raise NetworkFileError(f"{path}: not a readable HDF5 file ({type(exc).__name__}: {exc})") from None
+    with h:
+        root = _children(top, h, "/")
+        if "layer" not in root:
+            raise top.fail("layer", "is missing", "a top-level group 'layer'")
+        if not isinstance(root["layer"], h5py.Group):
+            raise top.fail("layer", "is a dataset", "a top-level group 'layer'")
+        layers = _children(top, root["layer"], "layer")
+        names = [str(i) for i in range(len(layers))]
+        if not layers or sorted(layers) != sorted(names):
+            extra = sorted(set(layers) - set(names))
+            raise top.fail("layer", f"has children {sorted(layers)}" + (f" ({extra} unexpected)" if extra else ""),
+                           "layers numbered '0' .. 'N-1' (at least one)")
+        prev: Optional[Tuple[int, ...]] = None
+        if input_shape is not None:
+            prev = tuple(int(v) for v in tuple(input_shape)[::-1])      # (x, y, f) -> (C, H, W)
+        prev_block = after_flatten = False
+        n_blocks = 0
+        for i, name in enumerate(names):
+            w = _Where(path, i)
+            if not isinstance(layers[name], h5py.Group):
+                raise w.fail(None, "is a dataset", "a group")
+            ltype, prev, block = _layer(w, layers[name], i, len(names), prev, prev_block, after_flatten)
+            after_flatten = ltype == "flatten"
+            prev_block = prev_block or block
+            n_blocks += int(block)
+        if n_blocks == 0:
+            raise top.fail("layer", "has no dense, conv or input-with-neuron layer",
+                           "at least one layer that builds a Lava block")
