@@ -64,6 +64,16 @@ def _git_commit() -> Optional[str]:
         return None
 
 
+def _git_modified() -> Optional[List[str]]:
+    """Tracked files with uncommitted changes (the code measured may differ from ``git_commit``)."""
+    try:
+        out = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
+                             capture_output=True, text=True, timeout=10)
+        return [ln[3:] for ln in out.stdout.splitlines() if ln.strip()]
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
 def machine_info() -> Dict[str, Any]:
     import torch
     try:
@@ -86,6 +96,7 @@ def machine_info() -> Dict[str, Any]:
         "lava_nc": _version("lava-nc"),
         "numpy": _version("numpy"),
         "git_commit": _git_commit(),
+        "git_modified_files": _git_modified(),
     }
     return info
 
