@@ -25,7 +25,8 @@ import numpy as np
 import pytest
 import torch
 
-import ilif_lava  # noqa: F401  (Lava Python 3.11 shim)
+import ilif_lava  # noqa: F401
+from tests.helpers import flat, forward_all
 from ilif_lava import block
 from ilif_lava import fixed_point as fx
 from ilif_lava.netx import export_blocks
@@ -153,18 +154,8 @@ def test_torch_and_numpy_identical():
 # =========================================================================================================
 # helpers for the torch vs Lava comparisons
 # =========================================================================================================
-def _torch_forward(blocks: torch.nn.ModuleList, x: torch.Tensor) -> List[torch.Tensor]:
-    outs, h = [], x
-    with torch.no_grad():
-        for b in blocks:
-            h = b(h)
-            outs.append(h)
-    return outs
 
 
-def _flat(t: torch.Tensor) -> np.ndarray:
-    """[N, C(, H, W), T] -> [N, C*H*W, T] (slayer CHW order, as run_network returns)."""
-    return t.reshape(t.shape[0], -1, t.shape[-1]).cpu().numpy()
 
 
 def _compare(blocks, outs, res) -> Dict[str, int]:
@@ -173,12 +164,12 @@ def _compare(blocks, outs, res) -> Dict[str, int]:
     assert len(res.spikes) == len(neuron_blocks), (len(res.spikes), neuron_blocks)
     counts = {"spikes": 0, "u": 0, "v": 0, "c": 0, "m": 0, "init": 0}
     for li, bi in enumerate(neuron_blocks):
-        tsp = _flat(outs[bi])
+        tsp = flat(outs[bi])
         assert res.spikes[li].shape == tsp.shape, (li, res.spikes[li].shape, tsp.shape)
         counts["spikes"] += int((res.spikes[li] != tsp).sum())
         if isinstance(blocks[bi].neuron, Neuron):
             for k in fx.STATE_NAMES:
-                tv = _flat(blocks[bi].neuron.states[k])
+                tv = flat(blocks[bi].neuron.states[k])
                 lv = res.states[li][k]
                 assert lv.shape == tv.shape
                 counts[k] += int((lv[..., 1:] != tv[..., :-1]).sum())
@@ -247,7 +238,7 @@ _FIRED: Dict[Tuple[str, int], int] = {}
 @pytest.mark.parametrize("seed", range(N_RANDOM))
 def test_random_network_bit_exact(seed, tmp_path):
     spec, blocks, x = _random_case(seed)
-    outs = _torch_forward(blocks, x)
+    outs = forward_all(blocks, x)
     path = export_blocks(blocks, tmp_path / f"rand{seed}.net")
     res = run_network(path, x.numpy(), record_states=True)
     counts = _compare(blocks, outs, res)
@@ -279,7 +270,7 @@ def _run_single_dense(tmp_path, name, params, n_in, n_out, weight, steps, x=None
     blocks = torch.nn.ModuleList([blk]).eval()
     if x is None:
         x = torch.ones(1, n_in, steps)
-    outs = _torch_forward(blocks, x)
+    outs = forward_all(blocks, x)
     res = run_network(export_blocks(blocks, tmp_path / f"{name}.net"), x.numpy(), record_states=True)
     states = {k: blk.neuron.states[k].numpy() for k in fx.STATE_NAMES}
     return blk, outs, res, states, _compare(blocks, outs, res)
@@ -422,7 +413,7 @@ def test_planted_weight_change_is_detected(tmp_path):
                                   block.Dense({**params, "variant": "ILIF"}, 12, 6, weight_scale=4,
                                               delay_shift=True)]).eval()
     x = (torch.rand(1, 30, steps) < 0.4).float()
-    outs = _torch_forward(blocks, x)
+    outs = forward_all(blocks, x)
     good = export_blocks(blocks, tmp_path / "good.net")
     # pick the most active input and a neuron it feeds; flip that weight to the opposite extreme
     i = int(x[0].sum(-1).argmax())

@@ -19,7 +19,8 @@ import numpy as np
 import pytest
 import torch
 
-import ilif_lava  # noqa: F401  (Lava Python 3.11 shim before any Lava import)
+import ilif_lava  # noqa: F401
+from tests.helpers import flat, forward_all
 from export.hdf5_io import blocks_from_hdf5, describe_hdf5
 from ilif_lava import block
 from ilif_lava import fixed_point as fx
@@ -36,17 +37,8 @@ def _ilif(variant: str = "ILIF", **kw) -> dict:
     return {"threshold": 1.0, "tau": 2.0, "variant": variant, "quantized": True, "record_states": True, **kw}
 
 
-def _forward(blocks, x) -> List[torch.Tensor]:
-    outs, h = [], x
-    with torch.no_grad():
-        for b in blocks:
-            h = b(h)
-            outs.append(h)
-    return outs
 
 
-def _flat(t: torch.Tensor) -> np.ndarray:
-    return t.reshape(t.shape[0], -1, t.shape[-1]).numpy()
 
 
 def _h5_diff(a: h5py.Group, b: h5py.Group, where: str = "") -> List[str]:
@@ -78,7 +70,7 @@ def _h5_diff(a: h5py.Group, b: h5py.Group, where: str = "") -> List[str]:
 
 
 def _roundtrip(blocks, x, tmp_path, name):
-    outs = _forward(blocks, x)                      # sets shapes (and delays) before export
+    outs = forward_all(blocks, x)                      # sets shapes (and delays) before export
     first = export_blocks(blocks, tmp_path / f"{name}.net")
     rebuilt = blocks_from_hdf5(first, record_states=True)
     second = export_blocks(rebuilt, tmp_path / f"{name}_again.net")
@@ -138,7 +130,7 @@ def test_export_load_export_identical(make, tmp_path):
     outs, rebuilt, path, diffs, n = _roundtrip(blocks, x, tmp_path, make.__name__)
     assert diffs == [] and n > 10, diffs
     # the rebuilt blocks are the same network: identical spikes at every layer
-    for bo, ro in zip(outs, _forward(rebuilt, x)):
+    for bo, ro in zip(outs, forward_all(rebuilt, x)):
         assert torch.equal(bo, ro)
     for b, r in zip(blocks, rebuilt):
         if isinstance(getattr(b, "neuron", None), Neuron):
@@ -150,7 +142,7 @@ def test_export_load_export_identical(make, tmp_path):
 
 def test_pool_rebuilds_as_depthwise_conv(tmp_path):
     blocks, x = _net_conv_pool()
-    outs = _forward(blocks, x)
+    outs = forward_all(blocks, x)
     path = export_blocks(blocks, tmp_path / "pool.net")
     rebuilt = blocks_from_hdf5(path)
     pool = rebuilt[1]
@@ -165,7 +157,7 @@ def test_pool_rebuilds_as_depthwise_conv(tmp_path):
 
 def test_describe_hdf5(tmp_path):
     blocks, x = _net_mixed()
-    _forward(blocks, x)
+    forward_all(blocks, x)
     path = export_blocks(blocks, tmp_path / "mixed.net")
     d = describe_hdf5(path)
     assert [l["type"] for l in d] == ["conv", "conv", "flatten", "dense", "dense"]
@@ -188,7 +180,7 @@ def _edit(src: Path, dst: Path, fn) -> Path:
 
 def test_blocks_from_hdf5_errors_name_file_layer_key(tmp_path):
     blocks, x = _net_conv_pool()
-    _forward(blocks, x)
+    forward_all(blocks, x)
     good = export_blocks(blocks, tmp_path / "good.net")
 
     def drop_weight(h):
@@ -220,19 +212,19 @@ def test_blocks_from_hdf5_errors_name_file_layer_key(tmp_path):
 # =========================================================================================================
 def test_mixed_cuba_ilif_matches_torch(tmp_path):
     blocks, x = _net_mixed()
-    outs = _forward(blocks, x)
+    outs = forward_all(blocks, x)
     path = export_blocks(blocks, tmp_path / "mixed.net")
     res = run_network(path, x.numpy(), record_states=True)
     spiking = [i for i, b in enumerate(blocks) if getattr(b, "neuron", None) is not None]
     assert len(res.spikes) == len(spiking) == 4
-    mism = [int((res.spikes[li] != _flat(outs[bi])).sum()) for li, bi in enumerate(spiking)]
+    mism = [int((res.spikes[li] != flat(outs[bi])).sum()) for li, bi in enumerate(spiking)]
     n_spk = [int(s.sum()) for s in res.spikes]
     assert mism == [0, 0, 0, 0], (mism, n_spk)
     assert all(n > 0 for n in n_spk), n_spk
     assert sorted(res.states) == [1, 3]                              # states recorded for the ILIF layers only
     for li in (1, 3):
         for k in fx.STATE_NAMES:
-            tv = _flat(blocks[spiking[li]].neuron.states[k])
+            tv = flat(blocks[spiking[li]].neuron.states[k])
             assert (res.states[li][k][..., 1:] != tv[..., :-1]).sum() == 0, (li, k)
 
 
@@ -268,7 +260,7 @@ def test_cuba_only_same_spikes_everywhere(tmp_path):
     blocks = torch.nn.ModuleList([cuba.Dense(CUBA_PARAMS, 32, 24, weight_scale=4, delay_shift=True),
                                   cuba.Dense(CUBA_PARAMS, 24, 10, weight_scale=4, delay_shift=True)]).eval()
     x = (torch.rand(1, 32, 40) < 0.3).float()
-    outs = _forward(blocks, x)
+    outs = forward_all(blocks, x)
     path = export_blocks(blocks, tmp_path / "cuba.net")
     ours = run_network(path, x.numpy())
     stock = _stock_netx_run(path, x[0].numpy())
@@ -287,7 +279,7 @@ def test_ilif_network_has_no_global_side_effect(tmp_path):
     from ilif_lava.lava_proc.process import ILIFNetwork
 
     blocks, x = _net_dense_variants()
-    _forward(blocks, x)
+    forward_all(blocks, x)
     path = export_blocks(blocks[:3], tmp_path / "ilif.net")
     before = netx_hdf5.Network.__dict__["get_neuron_params"]
     net = ILIFNetwork(net_config=str(path))
@@ -311,7 +303,7 @@ def test_validate_file_errors(tmp_path):
     from ilif_lava.lava_proc.process import ILIFNetwork
 
     blocks, x = _net_dense_variants()
-    _forward(blocks, x)
+    forward_all(blocks, x)
     good = export_blocks(blocks[:3], tmp_path / "good.net")
     validate_file(good)
 
