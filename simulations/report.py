@@ -31,6 +31,7 @@ def _plots(r: Dict[str, Any], out: Path) -> List[str]:
     if "baseline" in r:
         base = [l["firing_rate"] for l in r["baseline"]["activity"]["layers"]]
         ax.plot(layers[:len(base)], base, "k^--", label=f"{r['baseline']['neuron']} baseline (quantized)")
+    ax.set_xticks(layers)
     ax.set(xlabel="layer", ylabel="firing rate", title="Firing rate per layer")
     ax.legend(fontsize=8)
     names.append(_save(fig, out / "firing_rate_per_layer.png"))
