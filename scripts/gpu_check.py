@@ -48,10 +48,19 @@ def _step_time(model, x, y, reps=10):
     return times[len(times) // 2]
 
 
-def main(out_json: str) -> None:
+def main(out_json: str, timing_only: bool = False) -> None:
     res = {"python": platform.python_version(), "torch": torch.__version__}
     dev = pick_device("cuda")
     res["device"] = torch.cuda.get_device_name(dev)
+    if not timing_only:
+        _checks(res, dev)
+    _timing(res, dev)
+    Path(out_json).write_text(json.dumps(res, indent=2))
+    print(json.dumps({k: v for k, v in res.items() if k != "cuda_train_log"}, indent=2))
+
+
+def _checks(res: dict, dev: torch.device) -> None:
+    """CUDA training, and quantized/float spikes on GPU vs CPU."""
     tmp = Path(tempfile.mkdtemp())
     t0 = time.time()
     cfg = TrainConfig(dataset="digits", epochs=4, qat_epochs=1, device="cuda", hidden=128, lr=1e-2, batch_size=32)
@@ -71,7 +80,10 @@ def main(out_json: str) -> None:
         res[f"{arch}_quantized_gpu_vs_cpu_mismatches"] = [int((a != b).sum()) for a, b in zip(q_gpu, q_cpu)]
         res[f"{arch}_quantized_spikes"] = [int(a.sum()) for a in q_cpu]
         res[f"{arch}_float_gpu_vs_cpu_agreement"] = [float((a == b).float().mean()) for a, b in zip(f_gpu, f_cpu)]
-    # training step ILIF vs CUBA on this GPU (N-MNIST-shaped MLP, T = 32, batch 32, random 5% spikes)
+
+
+def _timing(res: dict, dev: torch.device) -> None:
+    """Training step ILIF vs CUBA on this GPU (N-MNIST-shaped MLP, T = 32, batch 32, random 5% spikes)."""
     torch.manual_seed(0)
     xb = (torch.rand(32, 2, 34, 34, 32, device=dev) < 0.05).float()
     yb = torch.randint(0, 10, (32,), device=dev)
@@ -79,9 +91,8 @@ def main(out_json: str) -> None:
         m = build_model("mlp", (2, 34, 34), 10, neuron, hidden=128).to(dev)
         res[f"train_step_s_{neuron}_mlp_T32"] = _step_time(m, xb, yb)
     res["ratio_ilif_over_cuba"] = res["train_step_s_ILIF_mlp_T32"] / res["train_step_s_CUBA_mlp_T32"]
-    Path(out_json).write_text(json.dumps(res, indent=2))
-    print(json.dumps({k: v for k, v in res.items() if k != "cuda_train_log"}, indent=2))
 
 
 if __name__ == "__main__":
-    main(sys.argv[1] if len(sys.argv) > 1 else "gpu_check.json")
+    args = [a for a in sys.argv[1:] if not a.startswith("--")]
+    main(args[0] if args else "gpu_check.json", timing_only="--timing-only" in sys.argv)
