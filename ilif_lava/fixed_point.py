@@ -29,7 +29,7 @@ Step order (ilif-model.md section 1.2), per neuron, with ``u`` the raw input cur
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any, Dict, NamedTuple, Union
 
 import numpy as np
@@ -216,7 +216,3 @@ def kept_from_int(d: int) -> float:
 def threshold_to_mant(threshold: float) -> int:
     """vThMant = int(threshold * 64), truncating as slayer does."""
     return int(threshold * WEIGHT_SCALE)
-
-
-def params_to_dict(p: ILIFParams) -> Dict[str, Any]:
-    return {f.name: getattr(p, f.name) for f in fields(p)}

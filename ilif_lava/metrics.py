@@ -16,7 +16,7 @@ fan-out helpers without importing torch.
 """
 from __future__ import annotations
 
-from typing import Any, Dict, Iterable, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -287,8 +287,3 @@ def sop_energy_uj(acs: float, macs: float, e_ac_pj: float = E_AC_PJ, e_mac_pj: f
     With counts in millions (as in the paper's Table 5) the same formula gives ``0.9 * ACs_M + 4.6 * MACs_M`` uJ.
     """
     return (float(e_ac_pj) * float(acs) + float(e_mac_pj) * float(macs)) * 1e-6
-
-
-def total_acs(layers: Iterable[Tuple[Any, Any]]) -> float:
-    """Sum of :func:`count_acs` over ``(spikes, fan_out)`` pairs, one per spiking layer: mean ACs per sample."""
-    return float(sum(count_acs(s, fo) for s, fo in layers))

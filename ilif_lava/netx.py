@@ -11,18 +11,16 @@ from __future__ import annotations
 import contextlib
 import threading
 from pathlib import Path
-from typing import Any, Dict, Iterable, Iterator, List, Union
+from typing import Any, Dict, Iterable, Iterator, Union
 
 import h5py
 import numpy as np
 from lava.lib.dl.netx import hdf5
 
-from ilif_lava import fixed_point as fx
 from ilif_lava import hdf5_validate as _hdf5_validate
 from ilif_lava.hdf5_validate import NetworkFileError, UnsupportedLayerError  # noqa: F401  (re-exported)
 from ilif_lava.neuron import NEURON_TYPE
 
-ILIF_KEYS = ("iDecay", "vDecay", "cDecay", "mDecay", "vThMant", "inhibition", "mpiu", "ciu")
 _lock = threading.RLock()
 
 
@@ -96,27 +94,6 @@ def export_blocks(blocks: Iterable[Any], path: Union[str, Path]) -> Path:
 # ---------------------------------------------------------------------------------------------------------
 # reading / validation
 # ---------------------------------------------------------------------------------------------------------
-def layer_types(path: Union[str, Path]) -> List[str]:
-    with h5py.File(path, "r") as h:
-        return [_raw(h["layer"][str(i)], "type") for i in range(len(h["layer"]))]
-
-
-def neuron_entry(path: Union[str, Path], layer: int) -> Dict[str, Any]:
-    """The ``neuron/`` group of one layer as a plain dict (bytes decoded)."""
-    with h5py.File(path, "r") as h:
-        g = h["layer"][str(layer)]
-        if "neuron" not in g:
-            return {}
-        return {k: _raw(g["neuron"], k) for k in g["neuron"].keys()}
-
-
-def int_params_from_entry(entry: Dict[str, Any]) -> fx.ILIFParams:
-    return fx.ILIFParams(vth_mant=int(entry["vThMant"]), i_decay=int(entry["iDecay"]),
-                         v_decay=int(entry["vDecay"]), c_decay=int(entry["cDecay"]),
-                         m_decay=int(entry["mDecay"]), mpiu=bool(entry["mpiu"]), ciu=bool(entry["ciu"]),
-                         inhibition=str(entry["inhibition"]))
-
-
 def validate_file(path: Union[str, Path], input_shape=None) -> None:
     """Check, before any Lava process is built, that ``path`` is a netx HDF5 network ILIFNetwork can build.
 

@@ -41,18 +41,11 @@ def network_activity(model: Any, x: np.ndarray, layer_spikes: Sequence[np.ndarra
             shape = (int(np.prod(shape)),)
         acs += metrics.count_acs(src.astype(np.float32), _synapse_fan_out(blk, shape))
     num_neurons = sum(int(np.prod(b.neuron.shape)) for b in spiking)
-    macs = metrics.neuron_macs(num_neurons, steps, "LIF" if neuron in ("CUBA", "LIF", "PLIF") else neuron)
-    layers = []
-    for i, s in enumerate(layer_spikes):
-        s = np.asarray(s, dtype=np.float32)
-        layers.append({"layer": i, "neurons": int(s.shape[1]), "firing_rate": metrics.firing_rate(s),
-                       "continuous_firing_rate": metrics.continuous_firing_rate(s),
-                       "spikes_per_step": (metrics.spikes_per_step(s) / n).tolist()})
-    total_spikes = sum(float(np.asarray(s).sum()) for s in layer_spikes)
-    total_elems = sum(float(np.asarray(s).size) for s in layer_spikes)
-    pairs = sum(int(np.asarray(s).shape[0] * np.asarray(s).shape[1]) for s in layer_spikes)
-    continuous = sum(int((np.asarray(s).sum(-1) > steps / 2).sum()) for s in layer_spikes)
-    return {"layers": layers, "firing_rate": total_spikes / max(total_elems, 1.0),
-            "continuous_firing_rate": continuous / max(pairs, 1),
+    macs = metrics.neuron_macs(num_neurons, steps, neuron)
+    act = metrics.layer_activity({str(i): np.asarray(s, dtype=np.float32) for i, s in enumerate(layer_spikes)})
+    layers = [{"layer": i, "neurons": l["neurons"], "firing_rate": l["firing_rate"],
+               "continuous_firing_rate": l["continuous_firing_rate"], "spikes_per_step": l["mean_spikes_per_step"]}
+              for i, l in enumerate(act["layers"].values())]
+    return {"layers": layers, "firing_rate": act["firing_rate"], "continuous_firing_rate": act["continuous_firing_rate"],
             "acs_per_sample": acs, "macs_per_sample": macs,
             "sop_energy_uj_per_sample": metrics.sop_energy_uj(acs, macs)}

@@ -58,10 +58,6 @@ def _flat_input(x: np.ndarray, layer0_in_shape: Sequence[int]) -> np.ndarray:
     return x
 
 
-def _leaf(proc, name: str):
-    return getattr(proc, name, None)
-
-
 def _reset_vars(net: ILIFNetwork) -> None:
     for layer in net.layers:
         for part in ("neuron", "synapse"):
@@ -69,7 +65,7 @@ def _reset_vars(net: ILIFNetwork) -> None:
             if proc is None:
                 continue
             for name in STATE_VARS + SYNAPSE_VARS:
-                var = _leaf(proc, name)
+                var = getattr(proc, name, None)
                 if var is not None and hasattr(var, "set"):
                     var.set(np.zeros(var.shape, dtype=var.init.dtype if hasattr(var.init, "dtype") else float))
 
