@@ -68,20 +68,20 @@ def test_resume_is_equivalent_to_an_uninterrupted_run(reference_run, tmp_path, m
         train(_cfg(), out, progress=False)
     monkeypatch.setattr(tt, "atomic_save", real_save)
     done = {"after_save_1": 1, "after_save_2": 2, "before_save_2": 1}[crash]
-    assert torch.load(out / "checkpoint.pt", weights_only=False)["epoch"] == done - 1
+    assert torch.load(out / "checkpoint.pt", weights_only=True)["epoch"] == done - 1
     assert not (out / "model.pt").exists()
     assert len(_log(out / "log.jsonl")) == (2 if crash == "before_save_2" else done)
 
     train(_cfg(), out, resume=True, progress=False)
 
-    a = torch.load(reference_run / "model.pt", weights_only=False)
-    b = torch.load(out / "model.pt", weights_only=False)
+    a = torch.load(reference_run / "model.pt", weights_only=True)
+    b = torch.load(out / "model.pt", weights_only=True)
     assert a["model"].keys() == b["model"].keys() and len(a["model"]) > 0
     for k in a["model"]:
         assert torch.equal(a["model"][k], b["model"][k]), k
     assert a["quantized"] is b["quantized"] is True
-    ca = torch.load(reference_run / "checkpoint.pt", weights_only=False)
-    cb = torch.load(out / "checkpoint.pt", weights_only=False)
+    ca = torch.load(reference_run / "checkpoint.pt", weights_only=True)
+    cb = torch.load(out / "checkpoint.pt", weights_only=True)
     assert ca["epoch"] == cb["epoch"] == 2
     for sa, sb in zip(ca["optimizer"]["state"].values(), cb["optimizer"]["state"].values()):
         for k in sa:
@@ -96,9 +96,9 @@ def test_resume_of_a_finished_run_changes_nothing(reference_run, tmp_path):
     import shutil
     out = tmp_path / "train"
     shutil.copytree(reference_run, out)
-    before = torch.load(out / "model.pt", weights_only=False)["model"]
+    before = torch.load(out / "model.pt", weights_only=True)["model"]
     train(_cfg(), out, resume=True, progress=False)
-    after = torch.load(out / "model.pt", weights_only=False)["model"]
+    after = torch.load(out / "model.pt", weights_only=True)["model"]
     assert all(torch.equal(before[k], after[k]) for k in before)
     assert _log(out / "log.jsonl") == _log(reference_run / "log.jsonl")
 
@@ -131,7 +131,7 @@ def test_non_finite_loss_stops_and_keeps_the_last_checkpoint(tmp_path, monkeypat
     assert "non-finite loss" in msg and "epoch 2" in msg and str(ckpt) in msg
     assert state["saved"] == 1
     assert _sha(ckpt) == state["sha"]                      # untouched since epoch 1 was saved
-    ck = torch.load(ckpt, weights_only=False)
+    ck = torch.load(ckpt, weights_only=True)
     assert ck["epoch"] == 0 and ck["config"] == asdict(_cfg())
     assert all(torch.isfinite(v).all() for v in ck["model"].values() if v.is_floating_point())
     model = load_model(ckpt)                               # loadable into a fresh network
@@ -163,11 +163,11 @@ def test_crash_while_writing_a_checkpoint_keeps_the_previous_one(tmp_path, monke
     with pytest.raises(OSError, match="disk full"):
         train(_cfg(), out, progress=False)
     monkeypatch.setattr(torch, "save", real_torch_save)
-    ck = torch.load(out / "checkpoint.pt", weights_only=False)
+    ck = torch.load(out / "checkpoint.pt", weights_only=True)
     assert ck["epoch"] == 0
     # and the run resumes from it to the end
     train(_cfg(), out, resume=True, progress=False)
-    assert torch.load(out / "model.pt", weights_only=False)["quantized"] is True
+    assert torch.load(out / "model.pt", weights_only=True)["quantized"] is True
     assert [e["epoch"] for e in _log(out / "log.jsonl")] == [1, 2, 3]
     assert list(out.glob("*.tmp")) == []
 

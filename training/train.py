@@ -10,6 +10,8 @@ import json
 import sys
 import math
 import os
+import pickle
+import stat
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -19,7 +21,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from ilif_lava import metrics
+from ilif_lava import atomic, metrics
 from training.datasets import dataset_info, load_split
 from training.losses import get_loss, predict
 from training.models import SpikingNet, build_model, model_from_meta
@@ -29,6 +31,19 @@ OPTIMIZERS = ("adam", "sgd")
 
 class TrainingError(RuntimeError):
     """Training cannot continue (e.g. non-finite loss); the last good checkpoint is kept."""
+
+
+class ModelFileError(ValueError):
+    """A ``model.pt`` / ``checkpoint.pt`` that is not a file this project wrote; refused before anything runs.
+
+    The message is one line naming the file. Files are read with ``torch.load(weights_only=True)``: only
+    tensors and plain data (dicts, lists, tuples, str, int, float, bool, None) can be in them, never code.
+    """
+
+
+MODEL_KEYS = ("model", "meta", "config", "quantized")
+CHECKPOINT_KEYS = ("model", "optimizer", "scheduler", "epoch", "config", "meta")
+MAX_MODEL_BYTES = 4 << 30           # far beyond any network this project trains (VGG-11 at full width: ~40 MB)
 
 
 @dataclass
@@ -86,10 +101,75 @@ def pick_device(name: str) -> torch.device:
 
 
 def atomic_save(obj: Any, path: Path) -> None:
-    """torch.save to a temp file then rename: a crash never leaves a half-written checkpoint."""
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    """torch.save to a temp file then rename: a crash never leaves a half-written checkpoint (nor the temp file)."""
+    with atomic.atomic_path(path) as tmp:
+        torch.save(obj, tmp)
+
+
+def _file_kind(mode: int) -> str:
+    for test, name in ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a device"),
+                       (stat.S_ISBLK, "a device"), (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return name
+    return "not a regular file"
+
+
+def _plain_tensors(d: Any) -> bool:
+    return isinstance(d, dict) and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in d.items())
+
+
+def read_torch_file(path: Path, kind: str = "model", device: Any = "cpu") -> Dict[str, Any]:
+    """Load a ``model.pt`` (``kind='model'``) or ``checkpoint.pt`` (``kind='checkpoint'``) written by :func:`train`.
+
+    The file is opened without blocking and checked to be a regular, non-empty file before torch reads it (a FIFO
+    or device never blocks), then loaded with ``weights_only=True`` (no code in the file can run) and checked to
+    hold the keys this project writes. Anything else raises a one-line :class:`ModelFileError` naming the file.
+    """
+    path = Path(path)
+    what = f"an ilif-lava {kind} file"
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except FileNotFoundError:
+        raise ModelFileError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise ModelFileError(f"{path}: is a directory, expected {what}") from None
+    except OSError as exc:
+        raise ModelFileError(f"{path}: cannot be opened ({exc.strerror or exc})") from None
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):
+        os.close(fd)
+        raise ModelFileError(f"{path}: is {_file_kind(st.st_mode)}, expected {what}")
+    with os.fdopen(fd, "rb") as fh:
+        if st.st_size == 0:
+            raise ModelFileError(f"{path}: is empty, expected {what}")
+        if st.st_size > MAX_MODEL_BYTES:
+            raise ModelFileError(f"{path}: is {st.st_size} bytes, more than the {MAX_MODEL_BYTES} a model may have")
+        os.set_blocking(fd, True)
+        try:
+            ck = torch.load(fh, map_location=device, weights_only=True)
+        except pickle.UnpicklingError as exc:
+            detail = " ".join(str(exc).split())[:160]
+            raise ModelFileError(f"{path}: refused: holds objects other than tensors and plain data, or is not "
+                                 f"{what} ({detail})") from None
+        except Exception as exc:  # noqa: BLE001 - truncated zip, garbage, unknown format: all 'not ours'
+            detail = " ".join(str(exc).split())[:160]
+            raise ModelFileError(f"{path}: not {what} (truncated or corrupted?): {type(exc).__name__}: "
+                                 f"{detail}") from None
+    required = MODEL_KEYS[:3] if kind == "model" else CHECKPOINT_KEYS
+    if not isinstance(ck, dict):
+        raise ModelFileError(f"{path}: holds a {type(ck).__name__}, expected {what} (a dict)")
+    missing = [k for k in required if k not in ck]
+    if missing:
+        raise ModelFileError(f"{path}: key {missing[0]!r} missing, expected {what}")
+    if not _plain_tensors(ck["model"]):
+        raise ModelFileError(f"{path}: key 'model' is not a dict of named tensors")
+    for key in ("meta", "config") + (("optimizer", "scheduler") if kind == "checkpoint" else ()):
+        if not isinstance(ck[key], dict):
+            raise ModelFileError(f"{path}: key {key!r} is a {type(ck[key]).__name__}, expected a dict")
+    if kind == "checkpoint" and (not isinstance(ck["epoch"], int) or isinstance(ck["epoch"], bool)
+                                 or ck["epoch"] < 0):
+        raise ModelFileError(f"{path}: key 'epoch' = {ck['epoch']!r}, expected an integer >= 0")
+    return ck
 
 
 def load_data(cfg: TrainConfig) -> Tuple[Tuple[torch.Tensor, torch.Tensor], Tuple[torch.Tensor, torch.Tensor]]:
@@ -143,20 +223,26 @@ def train(cfg: TrainConfig, out_dir: Path, resume: bool = True, progress: bool =
     ckpt_path, log_path = out_dir / "checkpoint.pt", out_dir / "log.jsonl"
     start, opt, sched = 0, None, None
     if resume and ckpt_path.exists():
-        ck = torch.load(ckpt_path, map_location=device, weights_only=False)
+        ck = read_torch_file(ckpt_path, "checkpoint", device)
         if ck["config"] != asdict(cfg):
             raise TrainingError(f"{ckpt_path}: checkpoint was written with a different configuration; "
                                 "use a new output folder or --no-resume")
-        model.load_state_dict(ck["model"])
+        if ck["epoch"] >= total:
+            raise ModelFileError(f"{ckpt_path}: key 'epoch' = {ck['epoch']} is beyond the {total} epochs configured")
         start = ck["epoch"] + 1
-        opt, sched = _phase_optim(cfg, model, start - 1)
-        opt.load_state_dict(ck["optimizer"])
-        sched.load_state_dict(ck["scheduler"])
+        try:
+            model.load_state_dict(ck["model"])
+            opt, sched = _phase_optim(cfg, model, start - 1)
+            opt.load_state_dict(ck["optimizer"])
+            sched.load_state_dict(ck["scheduler"])
+        except (RuntimeError, ValueError, KeyError, TypeError, IndexError) as exc:
+            raise ModelFileError(f"{ckpt_path}: does not fit this network ({type(exc).__name__}: "
+                                 f"{' '.join(str(exc).split())[:160]})") from None
         _truncate_log(log_path, start)
     elif log_path.exists():
         log_path.unlink()
     # written only after the checkpoint check: a refused resume must not relabel the existing run
-    (out_dir / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
+    atomic.write_json(out_dir / "config.json", asdict(cfg), indent=2)
     for epoch in range(start, total):
         phase = _phase(cfg, epoch)
         if opt is None or epoch == cfg.epochs:  # a fresh optimizer at the start of each phase
@@ -220,13 +306,18 @@ def _truncate_log(log_path: Path, keep_epochs: int) -> None:
     if not log_path.exists():
         return
     lines = [ln for ln in log_path.read_text().splitlines() if ln.strip()]
-    log_path.write_text("".join(ln + "\n" for ln in lines[:keep_epochs]))
+    atomic.write_text(log_path, "".join(ln + "\n" for ln in lines[:keep_epochs]))
 
 
 def load_model(path: Path, device: str = "cpu") -> SpikingNet:
     """Load ``model.pt``/``checkpoint.pt`` into a fresh network (quantized flag restored)."""
-    ck = torch.load(path, map_location=device, weights_only=False)
-    model = model_from_meta(ck["meta"])
-    model.load_state_dict(ck["model"])
+    path = Path(path)
+    ck = read_torch_file(path, "model", "cpu")     # a checkpoint.pt holds the same three keys
+    try:
+        model = model_from_meta(ck["meta"])
+        model.load_state_dict(ck["model"])
+    except (RuntimeError, ValueError, KeyError, TypeError, IndexError, AttributeError) as exc:
+        raise ModelFileError(f"{path}: key 'meta'/'model' does not describe a network this project builds "
+                             f"({type(exc).__name__}: {' '.join(str(exc).split())[:160]})") from None
     model.set_quantized(bool(ck.get("quantized", False)))
     return model.to(device)
