@@ -348,7 +348,7 @@ def _layer(w: _Where, g: h5py.Group, idx: int, n_layers: int, prev: Optional[Tup
             raise w.fail("type", "= 'input' is not the first layer", "'input' only as layer 0")
         for key in ("weight", "bias"):                      # netx: int(layer['weight']) / int(layer['bias'])
             if key in items and ntype is not None:
-                _numbers(w, key, _read(w, items[key], key), [()], integer=False)
+                _numbers(w, key, _read(w, items[key], key), [(), (1,)], integer=False)   # slayer writes (1,)
         return ltype, shape, ntype is not None
 
     if ltype == "flatten":

@@ -1,17 +1,29 @@
-"""netx HDF5 support for ILIF: write whole networks, read the ILIF neuron entry, validate files.
+"""netx HDF5 support for ILIF: a neuron-type registry for netx, whole-network export, file validation.
 
-lava-dl's ``netx.hdf5.Network`` dispatches neuron types in one static method that its layer builders call by
-explicit class name, so a subclass override has no effect (lava-internals.md 3.6). :func:`ilif_neuron_types`
-therefore swaps that attribute for a wrapper that understands ``'ILIF'`` and delegates every other type to the
-original, only while an :class:`~ilif_lava.lava_proc.process.ILIFNetwork` is being built. Nothing is copied
-from netx; files with only stock neuron types build exactly as with stock netx.
+netx (``lava.lib.dl.netx.hdf5.Network``) knows the neuron types CUBA/LOIHI, SDNN and RF; it dispatches them in
+one static method, ``get_neuron_params``, which its layer builders (``create_input/dense/conv``) call through
+the module-level name ``Network``. :class:`~ilif_lava.lava_proc.process.ILIFNetwork` extends it without touching
+netx: its ``get_neuron_params`` consults the registry below first (``ILIF`` is registered here) and delegates
+every other type to netx's own function, and its builders are netx's own functions with ``Network`` resolved
+to the class being built (:func:`netx_builder`), so a subclass's ``get_neuron_params`` is honoured too. Nothing
+is copied from netx and no netx attribute is replaced: stock ``netx.hdf5.Network`` is unchanged, and files
+with only stock neuron types build exactly as with stock netx. A user may also rebind
+``netx.hdf5.Network = ILIFNetwork`` so that existing scripts load ILIF files.
+
+Adding a neuron type (a Lava process with ports ``a_in``/``s_out`` whose constructor takes ``shape`` and the
+returned keys)::
+
+    def my_params(neuron_config, input=False, reset_interval=None, reset_offset=0, spike_exp=6):
+        return {"neuron_proc": MyLIF, "vth": int(neuron_config["vThMant"]), "num_message_bits": 0}
+    ilif_lava.netx.register_neuron_type("MYLIF", my_params, keys={"vThMant": Int(0, 131071)})
 """
 from __future__ import annotations
 
-import contextlib
-import threading
+import functools
+import sys
+import types
 from pathlib import Path
-from typing import Any, Dict, Iterable, Iterator, Union
+from typing import Any, Callable, Dict, Iterable, Mapping, Optional, Tuple, Union
 
 import h5py
 import numpy as np
@@ -21,11 +33,20 @@ from ilif_lava import hdf5_validate as _hdf5_validate
 from ilif_lava.hdf5_validate import NetworkFileError, UnsupportedLayerError  # noqa: F401  (re-exported)
 from ilif_lava.neuron import NEURON_TYPE
 
-_lock = threading.RLock()
+#: ``params_fn(neuron_config, input=False, reset_interval=None, reset_offset=0, spike_exp=6) -> dict``: netx's
+#: ``neuron_params`` (``'neuron_proc'``: the Lava process class, then its constructor keywords; optional
+#: ``'bias_key'``, ``'num_message_bits'``). ``neuron_config`` is a netx ``NetDict`` (read custom keys with
+#: :func:`read_key`) or a plain dict.
+NeuronParamsFn = Callable[..., Dict[str, Any]]
+
+STOCK_NETWORK = hdf5.PyNetworkModel.implements_process   # netx's own Network, even after a user rebinds hdf5.Network
+STOCK_NEURON_TYPES = ("CUBA", "LOIHI", "SDNN")             # (and any type containing 'RF') dispatched by netx itself
+_NEURON_TYPES: Dict[str, NeuronParamsFn] = {}
 
 
-def _raw(cfg: Any, key: str) -> Any:
-    """Read a neuron key from a dict or a netx ``NetDict`` (which wraps unknown keys instead of returning them)."""
+def read_key(cfg: Any, key: str) -> Any:
+    """Read a neuron key from a dict, an h5py group or a netx ``NetDict`` (which wraps unknown keys instead of
+    returning them); strings are decoded, 1-element arrays stay arrays."""
     if isinstance(cfg, dict):
         val = cfg[key]
     elif isinstance(cfg, h5py.Group):
@@ -39,36 +60,97 @@ def _raw(cfg: Any, key: str) -> Any:
     return val
 
 
-def ilif_lava_params(neuron_config: Any) -> Dict[str, Any]:
-    """netx ``get_neuron_params`` result for an ILIF neuron entry."""
+def register_neuron_type(name: str, params_fn: NeuronParamsFn, keys: Optional[Mapping[str, Any]] = None,
+                         replace: bool = False) -> None:
+    """Let :class:`~ilif_lava.lava_proc.process.ILIFNetwork` build layers whose ``neuron/type`` is ``name``.
+
+    ``keys``: validation rules (``ilif_lava.hdf5_validate.Int/Choice/Flag``) of the neuron keys ``params_fn``
+    reads, checked before any Lava process is built (None: keep the validator's rules for ``name``, or none).
+    ``replace=True`` overrides an earlier registration or a stock netx type.
+    """
+    if not replace and (name in _NEURON_TYPES or name in STOCK_NEURON_TYPES or "RF" in name):
+        raise ValueError(f"neuron type {name!r} is already known to netx / ilif_lava.netx; pass replace=True "
+                         f"to override it")
+    _NEURON_TYPES[name] = params_fn
+    if keys is not None:
+        _hdf5_validate.NEURON_KEYS[name] = dict(keys)
+    else:
+        _hdf5_validate.NEURON_KEYS.setdefault(name, {})
+
+
+def unregister_neuron_type(name: str) -> None:
+    """Undo :func:`register_neuron_type` (validation rules included, unless they are the validator's own)."""
+    _NEURON_TYPES.pop(name)
+    if name != NEURON_TYPE and name not in STOCK_NEURON_TYPES:
+        _hdf5_validate.NEURON_KEYS.pop(name, None)
+
+
+def registered_neuron_types() -> Tuple[str, ...]:
+    """Neuron types added to netx through :func:`register_neuron_type` (``'ILIF'`` always)."""
+    return tuple(_NEURON_TYPES)
+
+
+def neuron_params(neuron_config: Any, input: bool = False, reset_interval: Optional[int] = None,
+                  reset_offset: int = 0, spike_exp: int = 6) -> Dict[str, Any]:
+    """netx ``get_neuron_params`` with the registry: registered types first, then netx's own dispatch."""
+    fn = _NEURON_TYPES.get(str(neuron_config["type"]))
+    if fn is None:
+        fn = STOCK_NETWORK.get_neuron_params
+    return fn(neuron_config, input=input, reset_interval=reset_interval, reset_offset=reset_offset,
+              spike_exp=spike_exp)
+
+
+@functools.lru_cache(maxsize=None)
+def netx_builder(name: str, network_cls: type) -> Callable[..., Any]:
+    """netx's static layer builder ``name`` (``create_input``, ...) with the name ``Network`` in its body bound
+    to ``network_cls`` instead of stock netx's class (the same code object; netx's module is not modified)."""
+    fn = getattr(STOCK_NETWORK, name)
+    scope = dict(fn.__globals__, Network=network_cls)
+    out = types.FunctionType(fn.__code__, scope, fn.__name__, fn.__defaults__, fn.__closure__)
+    out.__kwdefaults__, out.__doc__ = fn.__kwdefaults__, fn.__doc__
+    return out
+
+
+class NetxBuilder:
+    """Class attribute standing for netx's builder of the same name, bound to the accessing class (see
+    :func:`netx_builder`); callable like netx's static method, from the class or an instance."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __get__(self, obj: Any, owner: type) -> Callable[..., Any]:
+        return netx_builder(self.name, owner if obj is None else type(obj))
+
+
+def ensure_network_model(network_cls: type) -> None:
+    """Give a subclass of ``ILIFNetwork`` the Lava sub-process model the compiler needs (it matches process types
+    exactly), unless its module already defines one; the model is placed in that module, where Lava looks first."""
+    from lava.lib.dl.netx.blocks.models import AbstractPyBlockModel
+    from lava.magma.core.decorator import implements
+    from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
+
+    module = sys.modules.get(network_cls.__module__)
+    if module is None or any(getattr(v, "implements_process", None) is network_cls for v in vars(module).values()):
+        return
+    model = type(f"Py{network_cls.__name__}Model", (AbstractPyBlockModel,),
+                 {"__module__": module.__name__, "__doc__": f"Sub-process model of {network_cls.__name__}."})
+    setattr(module, model.__name__, implements(proc=network_cls, protocol=LoihiProtocol)(model))
+
+
+def ilif_lava_params(neuron_config: Any, input: bool = False, reset_interval: Optional[int] = None,
+                     reset_offset: int = 0, spike_exp: int = 6) -> Dict[str, Any]:
+    """netx ``neuron_params`` of an ILIF neuron entry (registered as ``'ILIF'``)."""
     from ilif_lava.lava_proc.process import ILIF
+    if reset_interval is not None:
+        raise NotImplementedError("reset_interval is not supported for ILIF layers")
+    r = functools.partial(read_key, neuron_config)
     return {"neuron_proc": ILIF, "bias_key": "bias_mant", "num_message_bits": 0,
-            "vth": int(_raw(neuron_config, "vThMant")), "i_decay": int(_raw(neuron_config, "iDecay")),
-            "v_decay": int(_raw(neuron_config, "vDecay")), "c_decay": int(_raw(neuron_config, "cDecay")),
-            "m_decay": int(_raw(neuron_config, "mDecay")), "mpiu": bool(_raw(neuron_config, "mpiu")),
-            "ciu": bool(_raw(neuron_config, "ciu")), "inhibition": str(_raw(neuron_config, "inhibition"))}
+            "vth": int(r("vThMant")), "i_decay": int(r("iDecay")), "v_decay": int(r("vDecay")),
+            "c_decay": int(r("cDecay")), "m_decay": int(r("mDecay")), "mpiu": bool(r("mpiu")),
+            "ciu": bool(r("ciu")), "inhibition": str(r("inhibition"))}
 
 
-@contextlib.contextmanager
-def ilif_neuron_types() -> Iterator[None]:
-    """While active, ``netx.hdf5.Network`` builds ``neuron/type == 'ILIF'`` layers as ILIF processes."""
-    with _lock:
-        original = hdf5.Network.__dict__["get_neuron_params"]
-        stock = original.__func__ if isinstance(original, staticmethod) else original
-
-        def get_neuron_params(neuron_config, input=False, reset_interval=None, reset_offset=0, spike_exp=6):
-            if neuron_config["type"] == NEURON_TYPE:
-                if reset_interval is not None:
-                    raise NotImplementedError("reset_interval is not supported for ILIF layers")
-                return ilif_lava_params(neuron_config)
-            return stock(neuron_config, input=input, reset_interval=reset_interval,
-                         reset_offset=reset_offset, spike_exp=spike_exp)
-
-        hdf5.Network.get_neuron_params = staticmethod(get_neuron_params)
-        try:
-            yield
-        finally:
-            hdf5.Network.get_neuron_params = original
+register_neuron_type(NEURON_TYPE, ilif_lava_params)
 
 
 # ---------------------------------------------------------------------------------------------------------

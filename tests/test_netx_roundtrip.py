@@ -20,7 +20,7 @@ import pytest
 import torch
 
 import ilif_lava  # noqa: F401
-from tests.helpers import flat, forward_all
+from tests.helpers import flat, forward_all, run_netx
 from export.hdf5_io import blocks_from_hdf5, describe_hdf5
 from ilif_lava import block
 from ilif_lava import fixed_point as fx
@@ -233,25 +233,9 @@ def test_mixed_cuba_ilif_matches_torch(tmp_path):
 # =========================================================================================================
 def _stock_netx_run(path: Path, x: np.ndarray) -> List[np.ndarray]:
     """Stock lava-dl netx Network on Loihi2SimCfg fixed_pt, one sample x [C, T]; spikes per layer [neurons, T]."""
-    from lava.magma.core.run_conditions import RunSteps
-    from lava.magma.core.run_configs import Loihi2SimCfg
-    from lava.proc import io
-
-    steps = x.shape[-1]
     net = netx_hdf5.Network(net_config=str(path))
     assert type(net) is netx_hdf5.Network
-    src = io.source.RingBuffer(data=x.astype(np.int32))
-    src.s_out.connect(net.inp)
-    sinks = []
-    for layer in net.layers:
-        sink = io.sink.RingBuffer(shape=layer.out.shape, buffer=steps)
-        layer.out.connect(sink.a_in)
-        sinks.append(sink)
-    try:
-        net.run(condition=RunSteps(num_steps=steps), run_cfg=Loihi2SimCfg(select_tag="fixed_pt"))
-        return [np.array(s.data.get()) for s in sinks]
-    finally:
-        net.stop()
+    return run_netx(net, x.shape[-1], x=x)
 
 
 def test_cuba_only_same_spikes_everywhere(tmp_path):

@@ -10,6 +10,7 @@ from lava.magma.core.process.process import AbstractProcess, LogConfig
 from lava.magma.core.process.variable import Var
 
 from ilif_lava import fixed_point as fx
+from ilif_lava import netx as _netx
 
 
 class ILIF(AbstractProcess):
@@ -59,18 +60,25 @@ class ILIF(AbstractProcess):
             super().__del__()
 
 
-class ILIFNetwork(hdf5.Network):
-    """``lava.lib.dl.netx.hdf5.Network`` that also builds ILIF layers (stock CUBA/SDNN layers unchanged).
+class ILIFNetwork(hdf5.PyNetworkModel.implements_process):
+    """``lava.lib.dl.netx.hdf5.Network`` that also builds ILIF layers and every neuron type registered with
+    :func:`ilif_lava.netx.register_neuron_type` (stock CUBA/SDNN/RF layers are built by netx's own code).
 
-    Same constructor as netx's ``Network``. The ILIF neuron type is understood only while this network is
-    being built (see :func:`ilif_lava.netx.ilif_neuron_types`); the file is validated first.
+    Same constructor as netx's ``Network``; the file is validated first (:func:`ilif_lava.netx.validate_file`).
+    Works when used directly, subclassed (a subclass gets its Lava process model automatically and may override
+    ``get_neuron_params``), or rebound as ``lava.lib.dl.netx.hdf5.Network = ILIFNetwork``.
     """
 
+    create_input = _netx.NetxBuilder()
+    create_dense = _netx.NetxBuilder()
+    create_conv = _netx.NetxBuilder()
+    get_neuron_params = staticmethod(_netx.neuron_params)
+
     def __init__(self, net_config: str, **kwargs) -> None:
-        from ilif_lava.netx import ilif_neuron_types, validate_file  # lazy: netx imports this module
-        validate_file(net_config, input_shape=kwargs.get("input_shape"))
-        with ilif_neuron_types():
-            super().__init__(net_config=net_config, **kwargs)
+        _netx.validate_file(net_config, input_shape=kwargs.get("input_shape"))
+        if type(self) is not ILIFNetwork:
+            _netx.ensure_network_model(type(self))
+        super().__init__(net_config=net_config, **kwargs)
 
     def __del__(self) -> None:
         # A file rejected by validate_file leaves the process half-built (no _runtime); Lava's __del__ would
