@@ -30,6 +30,18 @@ class AbstractILIF(torch.nn.Module):
         self.delay = Delay(max_delay=62) if kwargs.get("delay", False) is True else None
         del self.neuron_params
 
+    def forward(self, x: torch.Tensor):
+        """slayer's block forward; with ``count_log=True`` also the event rate (mean of output > 0, a 0-d float
+        tensor), computed on floats (lava-dl's ``torch.mean(x > 0)`` fails on bool tensors in current torch)."""
+        if not getattr(self, "count_log", False):
+            return super().forward(x)
+        self.count_log = False
+        try:
+            out = super().forward(x)
+        finally:
+            self.count_log = True
+        return out, (out > 0).float().mean()
+
     def _attach(self, synapse_cls, kwargs) -> None:
         self.synapse = synapse_cls(**self.synapse_params)
         if "pre_hook_fx" not in kwargs:
@@ -109,6 +121,8 @@ class Pool(AbstractILIF, base.AbstractPool):
 
 class Affine(AbstractILIF, base.AbstractAffine):
     """Dense synapse + leaky integration without firing (a float readout; not deployable to Lava)."""
+
+    forward = base.AbstractAffine.forward     # count_log gives (voltage, None), as in slayer
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)

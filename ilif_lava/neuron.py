@@ -12,6 +12,7 @@ no inhibition step at all, see ilif-model.md 1.3), ``PLIF`` (LIF with a learnabl
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Dict, Optional
 
 import numpy as np
@@ -36,6 +37,25 @@ def variant_flags(variant: str) -> Dict[str, bool]:
             "plif": variant in ("PLIF", "IPLIF")}
 
 
+DEFAULT_TAU = 1.1  # the authors' released default (lambda = 0.0909)
+
+
+def membrane_tau(tau: Optional[float] = None, voltage_decay: Optional[float] = None) -> float:
+    """The one mapping between the paper's ``tau`` and lava-dl CUBA's ``voltage_decay`` (fraction of v removed per
+    step): ``voltage_decay = 1 / tau``, i.e. lambda = 1 - voltage_decay = 1 - 1/tau; voltage_decay = 0 is tau = inf
+    (no leak). Neither given: tau = 1.1. Both given: they must agree to half a 12-bit step (1/8192)."""
+    if voltage_decay is not None and not 0.0 <= voltage_decay <= 1.0:
+        raise ValueError(f"voltage_decay must lie in [0, 1] (fraction of v removed per step), got {voltage_decay}")
+    if tau is not None and not tau >= 1.0:
+        raise ValueError(f"tau must be >= 1 (lambda = 1 - 1/tau in [0, 1]), got {tau}")
+    if tau is None:
+        return DEFAULT_TAU if voltage_decay is None else (math.inf if voltage_decay == 0 else 1.0 / voltage_decay)
+    if voltage_decay is not None and abs(voltage_decay - 1.0 / tau) > 0.5 / fx.DECAY_ONE:
+        raise ValueError(f"tau={tau} and voltage_decay={voltage_decay} disagree: voltage_decay = 1/tau = "
+                         f"{1.0 / tau:.6g}; give only one of them")
+    return float(tau)
+
+
 class Neuron(base.Neuron):
     """ILIF neuron. Input ``z`` [N, C(, H, W), T] (synaptic current in threshold units), output spikes, same shape.
 
@@ -43,27 +63,33 @@ class Neuron(base.Neuron):
     ----------
     threshold: V_th in float units (truncated to 1/64 steps as slayer does). Default 1.0.
     tau: membrane time constant; lambda = 1 - 1/tau (released code default 1.1 -> 0.0909).
+    voltage_decay: lava-dl CUBA's name for the same leak: fraction of v removed per step, = 1/tau (give either;
+        both must agree, see :func:`membrane_tau`). Stored as CUBA stores it: ``self.voltage_decay`` = 4096 x
+        the fraction (a Parameter when learnable, else a buffer); exported ``vDecay`` = round(4096 / tau).
     beta: MPIU multiplier (1 = no decay, the paper's value).
     kappa: CIU multiplier (0.03; 0.05 for DVSGesture).
-    current_decay: optional CUBA-style current decay (fraction removed per step); None = no current memory.
+    current_decay: CUBA's current decay (fraction of u removed per step; iDecay = round(4096 x it)); None (= 1.0)
+        means no current memory, the paper's neuron. Kept as given (a float), not learned.
+    requires_grad: learn the voltage decay (``self.voltage_decay``, clipped to [0, 4096] before each use, as CUBA).
+        PLIF/IPLIF always learn their decay through ``plif_w`` (lambda = 1 - sigmoid(plif_w)) and ignore it.
     variant: one of VARIANTS. inhibition: 'sigmoid' (paper) or 'plan' (the integer-friendly PLAN approximation,
         identical to what fixed point computes; train with it so the deployed network is the trained one).
     surrogate: 'rectangle' (gamma = full support width), 'exp' (slayer; tau_grad, scale_grad) or 'sigmoid' (alpha).
     quantized: evaluate the integer arithmetic in the forward pass (bit-exact with Lava fixed_pt).
     """
 
-    def __init__(self, threshold: float = 1.0, tau: float = 1.1, beta: float = 1.0, kappa: float = 0.03,
+    def __init__(self, threshold: float = 1.0, tau: Optional[float] = None, beta: float = 1.0, kappa: float = 0.03,
                  current_decay: Optional[float] = None, variant: str = "ILIF", inhibition: str = "sigmoid",
                  surrogate: str = "rectangle", gamma: float = 1.0, alpha: float = 4.0,
                  tau_grad: float = 1.0, scale_grad: float = 1.0, quantized: bool = False,
                  norm=None, dropout=None, persistent_state: bool = False, shared_param: bool = True,
-                 requires_grad: bool = False, record_states: bool = False) -> None:
+                 requires_grad: bool = False, record_states: bool = False,
+                 voltage_decay: Optional[float] = None) -> None:
         super().__init__(threshold=threshold, tau_grad=tau_grad, scale_grad=scale_grad,
                          p_scale=fx.DECAY_ONE, w_scale=fx.WEIGHT_SCALE, s_scale=fx.STATE_SCALE,
                          norm=norm, dropout=dropout, persistent_state=persistent_state,
                          shared_param=shared_param, requires_grad=requires_grad)
-        if not tau >= 1.0:
-            raise ValueError(f"tau must be >= 1 (lambda = 1 - 1/tau in [0, 1]), got {tau}")
+        tau = membrane_tau(tau, voltage_decay)
         for name, val in (("beta", beta), ("kappa", kappa)):
             if not 0.0 <= val <= 1.0:
                 raise ValueError(f"{name} must lie in [0, 1], got {val}")
@@ -84,22 +110,39 @@ class Neuron(base.Neuron):
         self.quantized = quantized
         self.record_states = record_states
         self.states: Dict[str, torch.Tensor] = {}
-        lam0 = 1.0 - 1.0 / tau
         if self.flags["plif"]:
             if not tau > 1.0:
                 raise ValueError(f"tau must be > 1 for {variant} (initial w = -ln(tau - 1)), got {tau}")
             # spikingjelly ParametricLIF: lambda = 1 - sigmoid(w), w0 = -ln(tau - 1)
             self.plif_w = torch.nn.Parameter(torch.tensor([-math.log(tau - 1.0)]), requires_grad=True)
+        elif requires_grad:
+            self.voltage_decay = torch.nn.Parameter(torch.tensor([self.p_scale / tau]), requires_grad=True)
         else:
-            self.register_buffer("lam_buf", torch.tensor([lam0]))
+            self.register_buffer("voltage_decay", torch.tensor([self.p_scale / tau]))
+        if requires_grad and current_decay not in (None, 1.0):
+            warnings.warn("requires_grad=True learns the voltage decay only; current_decay stays fixed "
+                          "(the fused ILIF sequence has no gradient for it)", stacklevel=2)
 
     # ---- parameters -------------------------------------------------------------------------------------
     @property
     def lam(self) -> torch.Tensor:
-        """Membrane multiplier lambda (kept fraction per step), float tensor [1]."""
+        """Membrane multiplier lambda = 1 - voltage_decay / 4096 (kept fraction per step), float tensor [1]."""
         if self.flags["plif"]:
             return 1.0 - torch.sigmoid(self.plif_w)
-        return self.lam_buf
+        if self.voltage_decay.requires_grad:
+            self.clamp()
+        return 1.0 - self.voltage_decay / self.p_scale
+
+    def clamp(self) -> None:
+        """Clip a learnable ``voltage_decay`` to its valid range [0, 4096] in place (slayer CUBA's ``clamp``)."""
+        if not self.flags["plif"]:
+            self.voltage_decay.data.clamp_(0, self.p_scale)
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
+        old = state_dict.pop(prefix + "lam_buf", None)        # checkpoints from before voltage_decay
+        if old is not None and not self.flags["plif"]:
+            state_dict[prefix + "voltage_decay"] = self.p_scale * (1.0 - old)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     @property
     def int_params(self) -> fx.ILIFParams:
@@ -125,7 +168,7 @@ class Neuron(base.Neuron):
             cur = 0.0 if self.current_decay is None else 1.0 - self.current_decay
             return self.lam, self.beta, self.kappa, cur
         p = self.int_params
-        lam = self.lam if self.flags["plif"] else fx.kept_from_int(p.v_decay)
+        lam = self.lam if (self.flags["plif"] or self.lam.requires_grad) else fx.kept_from_int(p.v_decay)
         return lam, fx.kept_from_int(p.m_decay), fx.kept_from_int(p.c_decay), fx.kept_from_int(p.i_decay)
 
     # ---- dynamics -----------------------------------------------------------------------------------------

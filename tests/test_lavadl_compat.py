@@ -7,6 +7,8 @@
    gaps (strict xfail / explicit refusal): cuba.Affine (validator vThMant cap) and rf (complex synapses).
 2. ``ILIFNetwork`` however it is reached: rebound as ``netx.hdf5.Network``, subclassed (own process model,
    overridden ``get_neuron_params``), and a neuron type added with ``register_neuron_type``.
+3. lava-dl's neuron names (``voltage_decay``, ``current_decay``: same HDF5 decays as CUBA), the one mapping to
+   ``tau``, learnable clipped decays with ``requires_grad=True``, and ``count_log=True`` on our blocks.
 """
 from __future__ import annotations
 
@@ -228,3 +230,90 @@ def test_register_neuron_type(tmp_path):
     finally:
         inetx.unregister_neuron_type("MYLIF")
     assert "MYLIF" not in inetx.registered_neuron_types()
+
+
+# =========================================================================================================
+# 3. lava-dl's neuron names and options
+# =========================================================================================================
+from ilif_lava.neuron import Neuron, membrane_tau  # noqa: E402
+
+
+def test_cuba_names_export_like_cuba():
+    """Neuron(current_decay=..., voltage_decay=...) means what it means in slayer CUBA: same HDF5 decays."""
+    for cd, vd, th in ((0.25, 0.03, 1.25), (1.0, 0.5, 1.0), (0.1, 0.0, 0.5), (0.0, 1.0, 2.0)):
+        ours = Neuron(threshold=th, current_decay=cd, voltage_decay=vd, variant="LIF").device_params
+        stock = slayer.neuron.cuba.Neuron(threshold=th, current_decay=cd, voltage_decay=vd).device_params
+        for key in ("iDecay", "vDecay", "vThMant"):
+            assert int(ours[key]) == int(stock[key]), (cd, vd, key, ours[key], stock[key])
+
+
+def test_one_mapping_tau_voltage_decay():
+    assert membrane_tau() == 1.1 and membrane_tau(voltage_decay=0.25) == 4.0 and membrane_tau(tau=4.0) == 4.0
+    assert membrane_tau(voltage_decay=0.0) == float("inf")
+    a, b = Neuron(tau=4.0), Neuron(voltage_decay=0.25)
+    assert torch.equal(a.lam, b.lam) and float(b.lam) == 0.75 and b.tau == 4.0
+    assert Neuron(tau=4.0, voltage_decay=0.25).device_params == a.device_params     # consistent: accepted
+    x = torch.rand(2, 5, 20) * 1.5
+    assert torch.equal(a(x), b(x))
+    with pytest.raises(ValueError, match=r"tau=2.0 and voltage_decay=0.1 disagree: voltage_decay = 1/tau = 0.5"):
+        Neuron(tau=2.0, voltage_decay=0.1)
+    with pytest.raises(ValueError, match="voltage_decay must lie in"):
+        Neuron(voltage_decay=1.5)
+    # stored as CUBA stores it: 4096 x the fraction
+    vd = slayer.neuron.cuba.Neuron(threshold=1.0, current_decay=1.0, voltage_decay=0.25).voltage_decay
+    assert float(b.voltage_decay) == float(vd) == 1024.0
+
+
+def test_requires_grad_learns_and_clips_voltage_decay():
+    torch.manual_seed(0)
+    fixed = Neuron(voltage_decay=0.25)
+    assert list(fixed.parameters()) == [] and not fixed.voltage_decay.requires_grad
+    for quantized in (False, True):
+        n = Neuron(voltage_decay=0.25, requires_grad=True, quantized=quantized, threshold=1.0)
+        assert [p for p in n.parameters()] == [n.voltage_decay]
+        opt = torch.optim.SGD(n.parameters(), lr=1e4)
+        x = (torch.rand(4, 8, 30) * 1.2).requires_grad_(True)
+        n(x).sum().backward()
+        assert n.voltage_decay.grad is not None and n.voltage_decay.grad.abs().item() > 0, quantized
+        before = int(n.device_params["vDecay"])
+        opt.step()
+        assert int(n.device_params["vDecay"]) != before              # the exported decay follows the learning
+    n.voltage_decay.data.fill_(5000.0)                                # out of range: clipped before use (CUBA)
+    assert n.lam.item() == 0.0 and n.voltage_decay.item() == 4096.0
+    n.voltage_decay.data.fill_(-3.0)
+    assert n.lam.item() == 1.0 and int(n.device_params["vDecay"]) == 0
+    # PLIF variants always learn their decay through plif_w; requires_grad adds nothing
+    p = Neuron(tau=2.0, variant="PLIF", requires_grad=True)
+    assert list(p.parameters()) == [p.plif_w]
+    with pytest.warns(UserWarning, match="current_decay stays fixed"):
+        Neuron(current_decay=0.5, voltage_decay=0.1, requires_grad=True)
+
+
+def test_old_state_dict_with_lam_buf_loads():
+    n = Neuron(tau=2.0)
+    n.load_state_dict({"lam_buf": torch.tensor([0.75])})
+    assert float(n.lam) == 0.75 and float(n.voltage_decay) == 1024.0
+
+
+@pytest.mark.parametrize("make, x", [
+    (lambda: block.Dense({"threshold": 0.5}, 8, 6, count_log=True), torch.rand(2, 8, 10)),
+    (lambda: block.Conv({"threshold": 0.5}, 2, 3, 3, padding=1, count_log=True), torch.rand(2, 2, 6, 6, 10)),
+    (lambda: block.Pool({"threshold": 0.5}, 2, count_log=True), torch.rand(2, 2, 6, 6, 10)),
+    (lambda: block.Input({"threshold": 0.5}, count_log=True), torch.rand(2, 8, 10)),
+], ids=["dense", "conv", "pool", "input"])
+def test_count_log(make, x):
+    blk = make()
+    ref = make()
+    ref.load_state_dict(blk.state_dict())
+    ref.count_log = False
+    out, rate = blk(x)
+    assert torch.equal(out, ref(x)) and out.sum() > 0
+    assert rate.dtype == torch.float32 and rate.ndim == 0 and float(rate) == float((out > 0).float().mean())
+    assert blk.count_log is True
+
+
+def test_count_log_affine_and_flatten_as_slayer():
+    v, none = block.Affine({"threshold": 0.5}, 8, 4, count_log=True)(torch.rand(1, 8, 5))
+    assert none is None and v.shape == (1, 4, 5)
+    f, none = block.Flatten(count_log=True)(torch.rand(1, 2, 3, 3, 5))
+    assert none is None and f.shape == (1, 18, 5)
