@@ -1,20 +1,60 @@
 """Fast float ILIF over a whole sequence: one autograd node with a hand-written backward through time.
 
 The reference implementation is :meth:`ilif_lava.neuron.Neuron.reference_dynamics` (plain autograd through every
-step, the authors' equations); tests require this function to give the same spikes and the same input (and PLIF
-decay) gradients. Forward and backward are time loops without an autograd graph, which removes most of the
-per-step overhead (about 20 autograd nodes per step in the reference).
+step, the authors' equations); tests require this function, and the compiled kernels of :mod:`ilif_lava.kernels`,
+to give the same spikes and the same input (and decay) gradients. :func:`ilif_sequence` is the entry point: it
+picks the compiled CPU kernel, the Triton GPU kernel or the torch loop below (``ILIF_LAVA_KERNEL``).
+
+The CIU rectifier ``relu(C)`` has a named gradient rule at exactly ``C = 0`` (:data:`CIU_GRAD_RULES`): ``'pass'``
+(the authors' ``clamp(C, min=0)``: the gradient passes where ``C >= 0``; C is exactly 0 on every step before a
+neuron's first spike) or ``'block'`` (relu: 0 at ``C = 0``). Forward values are identical.
 
 Shapes: ``z`` is [..., T] (time last), any leading dims; returns spikes of the same shape.
 """
 from __future__ import annotations
 
-from typing import Tuple
+from typing import Optional, Tuple
 
 import torch
 
+from ilif_lava import kernels
 from ilif_lava.fixed_point import plan_sigmoid_float
-from ilif_lava.surrogate import Surrogate, surrogate_grad
+from ilif_lava.kernels import FloatConfig
+from ilif_lava.surrogate import surrogate_grad
+
+CIU_GRAD_RULES = ("pass", "block")
+
+
+def check_ciu_rule(rule: str) -> bool:
+    """Validate a CIU gradient rule; True when the gradient passes at C = 0."""
+    if rule not in CIU_GRAD_RULES:
+        raise ValueError(f"ciu_grad_at_zero must be one of {CIU_GRAD_RULES}, got {rule!r}")
+    return rule == "pass"
+
+
+class _CIURectify(torch.autograd.Function):
+    """relu(C) forward; backward passes the gradient where C > 0, or where C >= 0 with ``pass_at_zero``."""
+
+    @staticmethod
+    def forward(ctx, c: torch.Tensor, pass_at_zero: bool) -> torch.Tensor:
+        ctx.save_for_backward(c)
+        ctx.pass_at_zero = pass_at_zero
+        return torch.relu(c)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        (c,) = ctx.saved_tensors
+        return grad * ciu_mask(c, ctx.pass_at_zero), None
+
+
+def ciu_mask(c: torch.Tensor, pass_at_zero: bool) -> torch.Tensor:
+    """d relu(C) / dC under the chosen rule at C = 0, as C's dtype."""
+    return (c >= 0 if pass_at_zero else c > 0).to(c.dtype)
+
+
+def ciu_rectify(c: torch.Tensor, rule: str = "pass") -> torch.Tensor:
+    """The CIU rectifier max(C, 0) with the named gradient rule at C = 0 (see module docstring)."""
+    return _CIURectify.apply(c, check_ciu_rule(rule))
 
 
 def _inhibit(m: torch.Tensor, kind: str) -> Tuple[torch.Tensor, torch.Tensor]:
@@ -27,60 +67,84 @@ def _inhibit(m: torch.Tensor, kind: str) -> Tuple[torch.Tensor, torch.Tensor]:
     return plan_sigmoid_float(m), slope * (m != 0).to(m.dtype)
 
 
+def _shift_back(x: torch.Tensor) -> torch.Tensor:
+    """x[t - 1] along dim 0 (time-major), zero at t = 0."""
+    return torch.cat([torch.zeros_like(x[:1]), x[:-1]])
+
+
 class ILIFSequence(torch.autograd.Function):
-    """Float ILIF dynamics over T steps with an analytic backward (BPTT through v, MPIU, CIU and the previous input)."""
+    """Float ILIF dynamics over T steps with an analytic backward (BPTT through v, MPIU, CIU and the previous input).
+
+    The torch path: runs on every device and dtype. Saves h, m, c (and the current when it has memory) and
+    recomputes spikes, resets, the previous potential and all pointwise derivatives in a few whole-sequence
+    operations before the backward loop.
+    """
 
     @staticmethod
-    def forward(ctx, z: torch.Tensor, lam: torch.Tensor, beta: float, kappa: float, cur_kept: float,
-                threshold: float, mpiu: bool, ciu: bool, inhibition: str,
-                surrogate: Surrogate) -> torch.Tensor:
+    def forward(ctx, z: torch.Tensor, lam: torch.Tensor, cfg: FloatConfig) -> torch.Tensor:
         zt = z.movedim(-1, 0).contiguous()  # time-major: each step reads one contiguous slice
         steps = zt.shape[0]
         lam_v = lam.reshape(())
+        beta, kappa, cur_kept, th = cfg.beta, cfg.kappa, cfg.cur_kept, cfg.threshold
+        hs = torch.empty_like(zt)
+        out = torch.empty_like(zt)
+        ms = torch.empty_like(zt) if cfg.mpiu else None
+        cs = torch.empty_like(zt) if cfg.ciu else None
+        its = torch.empty_like(zt) if cfg.ciu and cur_kept != 0 else None
         zero = torch.zeros_like(zt[0])
         v, m, c, i_prev, s_prev = zero, zero, zero, zero, zero
-        hs, vps, ms, cs, vprevs, ips, outs = [], [], [], [], [], [], []
         for t in range(steps):
-            if ciu:
+            if cfg.ciu:
                 c = kappa * (c + i_prev * s_prev)
+                cs[t] = c
             i_t = zt[t] if cur_kept == 0 else cur_kept * i_prev + zt[t]
-            h = lam_v * v + (i_t - torch.relu(c) if ciu else i_t)
-            s = (h >= threshold).to(z.dtype)
-            vp = h - s * threshold
-            vprevs.append(v)
-            if mpiu:
+            h = torch.add(lam_v * v, i_t - torch.relu(c) if cfg.ciu else i_t, out=hs[t])
+            s = (h >= th).to(z.dtype)
+            out[t] = s
+            vp = h - s * th
+            if cfg.mpiu:
                 m = beta * (m + s * vp)
-                v = vp - s * _inhibit(m, inhibition)[0]
+                ms[t] = m
+                v = vp - s * _inhibit(m, cfg.inhibition)[0]
             else:
                 v = vp
-            hs.append(h)
-            vps.append(vp)
-            ms.append(m)
-            cs.append(c)
-            ips.append(i_prev)
-            outs.append(s)
+            if its is not None:
+                its[t] = i_t
             i_prev, s_prev = i_t, s
-        out = torch.stack(outs)
-        ctx.save_for_backward(torch.stack(hs), torch.stack(vps), torch.stack(ms), torch.stack(cs),
-                              torch.stack(vprevs), torch.stack(ips), out, lam)
-        ctx.cfg = (beta, kappa, cur_kept, threshold, mpiu, ciu, inhibition, surrogate)
+        ctx.save_for_backward(hs, ms, cs, its if its is not None else (zt if cfg.ciu else None), lam)
+        ctx.cfg = cfg
         return out.movedim(0, -1)
 
     @staticmethod
     def backward(ctx, grad_out: torch.Tensor):
-        hs, vps, ms, cs, vprevs, ips, out, lam = ctx.saved_tensors  # all time-major [T, ...]
-        beta, kappa, cur_kept, th, mpiu, ciu, inhibition, sg = ctx.cfg
+        hs, ms, cs, ips_src, lam = ctx.saved_tensors  # time-major [T, ...]
+        cfg = ctx.cfg
+        beta, kappa, cur_kept, th = cfg.beta, cfg.kappa, cfg.cur_kept, cfg.threshold
         lam_v = lam.reshape(())
         go = grad_out.movedim(-1, 0).contiguous()
         steps = go.shape[0]
+        # whole-sequence recomputation of everything pointwise
+        out = (hs >= th).to(hs.dtype)
+        vps = hs - out * th
+        sgd = surrogate_grad(hs - th, cfg.surrogate)
+        if cfg.mpiu:
+            g_all, dg_all = _inhibit(ms, cfg.inhibition)
+            vend = vps - out * g_all
+        else:
+            vend = vps
+        if cfg.ciu:
+            ips = _shift_back(ips_src)
+            s_prevs = _shift_back(out)
+            cmask = ciu_mask(cs, cfg.ciu_pass_at_zero)
         zero = torch.zeros_like(go[0])
         gv, gm, gc, gi, gs_extra = zero, zero, zero, zero, zero
-        gzs, ghs = [], []
+        gz = torch.empty_like(go)
+        ghs = torch.empty_like(go) if ctx.needs_input_grad[1] else None
         for t in range(steps - 1, -1, -1):
-            s, h, vp = out[t], hs[t], vps[t]
+            s, vp = out[t], vps[t]
             gs = go[t] + gs_extra
-            if mpiu:
-                g, dg = _inhibit(ms[t], inhibition)
+            if cfg.mpiu:
+                g, dg = g_all[t], dg_all[t]
                 gm_tot = gm - s * dg * gv                  # v_t = v' - S g(m_t)
                 gs = gs - g * gv + beta * gm_tot * vp      # ... and m_t = beta (m_{t-1} + S v')
                 gvp = gv + beta * gm_tot * s
@@ -88,20 +152,31 @@ class ILIFSequence(torch.autograd.Function):
             else:
                 gvp = gv
             gs = gs - th * gvp                             # v' = h - S th
-            gh = gvp + gs * surrogate_grad(h - th, sg)
-            ghs.append(gh)
+            gh = gvp + gs * sgd[t]
+            if ghs is not None:
+                ghs[t] = gh
             gv = lam_v * gh                                # h = lam v_{t-1} + I_t - relu(c_t)
             gi = gi + gh
-            gzs.append(gi)                                 # I_t = cur_kept I_{t-1} + z_t
+            gz[t] = gi                                     # I_t = cur_kept I_{t-1} + z_t
             gi = cur_kept * gi
-            if ciu:
-                gc_tot = gc - gh * (cs[t] > 0).to(gh.dtype)
+            if cfg.ciu:
+                gc_tot = gc - gh * cmask[t]
                 gc = kappa * gc_tot                        # c_t = kappa (c_{t-1} + I_{t-1} S_{t-1})
-                s_prev = out[t - 1] if t > 0 else zero
-                gi = gi + kappa * gc_tot * s_prev
+                gi = gi + kappa * gc_tot * s_prevs[t]
                 gs_extra = kappa * gc_tot * ips[t]
-        gz = torch.stack(gzs[::-1]).movedim(0, -1)
         glam_out = None
-        if ctx.needs_input_grad[1]:                        # d/d lambda = sum_t gh_t * v_{t-1}
-            glam_out = (torch.stack(ghs[::-1]) * vprevs).sum().reshape(lam.shape)
-        return gz, glam_out, None, None, None, None, None, None, None, None
+        if ghs is not None:                                # d/d lambda = sum_t gh_t * v_{t-1}
+            glam_out = (ghs * _shift_back(vend)).sum().reshape(lam.shape)
+        return gz.movedim(0, -1), glam_out, None
+
+
+def ilif_sequence(z: torch.Tensor, lam: torch.Tensor, cfg: FloatConfig,
+                  kernel: Optional[str] = None) -> torch.Tensor:
+    """Float ILIF over time on the selected kernel. z [..., T], lam a 1-element tensor -> spikes [..., T]."""
+    name, backend = kernels.select(z, kernel)
+    kernels.note_used("float", name)
+    if backend is None:
+        return ILIFSequence.apply(z, lam, cfg)
+    if torch.is_grad_enabled() and (z.requires_grad or lam.requires_grad):
+        return kernels.KernelSequence.apply(z, lam, cfg, backend)
+    return kernels.float_forward_only(backend, z, lam, cfg)

@@ -20,7 +20,9 @@ import torch
 from lava.lib.dl.slayer.neuron import base
 
 from ilif_lava import fixed_point as fx
-from ilif_lava.dynamics import ILIFSequence
+from ilif_lava import kernels
+from ilif_lava.dynamics import check_ciu_rule, ciu_rectify, ilif_sequence
+from ilif_lava.kernels import FloatConfig
 from ilif_lava.surrogate import make_spike_fn, make_surrogate
 
 VARIANTS = ("ILIF", "MPIU", "CIU", "LIF", "PLIF", "IPLIF")
@@ -76,6 +78,11 @@ class Neuron(base.Neuron):
         identical to what fixed point computes; train with it so the deployed network is the trained one).
     surrogate: 'rectangle' (gamma = full support width), 'exp' (slayer; tau_grad, scale_grad) or 'sigmoid' (alpha).
     quantized: evaluate the integer arithmetic in the forward pass (bit-exact with Lava fixed_pt).
+    ciu_grad_at_zero: gradient of the CIU rectifier max(C, 0) at exactly C = 0: 'pass' (default; the authors'
+        ``clamp(C, min=0)``, which sends gradient into the previous spike before a neuron's first spike) or
+        'block' (relu, gradient 0). Forward values are the same.
+    kernel: 'torch' | 'cpu' | 'gpu' | 'auto' for this neuron; None follows ``$ILIF_LAVA_KERNEL`` (default auto),
+        see ilif_lava/kernels/__init__.py.
     """
 
     def __init__(self, threshold: float = 1.0, tau: Optional[float] = None, beta: float = 1.0, kappa: float = 0.03,
@@ -83,8 +90,8 @@ class Neuron(base.Neuron):
                  surrogate: str = "rectangle", gamma: float = 1.0, alpha: float = 4.0,
                  tau_grad: float = 1.0, scale_grad: float = 1.0, quantized: bool = False,
                  norm=None, dropout=None, persistent_state: bool = False, shared_param: bool = True,
-                 requires_grad: bool = False, record_states: bool = False,
-                 voltage_decay: Optional[float] = None) -> None:
+                 requires_grad: bool = False, record_states: bool = False, ciu_grad_at_zero: str = "pass",
+                 kernel: Optional[str] = None, voltage_decay: Optional[float] = None) -> None:
         super().__init__(threshold=threshold, tau_grad=tau_grad, scale_grad=scale_grad,
                          p_scale=fx.DECAY_ONE, w_scale=fx.WEIGHT_SCALE, s_scale=fx.STATE_SCALE,
                          norm=norm, dropout=dropout, persistent_state=persistent_state,
@@ -99,6 +106,11 @@ class Neuron(base.Neuron):
             raise ValueError(f"unknown inhibition {inhibition!r}; choose one of {INHIBITION_FLOAT}")
         if threshold <= 0 or self.threshold <= 0:  # slayer truncates to 1/64 steps: (0, 1/64) would become 0
             raise ValueError(f"threshold must be >= 1/64 (> 0 after truncation to 1/64 steps), got {threshold}")
+        check_ciu_rule(ciu_grad_at_zero)
+        if kernel is not None:
+            kernels.requested(kernel)
+        self.ciu_grad_at_zero = ciu_grad_at_zero
+        self.kernel = kernel
         self.variant = variant
         self.flags = variant_flags(variant)
         self.tau, self.beta, self.kappa = float(tau), float(beta), float(kappa)
@@ -188,9 +200,9 @@ class Neuron(base.Neuron):
         lam, beta, kappa, cur_kept = self._float_multipliers()
         lam_t = lam if isinstance(lam, torch.Tensor) else torch.tensor([lam])
         inhibition = "plan" if (self.inhibition == "plan" or self.quantized) else "sigmoid"
-        return ILIFSequence.apply(z, lam_t.to(z.dtype).to(z.device), float(beta), float(kappa), float(cur_kept),
-                                  float(self.threshold), self.flags["mpiu"], self.flags["ciu"], inhibition,
-                                  self.surrogate_cfg)
+        cfg = FloatConfig(float(beta), float(kappa), float(cur_kept), float(self.threshold), self.flags["mpiu"],
+                          self.flags["ciu"], inhibition, self.surrogate_cfg, self.ciu_grad_at_zero == "pass")
+        return ilif_sequence(z, lam_t.to(z.dtype).to(z.device), cfg, self.kernel)
 
     def reference_dynamics(self, z: torch.Tensor) -> torch.Tensor:
         """Float ILIF step by step with autograd through every operation (the authors' equations; the reference
@@ -205,7 +217,7 @@ class Neuron(base.Neuron):
             if ciu:
                 c = kappa * (c + i_prev * s_prev)
             i_t = z[..., t] if cur_kept == 0 else cur_kept * i_prev + z[..., t]
-            h = lam * v + (i_t - torch.relu(c) if ciu else i_t)
+            h = lam * v + (i_t - ciu_rectify(c, self.ciu_grad_at_zero) if ciu else i_t)
             s = self.spike_fn(h - th)
             v = h - s * th
             if mpiu:
@@ -224,6 +236,15 @@ class Neuron(base.Neuron):
         """Bit-exact integer ILIF. z [N, ..., T] (multiples of 1/64) -> spikes as float 0/1 [N, ..., T]."""
         a = torch.round(z.detach() * fx.WEIGHT_SCALE).to(torch.int64)
         p = self.int_params
+        name, backend = kernels.select(a, self.kernel, integer=True)
+        if backend is not None and not kernels.scalar_params(p):
+            name, backend = "torch", None
+        kernels.note_used("integer", name)
+        if backend is not None:
+            spikes, states = kernels.integer_forward(backend, a, p, self.record_states, z.dtype)
+            if states is not None:
+                self.states = states
+            return spikes
         state = fx.zero_state_like(a[..., 0])
         out, rec = [], {k: [] for k in fx.STATE_NAMES} if self.record_states else None
         for t in range(a.shape[-1]):

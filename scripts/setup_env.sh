@@ -22,5 +22,7 @@ echo "[setup] building environment in $VENV (first run takes a few minutes)"
 "$VENV/bin/python" -m pip install -q --no-deps --ignore-requires-python -r requirements-lava.txt
 "$VENV/bin/python" -m pip install -q --no-deps --no-build-isolation -e .
 "$VENV/bin/python" -c "import ilif_lava.compat as c; c.check_lava_importable()"
+# the fused ILIF CPU kernel (C++ extension); on failure the torch path is used and the reason printed
+"$VENV/bin/python" -m ilif_lava.kernels.cpu_build
 touch "$stamp"
 echo "[setup] environment ready: $VENV"

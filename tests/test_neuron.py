@@ -38,8 +38,12 @@ def ref_variant(variant: str):
 
 
 def ref_ilif(x: torch.Tensor, lam, vth: float = VTH, beta: float = 1.0, kappa: float = 0.03,
-             mpiu: bool = True, ciu: bool = True, inhibit=torch.sigmoid, gamma: float = 1.0):
-    """Step list of ilif-model.md 1.2 over the last (time) axis. Returns spikes and a dict of states (time last)."""
+             mpiu: bool = True, ciu: bool = True, inhibit=torch.sigmoid, gamma: float = 1.0,
+             ciu_pass_at_zero: bool = True):
+    """Step list of ilif-model.md 1.2 over the last (time) axis. Returns spikes and a dict of states (time last).
+
+    The CIU rectifier is written out as C * mask with a constant mask: gradient 1 where C >= 0 (the authors'
+    clamp(C, min=0), ``ciu_pass_at_zero``) or where C > 0 (relu)."""
     zero = torch.zeros_like(x[..., 0])
     C = M = V = I_prev = S_prev = zero
     S_out, rec = [], {"I": [], "C": [], "H": [], "M": [], "V": []}
@@ -47,7 +51,8 @@ def ref_ilif(x: torch.Tensor, lam, vth: float = VTH, beta: float = 1.0, kappa: f
         I = x[..., t]
         if ciu:
             C = kappa * (C + I_prev * S_prev)            # 1. CIU update
-            I_tilde = I - torch.relu(C)                   # 2. current inhibition
+            mask = ((C >= 0) if ciu_pass_at_zero else (C > 0)).to(C.dtype)
+            I_tilde = I - C * mask                        # 2. current inhibition (max(C, 0), written-out rule)
         else:
             I_tilde = I
         H = lam * V + I_tilde                             # 3. charge

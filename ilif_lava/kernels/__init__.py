@@ -1,0 +1,198 @@
+"""Fused ILIF kernels and the switch that picks one.
+
+Three paths compute the same ILIF sequence (float forward + analytic backward, and the bit-exact integer forward):
+
+* ``torch``: :class:`ilif_lava.dynamics.ILIFSequence` and :func:`ilif_lava.fixed_point.ilif_step`, plain PyTorch;
+  the specification's executable form and the fallback that runs everywhere.
+* ``cpu``: the compiled C++ extension ``ilif_cpu.cpp`` (blocks of 16 neurons, multithreaded with
+  ``at::parallel_for``), built once by ``scripts/setup_env.sh`` or on first use (:mod:`ilif_lava.kernels.cpu_build`).
+* ``gpu``: the Triton kernels of :mod:`ilif_lava.kernels.ilif_triton`, for CUDA tensors.
+
+``ILIF_LAVA_KERNEL=torch|cpu|gpu|auto`` (default ``auto``: ``gpu`` for CUDA tensors when Triton imports, ``cpu``
+for CPU tensors when the extension builds, else ``torch``) picks the path. :func:`last_used` tells which ran, for
+reports and benchmarks. A requested kernel that cannot run raises :class:`KernelUnavailable` (one line).
+
+Shapes: kernels take [M, T] (neurons flattened, time last); callers pass [..., T].
+"""
+from __future__ import annotations
+
+import os
+from types import ModuleType
+from typing import Dict, List, NamedTuple, Optional, Tuple
+
+import torch
+
+CHOICES = ("auto", "torch", "cpu", "gpu")
+ENV = "ILIF_LAVA_KERNEL"
+FLOAT_DTYPES = (torch.float32, torch.float64)
+INHIBITION_CODES = {"sigmoid": 0, "plan": 1}
+SURROGATE_CODES = {"rectangle": 0, "exp": 1, "sigmoid": 2}
+
+_last: Dict[str, str] = {}
+_triton: Dict[str, object] = {"module": None, "tried": False, "error": None}
+
+
+class KernelUnavailable(RuntimeError):
+    """The kernel asked for (``ILIF_LAVA_KERNEL`` or an argument) cannot run here."""
+
+
+def requested(kernel: Optional[str] = None) -> str:
+    """The requested kernel: ``kernel`` if given, else ``$ILIF_LAVA_KERNEL``, else 'auto'."""
+    name = (kernel or os.environ.get(ENV) or "auto").strip().lower()
+    if name not in CHOICES:
+        raise KernelUnavailable(f"{ENV}={name!r} is not a kernel; choose one of {', '.join(CHOICES)}")
+    return name
+
+
+def _cpu_module() -> Optional[ModuleType]:
+    from ilif_lava.kernels import cpu_build
+    return cpu_build.load()
+
+
+def _triton_module() -> Optional[ModuleType]:
+    if not _triton["tried"]:
+        _triton["tried"] = True
+        try:
+            from ilif_lava.kernels import ilif_triton
+            _triton["module"] = ilif_triton
+        except Exception as exc:  # noqa: BLE001 - no triton, or a triton that cannot initialise
+            _triton["error"] = f"{type(exc).__name__}: {exc}".splitlines()[0][:200]
+    return _triton["module"]  # type: ignore[return-value]
+
+
+def _interpreting() -> bool:
+    return os.environ.get("TRITON_INTERPRET") == "1"
+
+
+def select(x: torch.Tensor, kernel: Optional[str] = None, integer: bool = False) -> Tuple[str, Optional[ModuleType]]:
+    """(name, backend module) of the kernel that will run for tensor ``x``; backend None means the torch path."""
+    name = requested(kernel)
+    if name == "torch":
+        return "torch", None
+    dtype_ok = integer or x.dtype in FLOAT_DTYPES
+    if name == "auto":
+        if not dtype_ok:
+            return "torch", None
+        if x.is_cuda:
+            mod = _triton_module()
+            return ("gpu", mod) if mod is not None else ("torch", None)
+        if x.device.type == "cpu":
+            mod = _cpu_module()
+            return ("cpu", mod) if mod is not None else ("torch", None)
+        return "torch", None
+    if not dtype_ok:
+        raise KernelUnavailable(f"{ENV}={name}: the {name} kernel runs float32/float64, got {x.dtype}")
+    if name == "cpu":
+        if x.device.type != "cpu":
+            raise KernelUnavailable(f"{ENV}=cpu but the tensors are on {x.device}; use gpu, torch or auto")
+        mod = _cpu_module()
+        if mod is None:
+            from ilif_lava.kernels import cpu_build
+            raise KernelUnavailable(f"{ENV}=cpu but the compiled kernel is unavailable ({cpu_build.error()})")
+        return "cpu", mod
+    # gpu: CUDA tensors, or CPU tensors under Triton's interpreter (how CI proves the kernel without a GPU)
+    if not (x.is_cuda or (_interpreting() and x.device.type == "cpu")):
+        raise KernelUnavailable(f"{ENV}=gpu but the tensors are on {x.device} (set TRITON_INTERPRET=1 to run the "
+                                "Triton kernel on the CPU)")
+    mod = _triton_module()
+    if mod is None:
+        raise KernelUnavailable(f"{ENV}=gpu but Triton is unavailable ({_triton['error']})")
+    return "gpu", mod
+
+
+def note_used(path: str, name: str) -> None:
+    """Record which kernel ran for ``path`` ('float' or 'integer')."""
+    _last[path] = name
+
+
+def last_used() -> Dict[str, str]:
+    """Which kernel ran last, per path: {'float': 'cpu', 'integer': 'cpu'}, as far as each has run."""
+    return dict(_last)
+
+
+def describe() -> Dict[str, object]:
+    """What the switch would pick and why (for reports and benchmarks)."""
+    from ilif_lava.kernels import cpu_build
+    info: Dict[str, object] = {"requested": requested(), "last_used": last_used(), "threads": torch.get_num_threads()}
+    info["cpu_kernel"] = "built" if cpu_build.load(quiet=True) is not None else f"unavailable: {cpu_build.error()}"
+    info["gpu_kernel"] = ("available" if torch.cuda.is_available() and _triton_module() is not None
+                          else "no CUDA device" if not torch.cuda.is_available() else f"unavailable: {_triton['error']}")
+    return info
+
+
+class FloatConfig(NamedTuple):
+    """Static parameters of the float sequence (threshold units; multipliers are kept fractions)."""
+
+    beta: float
+    kappa: float
+    cur_kept: float
+    threshold: float
+    mpiu: bool
+    ciu: bool
+    inhibition: str          # 'sigmoid' | 'plan'
+    surrogate: object        # ilif_lava.surrogate.Surrogate
+    ciu_pass_at_zero: bool   # CIU rectifier gradient at exactly C = 0: True = passes (clamp), False = 0 (relu)
+
+
+def _surrogate_args(sg) -> Tuple[int, float, float]:
+    if sg.kind == "rectangle":
+        return 0, sg.gamma, 0.0
+    if sg.kind == "exp":
+        return 1, sg.scale / (2 * sg.tau), sg.tau
+    return 2, sg.alpha, 0.0
+
+
+class KernelSequence(torch.autograd.Function):
+    """Float ILIF over T steps on a compiled backend (CPU extension or Triton); same contract as ILIFSequence."""
+
+    @staticmethod
+    def forward(ctx, z: torch.Tensor, lam: torch.Tensor, cfg: FloatConfig, backend: ModuleType) -> torch.Tensor:
+        shape = z.shape
+        z2 = z.reshape(-1, shape[-1]).contiguous()
+        lam_f = float(lam.reshape(()))
+        out, sh, sm, sc, si = backend.forward_float(z2, lam_f, cfg.beta, cfg.kappa, cfg.cur_kept, cfg.threshold,
+                                                    cfg.mpiu, cfg.ciu, INHIBITION_CODES[cfg.inhibition], True)
+        ctx.save_for_backward(z2, sh, sm, sc, si, lam)
+        ctx.cfg, ctx.backend, ctx.lam_f, ctx.shape = cfg, backend, lam_f, shape
+        return out.reshape(shape)
+
+    @staticmethod
+    def backward(ctx, grad_out: torch.Tensor):
+        z2, sh, sm, sc, si, lam = ctx.saved_tensors
+        cfg = ctx.cfg
+        kind, p1, p2 = _surrogate_args(cfg.surrogate)
+        go = grad_out.reshape(z2.shape).to(z2.dtype).contiguous()
+        need_glam = bool(ctx.needs_input_grad[1])
+        gz, glam = ctx.backend.backward_float(go, z2, sh, sm, sc, si, ctx.lam_f, cfg.beta, cfg.kappa, cfg.cur_kept,
+                                              cfg.threshold, cfg.mpiu, cfg.ciu, INHIBITION_CODES[cfg.inhibition],
+                                              kind, p1, p2, cfg.ciu_pass_at_zero, need_glam)
+        glam_out = glam.to(lam.dtype).reshape(lam.shape) if need_glam else None
+        return gz.reshape(ctx.shape), glam_out, None, None
+
+
+def float_forward_only(backend: ModuleType, z: torch.Tensor, lam: torch.Tensor, cfg: FloatConfig) -> torch.Tensor:
+    """Spikes of the float sequence without saving anything for a backward pass (inference)."""
+    z2 = z.reshape(-1, z.shape[-1]).contiguous()
+    out = backend.forward_float(z2, float(lam.reshape(())), cfg.beta, cfg.kappa, cfg.cur_kept, cfg.threshold,
+                                cfg.mpiu, cfg.ciu, INHIBITION_CODES[cfg.inhibition], False)[0]
+    return out.reshape(z.shape)
+
+
+def integer_forward(backend: ModuleType, a: torch.Tensor, p, record: bool,
+                    out_dtype: torch.dtype) -> Tuple[torch.Tensor, Optional[Dict[str, torch.Tensor]]]:
+    """Bit-exact integer ILIF on a compiled backend. a [..., T] int64 -> (spikes [..., T], states or None)."""
+    shape = a.shape
+    a2 = a.reshape(-1, shape[-1]).to(torch.int64).contiguous()
+    res: List[torch.Tensor] = backend.forward_int(a2, int(p.vth_mant) << 6, int(p.i_decay), int(p.v_decay),
+                                                  int(p.c_decay), int(p.m_decay), bool(p.mpiu), bool(p.ciu),
+                                                  record, out_dtype)
+    states = ({k: r.reshape(shape) for k, r in zip(("u", "v", "c", "m"), res[1:])} if record else None)
+    return res[0].reshape(shape), states
+
+
+def scalar_params(p) -> bool:
+    """True when every decay of ``p`` (:class:`ilif_lava.fixed_point.ILIFParams`) is one integer (kernels need that)."""
+    import numpy as np
+    return all(np.ndim(getattr(p, f)) == 0 for f in ("i_decay", "v_decay", "c_decay", "m_decay")) \
+        and p.inhibition == "plan"
+

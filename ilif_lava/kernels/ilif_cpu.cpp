@@ -1,0 +1,403 @@
+// Fused ILIF sequence kernels for the CPU: float forward, analytic float backward, bit-exact integer forward.
+//
+// Twins of the specifications in ilif_lava/dynamics.py (float step order and backward through time) and
+// ilif_lava/fixed_point.py (integer arithmetic, `ilif_step`). tests/test_kernels.py proves them equal.
+//
+// Layout. User tensors are [M, T] (neurons flattened, time last, contiguous). Neurons are processed in blocks of
+// B = 16: a tile of TT time steps of one block is transposed into a small [TT][B] buffer, so the inner loop over the
+// 16 neurons of a block is contiguous and vectorisable. Tensors saved for the backward pass are stored blocked,
+// [ceil(M / B), T, B], so forward writes and backward reads are contiguous as well. Blocks run in parallel
+// (at::parallel_for); the float ops are compiled without FMA contraction so every operation rounds as PyTorch's
+// elementwise kernels do.
+#include <torch/extension.h>
+#include <ATen/Parallel.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <type_traits>
+#include <vector>
+
+namespace {
+
+constexpr int64_t B = 16;   // neurons per block
+constexpr int64_t TT = 32;  // time steps per transposed tile
+
+enum Inhibition : int64_t { INH_SIGMOID = 0, INH_PLAN = 1 };
+enum SurrogateKind : int64_t { SG_RECTANGLE = 0, SG_EXP = 1, SG_SIGMOID = 2 };
+
+// ---- tiles: user layout [M, T] <-> local [TT][B] ------------------------------------------------------------
+template <typename S, typename D>
+inline void load_tile(const S* src, int64_t n0, int64_t nvalid, int64_t T, int64_t t0, int64_t len, D (*dst)[B]) {
+  for (int64_t j = 0; j < B; ++j) {
+    if (j < nvalid) {
+      const S* row = src + (n0 + j) * T;
+      for (int64_t k = 0; k < len; ++k) {
+        const int64_t t = t0 + k;
+        dst[k][j] = (t >= 0) ? static_cast<D>(row[t]) : D(0);
+      }
+    } else {
+      for (int64_t k = 0; k < len; ++k) dst[k][j] = D(0);
+    }
+  }
+}
+
+template <typename S, typename D>
+inline void store_tile(const S (*src)[B], int64_t n0, int64_t nvalid, int64_t T, int64_t t0, int64_t len, D* dst) {
+  for (int64_t j = 0; j < nvalid; ++j) {
+    D* row = dst + (n0 + j) * T;
+    for (int64_t k = 0; k < len; ++k) row[t0 + k] = static_cast<D>(src[k][j]);
+  }
+}
+
+// ---- float helpers (same formulas as ilif_lava/fixed_point.py plan_sigmoid_float and ilif_lava/surrogate.py) ----
+template <typename F>
+inline F plan_float(F x) {
+  const F a = std::fabs(x);
+  const F pos = a >= F(5) ? F(1)
+              : a >= F(2.375) ? a / F(32) + F(0.84375)
+              : a >= F(1) ? a / F(8) + F(0.625)
+              : a / F(4) + F(0.5);
+  return x < F(0) ? F(1) - pos : pos;
+}
+
+template <typename F>
+inline F plan_slope(F x) {
+  const F a = std::fabs(x);
+  const F sl = a >= F(5) ? F(0) : a >= F(2.375) ? F(1) / F(32) : a >= F(1) ? F(1) / F(8) : F(0.25);
+  return x != F(0) ? sl : F(0);
+}
+
+template <typename F>
+inline F sigmoid(F x) { return F(1) / (F(1) + std::exp(-x)); }
+
+template <typename F>
+inline F inhibit(F m, int64_t kind) { return kind == INH_PLAN ? plan_float(m) : sigmoid(m); }
+
+template <typename F>
+inline F inhibit_grad(F m, F g, int64_t kind) { return kind == INH_PLAN ? plan_slope(m) : g * (F(1) - g); }
+
+template <typename F>
+struct Surrogate {
+  F p1, p2;  // rectangle: (gamma, -); exp: (scale / (2 tau), tau); sigmoid: (alpha, -)
+  template <int64_t kind>
+  inline F grad(F x) const {
+    if (kind == SG_RECTANGLE) return (std::fabs(x) <= p1 / F(2) ? F(1) : F(0)) / p1;
+    if (kind == SG_EXP) return p1 * std::exp(-std::fabs(x) / p2);
+    const F s = sigmoid(p1 * x);
+    return p1 * s * (F(1) - s);
+  }
+};
+
+inline int64_t num_blocks(int64_t M) { return (M + B - 1) / B; }
+
+// ---- float forward -----------------------------------------------------------------------------------------
+// Configuration flags are template parameters so each inner loop is branch-free (and vectorises where it has no
+// exp): mpiu, ciu, has_cur (current memory), inh (inhibition map), save (keep h, m, c, i for the backward pass).
+template <typename F, bool mpiu, bool ciu, bool has_cur, int64_t inh, bool save>
+void forward_float_impl(const F* z, F* out, F* sh, F* sm, F* sc, F* si, int64_t M, int64_t T, F lam, F beta,
+                        F kappa, F cur_kept, F th) {
+  at::parallel_for(0, num_blocks(M), 1, [&](int64_t b0, int64_t b1) {
+    F zin[TT][B], sout[TT][B];
+    for (int64_t b = b0; b < b1; ++b) {
+      const int64_t n0 = b * B, nvalid = std::min(B, M - n0);
+      F v[B], m[B], c[B], ip[B], sp[B];
+      for (int64_t j = 0; j < B; ++j) v[j] = m[j] = c[j] = ip[j] = sp[j] = F(0);
+      for (int64_t t0 = 0; t0 < T; t0 += TT) {
+        const int64_t len = std::min(TT, T - t0);
+        load_tile(z, n0, nvalid, T, t0, len, zin);
+        for (int64_t k = 0; k < len; ++k) {
+          const int64_t off = (b * T + t0 + k) * B;
+          for (int64_t j = 0; j < B; ++j) {
+            F cj = c[j];
+            if (ciu) cj = kappa * (cj + ip[j] * sp[j]);
+            const F it = has_cur ? cur_kept * ip[j] + zin[k][j] : zin[k][j];
+            const F rect = cj > F(0) ? cj : F(0);
+            const F h = lam * v[j] + (ciu ? it - rect : it);
+            const F s = h >= th ? F(1) : F(0);
+            const F vp = h - s * th;
+            F vn = vp, mj = m[j];
+            if (mpiu) {
+              mj = beta * (mj + s * vp);
+              vn = vp - s * inhibit(mj, inh);
+            }
+            v[j] = vn; m[j] = mj; c[j] = cj; ip[j] = it; sp[j] = s;
+            sout[k][j] = s;
+            if (save) {
+              sh[off + j] = h;
+              if (mpiu) sm[off + j] = mj;
+              if (ciu) sc[off + j] = cj;
+              if (ciu && has_cur) si[off + j] = it;
+            }
+          }
+        }
+        store_tile(sout, n0, nvalid, T, t0, len, out);
+      }
+    }
+  });
+}
+
+// ---- float backward (BPTT through v, MPIU, CIU and the previous input; see ilif_lava/dynamics.py) ---------------
+template <typename F, bool mpiu, bool ciu, bool has_cur, int64_t inh, int64_t sg_kind, bool need_glam>
+void backward_float_impl(const F* go, const F* z, const F* sh, const F* sm, const F* sc, const F* si, F* gz,
+                         double* glam_part, int64_t M, int64_t T, F lam, F beta, F kappa, F cur_kept, F th,
+                         Surrogate<F> sg, bool ciu_pass_at_zero) {
+  at::parallel_for(0, num_blocks(M), 1, [&](int64_t b0, int64_t b1) {
+    F gin[TT][B], gout[TT][B], zprev[TT][B];
+    for (int64_t b = b0; b < b1; ++b) {
+      const int64_t n0 = b * B, nvalid = std::min(B, M - n0);
+      F gv[B], gm[B], gc[B], gi[B], gsx[B];
+      double gl[B];
+      for (int64_t j = 0; j < B; ++j) { gv[j] = gm[j] = gc[j] = gi[j] = gsx[j] = F(0); gl[j] = 0.0; }
+      const int64_t ntiles = (T + TT - 1) / TT;
+      for (int64_t tile = ntiles - 1; tile >= 0; --tile) {
+        const int64_t t0 = tile * TT, len = std::min(TT, T - t0);
+        load_tile(go, n0, nvalid, T, t0, len, gin);
+        if (ciu && !has_cur) load_tile(z, n0, nvalid, T, t0 - 1, len, zprev);  // I[t-1] = z[t-1]
+        for (int64_t k = len - 1; k >= 0; --k) {
+          const int64_t t = t0 + k;
+          const int64_t off = (b * T + t) * B, offp = off - B;  // offp: step t - 1 (only read when t > 0)
+          for (int64_t j = 0; j < B; ++j) {
+            const F h = sh[off + j];
+            const F s = h >= th ? F(1) : F(0);
+            const F vp = h - s * th;
+            F gs = gin[k][j] + gsx[j];
+            F gvp = gv[j];
+            if (mpiu) {
+              const F mt = sm[off + j];
+              const F g = inhibit(mt, inh);
+              const F dg = inhibit_grad(mt, g, inh);
+              const F gm_tot = gm[j] - s * dg * gv[j];
+              gs = gs - g * gv[j] + beta * gm_tot * vp;
+              gvp = gv[j] + beta * gm_tot * s;
+              gm[j] = beta * gm_tot;
+            }
+            gs = gs - th * gvp;
+            const F gh = gvp + gs * sg.template grad<sg_kind>(h - th);
+            F hp = F(0), sprev = F(0);
+            if (t > 0) { hp = sh[offp + j]; sprev = hp >= th ? F(1) : F(0); }
+            if (need_glam) {  // d/d lambda += gh_t * v_{t-1}, v_{t-1} recomputed from the saved h, m
+              F vprev = F(0);
+              if (t > 0) {
+                vprev = hp - sprev * th;
+                if (mpiu) vprev = vprev - sprev * inhibit(sm[offp + j], inh);
+              }
+              gl[j] += static_cast<double>(gh) * static_cast<double>(vprev);
+            }
+            gv[j] = lam * gh;
+            F gij = gi[j] + gh;
+            gout[k][j] = gij;
+            gij = cur_kept * gij;
+            if (ciu) {
+              const F ct = sc[off + j];
+              const bool pass = ciu_pass_at_zero ? ct >= F(0) : ct > F(0);
+              const F gc_tot = gc[j] - (pass ? gh : F(0));
+              gc[j] = kappa * gc_tot;
+              gij = gij + kappa * gc_tot * sprev;
+              F iprev = F(0);
+              if (t > 0) iprev = has_cur ? si[offp + j] : zprev[k][j];
+              gsx[j] = kappa * gc_tot * iprev;
+            }
+            gi[j] = gij;
+          }
+        }
+        store_tile(gout, n0, nvalid, T, t0, len, gz);
+      }
+      if (need_glam) {
+        double acc = 0.0;
+        for (int64_t j = 0; j < B; ++j) acc += gl[j];
+        glam_part[b] = acc;
+      }
+    }
+  });
+}
+
+// ---- integer forward (ilif_lava/fixed_point.py ilif_step, per neuron) --------------------------------------------
+constexpr int64_t DECAY_ONE = 4096;
+constexpr int64_t STATE_MAX = (int64_t(1) << 23) - 1;
+constexpr int64_t HALF = int64_t(1) << 23;
+constexpr uint64_t SPAN_MASK = (uint64_t(1) << 24) - 1;
+
+inline int64_t decay_int(int64_t x, int64_t kept) {  // trunc(x * kept / 4096) toward zero
+  const int64_t p = x * kept;
+  const int64_t mag = (p < 0 ? -p : p) >> 12;
+  return p < 0 ? -mag : mag;
+}
+inline int64_t sat(int64_t x) { return x > STATE_MAX ? STATE_MAX : (x < -STATE_MAX ? -STATE_MAX : x); }
+inline int64_t wrap24(uint64_t x) {  // modular wrap into (-2**23, 2**23], two's complement (torch int64 semantics)
+  return static_cast<int64_t>((x + uint64_t(HALF - 1)) & SPAN_MASK) - HALF + 1;
+}
+inline int64_t plan_int(int64_t m) {
+  const int64_t a = m < 0 ? -m : m;
+  const int64_t pos = a >= 5 * 4096 ? 4096 : a >= 9728 ? (a >> 5) + 3456 : a >= 4096 ? (a >> 3) + 2560 : (a >> 2) + 2048;
+  return m < 0 ? 4096 - pos : pos;
+}
+
+template <typename O, bool mpiu, bool ciu, bool rec>
+void forward_int_impl(const int64_t* a, O* out, int64_t* ru, int64_t* rv, int64_t* rc, int64_t* rm, int64_t M,
+                      int64_t T, int64_t vth, int64_t i_decay, int64_t v_decay, int64_t c_decay, int64_t m_decay) {
+  const int64_t ik = DECAY_ONE - i_decay, vk = DECAY_ONE - v_decay, ck = DECAY_ONE - c_decay,
+                mk = DECAY_ONE - m_decay;
+  at::parallel_for(0, num_blocks(M), 1, [&](int64_t b0, int64_t b1) {
+    int64_t ain[TT][B], tu[TT][B], tv[TT][B], tc[TT][B], tm[TT][B];
+    O sout[TT][B];
+    for (int64_t b = b0; b < b1; ++b) {
+      const int64_t n0 = b * B, nvalid = std::min(B, M - n0);
+      int64_t u[B], v[B], c[B], m[B], sp[B];
+      for (int64_t j = 0; j < B; ++j) u[j] = v[j] = c[j] = m[j] = sp[j] = 0;
+      for (int64_t t0 = 0; t0 < T; t0 += TT) {
+        const int64_t len = std::min(TT, T - t0);
+        load_tile(a, n0, nvalid, T, t0, len, ain);
+        for (int64_t k = 0; k < len; ++k) {
+          for (int64_t j = 0; j < B; ++j) {
+            int64_t cj = c[j], rect = 0;
+            if (ciu) {
+              cj = sat(decay_int(cj + (sp[j] ? u[j] : 0), ck));
+              rect = cj > 0 ? cj : 0;
+            }
+            const int64_t uj = wrap24(static_cast<uint64_t>(decay_int(u[j], ik)) +
+                                      (static_cast<uint64_t>(ain[k][j]) << 6));
+            const int64_t h = sat(decay_int(v[j], vk) + uj - rect);
+            const int64_t s = h >= vth ? 1 : 0;
+            int64_t vj = h - s * vth, mj = m[j];
+            if (mpiu) {
+              mj = sat(decay_int(mj + s * vj, mk));
+              vj = sat(vj - s * plan_int(mj));
+            }
+            u[j] = uj; v[j] = vj; c[j] = cj; m[j] = mj; sp[j] = s;
+            sout[k][j] = static_cast<O>(s);
+            if (rec) { tu[k][j] = uj; tv[k][j] = vj; tc[k][j] = cj; tm[k][j] = mj; }
+          }
+        }
+        store_tile(sout, n0, nvalid, T, t0, len, out);
+        if (rec) {
+          store_tile(tu, n0, nvalid, T, t0, len, ru);
+          store_tile(tv, n0, nvalid, T, t0, len, rv);
+          store_tile(tc, n0, nvalid, T, t0, len, rc);
+          store_tile(tm, n0, nvalid, T, t0, len, rm);
+        }
+      }
+    }
+  });
+}
+
+// runtime flag -> compile-time constant: fn(std::integral_constant<...>)
+template <typename Fn>
+inline void with_bool(bool b, Fn&& fn) {
+  if (b) fn(std::true_type{}); else fn(std::false_type{});
+}
+template <typename Fn>
+inline void with_inh(int64_t k, Fn&& fn) {
+  if (k == INH_PLAN) fn(std::integral_constant<int64_t, INH_PLAN>{});
+  else fn(std::integral_constant<int64_t, INH_SIGMOID>{});
+}
+template <typename Fn>
+inline void with_sg(int64_t k, Fn&& fn) {
+  if (k == SG_RECTANGLE) fn(std::integral_constant<int64_t, SG_RECTANGLE>{});
+  else if (k == SG_EXP) fn(std::integral_constant<int64_t, SG_EXP>{});
+  else fn(std::integral_constant<int64_t, SG_SIGMOID>{});
+}
+
+template <typename F>
+inline F* ptr_or_null(torch::Tensor& t) { return t.defined() && t.numel() > 0 ? t.data_ptr<F>() : nullptr; }
+
+void check_2d(const torch::Tensor& x, const char* name) {
+  TORCH_CHECK(x.dim() == 2 && x.is_contiguous() && x.device().is_cpu(), name,
+              " must be a contiguous CPU tensor [M, T]");
+}
+
+}  // namespace
+
+// z [M, T] float32/float64 -> [spikes [M, T], h, m, c, i] (saved tensors blocked [nb, T, 16]; empty when unused).
+std::vector<torch::Tensor> forward_float(torch::Tensor z, double lam, double beta, double kappa, double cur_kept,
+                                         double th, bool mpiu, bool ciu, int64_t inhibition, bool save) {
+  check_2d(z, "z");
+  const int64_t M = z.size(0), T = z.size(1);
+  auto out = torch::empty_like(z);
+  auto opts = z.options();
+  auto none = torch::empty({0}, opts);
+  const std::vector<int64_t> blocked{num_blocks(M), T, B};
+  auto sh = save ? torch::empty(blocked, opts) : none;
+  auto sm = save && mpiu ? torch::empty(blocked, opts) : none;
+  auto sc = save && ciu ? torch::empty(blocked, opts) : none;
+  auto si = save && ciu && cur_kept != 0.0 ? torch::empty(blocked, opts) : none;
+  TORCH_CHECK(inhibition == INH_PLAN || inhibition == INH_SIGMOID, "unknown inhibition code");
+  if (!mpiu) inhibition = INH_PLAN;  // unused without the MPIU: one instantiation
+  AT_DISPATCH_FLOATING_TYPES(z.scalar_type(), "ilif_forward_float", [&] {
+    with_bool(mpiu, [&](auto MP) { with_bool(ciu, [&](auto CI) { with_bool(cur_kept != 0.0, [&](auto HC) {
+    with_inh(inhibition, [&](auto IN) { with_bool(save, [&](auto SV) {
+      forward_float_impl<scalar_t, decltype(MP)::value, decltype(CI)::value, decltype(HC)::value,
+                         decltype(IN)::value, decltype(SV)::value>(
+          z.data_ptr<scalar_t>(), out.data_ptr<scalar_t>(), ptr_or_null<scalar_t>(sh), ptr_or_null<scalar_t>(sm),
+          ptr_or_null<scalar_t>(sc), ptr_or_null<scalar_t>(si), M, T, static_cast<scalar_t>(lam),
+          static_cast<scalar_t>(beta), static_cast<scalar_t>(kappa), static_cast<scalar_t>(cur_kept),
+          static_cast<scalar_t>(th));
+    }); }); }); }); });
+  });
+  return {out, sh, sm, sc, si};
+}
+
+// -> [grad z [M, T], grad lambda (float64 scalar; 0-element tensor when not asked)]
+std::vector<torch::Tensor> backward_float(torch::Tensor grad_out, torch::Tensor z, torch::Tensor sh, torch::Tensor sm,
+                                          torch::Tensor sc, torch::Tensor si, double lam, double beta, double kappa,
+                                          double cur_kept, double th, bool mpiu, bool ciu, int64_t inhibition,
+                                          int64_t sg_kind, double sg_p1, double sg_p2, bool ciu_pass_at_zero,
+                                          bool need_glam) {
+  check_2d(grad_out, "grad_out");
+  check_2d(z, "z");
+  const int64_t M = z.size(0), T = z.size(1);
+  TORCH_CHECK(grad_out.sizes() == z.sizes() && grad_out.scalar_type() == z.scalar_type(), "grad_out must match z");
+  auto gz = torch::empty_like(z);
+  auto glam_part = need_glam ? torch::zeros({num_blocks(M)}, z.options().dtype(torch::kFloat64))
+                             : torch::empty({0}, z.options().dtype(torch::kFloat64));
+  TORCH_CHECK(inhibition == INH_PLAN || inhibition == INH_SIGMOID, "unknown inhibition code");
+  TORCH_CHECK(sg_kind >= SG_RECTANGLE && sg_kind <= SG_SIGMOID, "unknown surrogate code");
+  if (!mpiu) inhibition = INH_PLAN;
+  AT_DISPATCH_FLOATING_TYPES(z.scalar_type(), "ilif_backward_float", [&] {
+    Surrogate<scalar_t> sg{static_cast<scalar_t>(sg_p1), static_cast<scalar_t>(sg_p2)};
+    with_bool(mpiu, [&](auto MP) { with_bool(ciu, [&](auto CI) { with_bool(cur_kept != 0.0, [&](auto HC) {
+    with_inh(inhibition, [&](auto IN) { with_sg(sg_kind, [&](auto SG) { with_bool(need_glam, [&](auto GL) {
+      backward_float_impl<scalar_t, decltype(MP)::value, decltype(CI)::value, decltype(HC)::value,
+                          decltype(IN)::value, decltype(SG)::value, decltype(GL)::value>(
+          grad_out.data_ptr<scalar_t>(), z.data_ptr<scalar_t>(), sh.data_ptr<scalar_t>(), ptr_or_null<scalar_t>(sm),
+          ptr_or_null<scalar_t>(sc), ptr_or_null<scalar_t>(si), gz.data_ptr<scalar_t>(),
+          need_glam ? glam_part.data_ptr<double>() : nullptr, M, T, static_cast<scalar_t>(lam),
+          static_cast<scalar_t>(beta), static_cast<scalar_t>(kappa), static_cast<scalar_t>(cur_kept),
+          static_cast<scalar_t>(th), sg, ciu_pass_at_zero);
+    }); }); }); }); }); });
+  });
+  return {gz, need_glam ? glam_part.sum() : glam_part};
+}
+
+// a [M, T] int64 -> [spikes [M, T] of out_dtype, u, v, c, m [M, T] int64 (empty unless record)]
+std::vector<torch::Tensor> forward_int(torch::Tensor a, int64_t vth, int64_t i_decay, int64_t v_decay,
+                                       int64_t c_decay, int64_t m_decay, bool mpiu, bool ciu, bool record,
+                                       torch::ScalarType out_dtype) {
+  check_2d(a, "a");
+  TORCH_CHECK(a.scalar_type() == torch::kInt64, "a must be int64");
+  const int64_t M = a.size(0), T = a.size(1);
+  auto out = torch::empty({M, T}, a.options().dtype(out_dtype));
+  auto none = torch::empty({0}, a.options());
+  auto ru = record ? torch::empty_like(a) : none, rv = record ? torch::empty_like(a) : none;
+  auto rc = record ? torch::empty_like(a) : none, rm = record ? torch::empty_like(a) : none;
+  int64_t* p[4] = {nullptr, nullptr, nullptr, nullptr};
+  if (record) { p[0] = ru.data_ptr<int64_t>(); p[1] = rv.data_ptr<int64_t>(); p[2] = rc.data_ptr<int64_t>(); p[3] = rm.data_ptr<int64_t>(); }
+  for (int64_t d : {i_decay, v_decay, c_decay, m_decay})
+    TORCH_CHECK(d >= 0 && d <= DECAY_ONE, "decays must be integers in [0, 4096]");
+  AT_DISPATCH_FLOATING_TYPES(out_dtype, "ilif_forward_int", [&] {
+    with_bool(mpiu, [&](auto MP) { with_bool(ciu, [&](auto CI) { with_bool(record, [&](auto RC) {
+      forward_int_impl<scalar_t, decltype(MP)::value, decltype(CI)::value, decltype(RC)::value>(
+          a.data_ptr<int64_t>(), out.data_ptr<scalar_t>(), p[0], p[1], p[2], p[3], M, T, vth, i_decay, v_decay,
+          c_decay, m_decay);
+    }); }); });
+  });
+  return {out, ru, rv, rc, rm};
+}
+
+PYBIND11_MODULE(TORCH_EXTENSION_NAME, mod) {
+  mod.doc() = "Fused ILIF sequence kernels (CPU): float forward/backward, bit-exact integer forward";
+  mod.def("forward_float", &forward_float);
+  mod.def("backward_float", &backward_float);
+  mod.def("forward_int", &forward_int);
+  mod.attr("BLOCK") = B;
+}

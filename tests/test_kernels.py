@@ -1,0 +1,274 @@
+"""The fused kernels (compiled CPU extension, Triton GPU kernel under its interpreter) against the specifications.
+
+Float: :meth:`ilif_lava.neuron.Neuron.reference_dynamics` (autograd through every step, the authors' equations):
+identical spikes, gradients equal to 1e-9 in float64 (1e-5 in float32), for every variant, inhibition, surrogate,
+current decay and CIU gradient rule, T from 1 to 300, odd neuron counts, non-contiguous inputs, batch 1.
+Integer: :func:`ilif_lava.fixed_point.ilif_step` stepped in Python: 0 spike and 0 state mismatches, including
+inputs that wrap u and saturate v, c and m.
+"""
+from __future__ import annotations
+
+import itertools
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+
+from ilif_lava import fixed_point as fx
+from ilif_lava import kernels
+from ilif_lava.kernels import cpu_build
+from ilif_lava.neuron import VARIANTS, Neuron
+
+ROOT = Path(__file__).resolve().parents[1]
+HAVE_CPU = cpu_build.load() is not None
+needs_cpu = pytest.mark.skipif(not HAVE_CPU, reason=f"compiled CPU kernel unavailable: {cpu_build.error()}")
+
+
+def _grads(n: Neuron, z: torch.Tensor, kernel: str, use_reference: bool = False):
+    """(spikes, [dz, (dw_plif)]) for a fixed random readout of the spikes."""
+    zz = z.detach().clone().requires_grad_(True)
+    n.kernel = kernel
+    s = n.reference_dynamics(zz) if use_reference else n.float_dynamics(zz)
+    readout = torch.randn(s.shape, generator=torch.Generator().manual_seed(11), dtype=s.dtype)
+    params = [zz] + ([n.plif_w] if n.flags["plif"] else [])
+    return s.detach(), [g.detach() for g in torch.autograd.grad((s * readout).sum(), params)]
+
+
+def _inputs(shape, seed: int, dtype=torch.float64, scale: float = 1.2, bias: float = 0.5) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(shape, generator=g, dtype=dtype) * scale + bias
+
+
+def _compare_float(n: Neuron, z: torch.Tensor, kernel: str, tol: float) -> None:
+    s_ref, g_ref = _grads(n, z, "torch", use_reference=True)
+    s_k, g_k = _grads(n, z, kernel)
+    assert kernels.last_used()["float"] == kernel
+    assert torch.equal(s_k, s_ref), f"{int((s_k != s_ref).sum())} spike mismatches"
+    if s_ref.numel() >= 100:
+        assert 0.05 < s_ref.mean() < 0.95, "inputs must exercise firing and resets"
+    for a, b in zip(g_k, g_ref):
+        torch.testing.assert_close(a, b, rtol=tol, atol=tol)
+
+
+FLOAT_CASES = list(itertools.product(VARIANTS, ("plan", "sigmoid"), ("rectangle", "exp", "sigmoid"),
+                                     (None, 0.25), ("pass", "block")))
+
+
+@needs_cpu
+@pytest.mark.parametrize("variant,inhibition,surrogate,current_decay,rule", FLOAT_CASES)
+def test_cpu_float_matches_reference(variant, inhibition, surrogate, current_decay, rule):
+    n = Neuron(variant=variant, inhibition=inhibition, surrogate=surrogate, current_decay=current_decay,
+               tau=2.0, kappa=0.3, ciu_grad_at_zero=rule, tau_grad=0.3, scale_grad=1.0).double()
+    _compare_float(n, _inputs((3, 37, 29), seed=hash((variant, surrogate)) % 1000), "cpu", 1e-9)
+
+
+@needs_cpu
+@pytest.mark.parametrize("steps", [1, 2, 31, 32, 33, 300])
+@pytest.mark.parametrize("shape", [(1, 1), (1, 17), (2, 3, 5)])
+def test_cpu_float_shapes_and_lengths(steps, shape):
+    """Tile edges (32 steps), block edges (16 neurons), a single neuron, batch 1."""
+    n = Neuron(variant="IPLIF", inhibition="plan", tau=1.5, kappa=0.2, current_decay=0.1).double()
+    _compare_float(n, _inputs(shape + (steps,), seed=steps), "cpu", 1e-9)
+
+
+@needs_cpu
+def test_cpu_float_non_contiguous_and_float32():
+    n = Neuron(variant="ILIF", inhibition="plan", tau=1.1)
+    base = _inputs((40, 3, 21), seed=5, dtype=torch.float32)
+    z = base.permute(1, 0, 2)  # non-contiguous [3, 40, 21]
+    assert not z.is_contiguous()
+    _compare_float(n, z, "cpu", 1e-5)
+
+
+@needs_cpu
+def test_cpu_float_inference_path_and_learnable_decay():
+    """No-grad calls take the forward-only route; the PLIF decay gradient matches the reference."""
+    n = Neuron(variant="PLIF", tau=1.7)
+    z = _inputs((4, 50, 12), seed=9, dtype=torch.float32)
+    n.kernel = "cpu"
+    with torch.no_grad():
+        s = n.float_dynamics(z)
+    assert torch.equal(s, n.reference_dynamics(z).detach())
+    _compare_float(n.double(), z.double(), "cpu", 1e-9)
+
+
+def test_ciu_rule_changes_gradients_only_where_c_is_zero():
+    """'pass' and 'block' give identical spikes; gradients differ (C = 0 before the first spike)."""
+    z = _inputs((2, 30, 16), seed=3)
+    res = {}
+    for rule in ("pass", "block"):
+        n = Neuron(variant="ILIF", tau=1.1, ciu_grad_at_zero=rule).double()
+        res[rule] = _grads(n, z, "torch", use_reference=True)
+    assert torch.equal(res["pass"][0], res["block"][0])
+    assert (res["pass"][1][0] - res["block"][1][0]).abs().max() > 1e-3
+    with pytest.raises(ValueError, match="ciu_grad_at_zero"):
+        Neuron(ciu_grad_at_zero="clamp")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# integer
+# ---------------------------------------------------------------------------------------------------------
+def _int_reference(a: torch.Tensor, p: fx.ILIFParams):
+    state = fx.zero_state_like(a[..., 0])
+    spikes, rec = [], {k: [] for k in fx.STATE_NAMES}
+    for t in range(a.shape[-1]):
+        state = fx.ilif_step(state, a[..., t], p)
+        spikes.append(state.s)
+        for k in fx.STATE_NAMES:
+            rec[k].append(getattr(state, k))
+    return torch.stack(spikes, -1), {k: torch.stack(v, -1) for k, v in rec.items()}
+
+
+def _int_cases():
+    g = torch.Generator().manual_seed(0)
+    cases = []
+    # (name, input magnitude, params): ordinary, u wrapping, v/c/m saturating, zero and full decays
+    cases.append(("ordinary", 200, fx.ILIFParams(vth_mant=64)))
+    cases.append(("u_wraps", 1 << 18, fx.ILIFParams(vth_mant=64, i_decay=0)))
+    cases.append(("v_saturates", 1 << 16, fx.ILIFParams(vth_mant=fx.VTH_MANT_MAX, v_decay=0)))
+    cases.append(("m_saturates", 1 << 15, fx.ILIFParams(vth_mant=1, m_decay=0)))
+    cases.append(("c_saturates", 1 << 16, fx.ILIFParams(vth_mant=2, c_decay=0, i_decay=0)))
+    for k in range(6):
+        d = torch.randint(0, 4097, (4,), generator=g).tolist()
+        cases.append((f"random{k}", int(torch.randint(1, 1 << 17, (1,), generator=g)),
+                      fx.ILIFParams(vth_mant=int(torch.randint(1, fx.VTH_MANT_MAX, (1,), generator=g)),
+                                    i_decay=d[0], v_decay=d[1], c_decay=d[2], m_decay=d[3],
+                                    mpiu=bool(k % 2), ciu=bool(k // 2 % 2))))
+    return cases
+
+
+INT_CASES = _int_cases()
+
+
+def _check_int_kernel(backend, a: torch.Tensor, p: fx.ILIFParams, name: str) -> None:
+    s_ref, st_ref = _int_reference(a, p)
+    s_k, st_k = kernels.integer_forward(backend, a, p, True, torch.float32)
+    assert torch.equal(s_k.to(torch.int64), s_ref), f"{name}: {int((s_k != s_ref).sum())} spike mismatches"
+    for k in fx.STATE_NAMES:
+        assert torch.equal(st_k[k], st_ref[k]), f"{name}: state {k} differs in {int((st_k[k] != st_ref[k]).sum())}"
+    s_only, none = kernels.integer_forward(backend, a, p, False, torch.float64)
+    assert none is None and torch.equal(s_only.to(torch.int64), s_ref)
+
+
+@needs_cpu
+@pytest.mark.parametrize("name,mag,p", INT_CASES, ids=[c[0] for c in INT_CASES])
+def test_cpu_integer_matches_ilif_step(name, mag, p):
+    g = torch.Generator().manual_seed(len(name))
+    a = torch.randint(-mag, mag + 1, (3, 37, 45), generator=g) + mag // 4
+    s_ref, st_ref = _int_reference(a, p)
+    if name.endswith(("wraps", "saturates")):  # the edge is really reached
+        key = name.split("_")[0]
+        lim = fx.STATE_MAX
+        assert (st_ref[key].abs() >= lim - (1 << 12)).any() or key == "u", name
+        if key == "u":
+            step = fx.decay(st_ref["u"][..., :-1], p.i_decay) + (a[..., 1:] << fx.ACT_SHIFT)
+            assert (step != st_ref["u"][..., 1:]).any(), "u never wrapped"
+    _check_int_kernel(cpu_build.load(), a, p, name)
+
+
+@needs_cpu
+def test_cpu_integer_through_neuron_records_states():
+    n = Neuron(variant="ILIF", quantized=True, record_states=True)
+    z = torch.randint(-4000, 4000, (2, 33, 40)).double() / fx.WEIGHT_SCALE
+    n.kernel = "torch"
+    s_t = n.integer_dynamics(z)
+    st_t = dict(n.states)
+    n.kernel = "cpu"
+    s_c = n.integer_dynamics(z)
+    assert kernels.last_used()["integer"] == "cpu"
+    assert torch.equal(s_t, s_c) and s_c.dtype == z.dtype
+    for k in fx.STATE_NAMES:
+        assert torch.equal(st_t[k], n.states[k]), k
+
+
+# ---------------------------------------------------------------------------------------------------------
+# selection
+# ---------------------------------------------------------------------------------------------------------
+def test_kernel_switch(monkeypatch):
+    z = torch.zeros(2, 3)
+    monkeypatch.setenv(kernels.ENV, "bogus")
+    with pytest.raises(kernels.KernelUnavailable, match="ILIF_LAVA_KERNEL='bogus'"):
+        kernels.select(z)
+    monkeypatch.setenv(kernels.ENV, "torch")
+    assert kernels.select(z) == ("torch", None)
+    monkeypatch.delenv(kernels.ENV)
+    assert kernels.select(z.half())[0] == "torch"                # auto: unsupported dtype falls back
+    if HAVE_CPU:
+        assert kernels.select(z)[0] == "cpu"
+    monkeypatch.delenv("TRITON_INTERPRET", raising=False)
+    if not torch.cuda.is_available():
+        with pytest.raises(kernels.KernelUnavailable, match="gpu but the tensors are on cpu"):
+            kernels.select(z, "gpu")
+    with pytest.raises(kernels.KernelUnavailable, match="float32/float64"):
+        kernels.select(z.half(), "cpu")
+
+
+def _run_py(code: str, env_extra: dict, timeout: int = 600) -> subprocess.CompletedProcess:
+    env = dict(os.environ, **env_extra)
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def test_no_compiler_falls_back_to_torch_with_one_notice(tmp_path):
+    """A machine without a C++ compiler: one-line notice, the torch path runs, spikes are right."""
+    code = """
+        import torch
+        from ilif_lava import kernels
+        from ilif_lava.neuron import Neuron
+        n = Neuron(variant='ILIF')
+        z = torch.randn(2, 5, 7) + 0.5
+        assert torch.equal(n.float_dynamics(z), n.reference_dynamics(z))
+        assert kernels.last_used()['float'] == 'torch', kernels.last_used()
+        print('OK')
+    """
+    res = _run_py(code, {"ILIF_LAVA_KERNEL_CACHE": str(tmp_path / "cache"), "CXX": str(tmp_path / "no-such-c++"),
+                         "PATH": "/nonexistent"}, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert res.stdout.strip().endswith("OK")
+    notices = [ln for ln in res.stderr.splitlines() if "[ilif-lava] notice" in ln]
+    assert len(notices) == 1 and "using the torch path" in notices[0], res.stderr[-2000:]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# the Triton GPU kernel, proven on the CPU with Triton's interpreter
+# ---------------------------------------------------------------------------------------------------------
+TRITON_SCRIPT = """
+import itertools, torch
+from ilif_lava import kernels, fixed_point as fx
+from ilif_lava.neuron import Neuron
+from tests.test_kernels import _compare_float, _inputs, _check_int_kernel, INT_CASES
+count = 0
+for variant, inh, sg, cd, rule in itertools.product(("ILIF", "MPIU", "CIU", "LIF", "PLIF", "IPLIF"),
+                                                    ("plan", "sigmoid"), ("rectangle", "exp", "sigmoid"),
+                                                    (None, 0.25), ("pass", "block")):
+    if inh == "sigmoid" and sg != "sigmoid" and cd is not None:
+        continue  # keep the interpreter run short; every factor is still covered
+    n = Neuron(variant=variant, inhibition=inh, surrogate=sg, current_decay=cd, tau=2.0, kappa=0.3,
+               ciu_grad_at_zero=rule, tau_grad=0.3, scale_grad=1.0).double()
+    _compare_float(n, _inputs((2, 19, 13), seed=count), "gpu", 1e-9)
+    count += 1
+for steps, shape in ((1, (1, 1)), (33, (1, 130)), (300, (1, 3))):
+    n = Neuron(variant="IPLIF", tau=1.5, kappa=0.2, current_decay=0.1).double()
+    _compare_float(n, _inputs(shape + (steps,), seed=steps), "gpu", 1e-9)
+    count += 1
+n = Neuron(variant="ILIF", inhibition="plan")
+_compare_float(n, _inputs((40, 3, 21), seed=5, dtype=torch.float32).permute(1, 0, 2), "gpu", 1e-5)
+from ilif_lava.kernels import ilif_triton
+for name, mag, p in INT_CASES:
+    g = torch.Generator().manual_seed(len(name))
+    a = torch.randint(-mag, mag + 1, (2, 19, 23), generator=g) + mag // 4
+    _check_int_kernel(ilif_triton, a, p, name)
+    count += 1
+print("TRITON_OK", count)
+"""
+
+
+def test_triton_kernel_under_interpreter():
+    pytest.importorskip("triton")
+    res = _run_py(TRITON_SCRIPT, {"TRITON_INTERPRET": "1", kernels.ENV: "gpu"})
+    assert res.returncode == 0, (res.stdout[-2000:], res.stderr[-4000:])
+    assert "TRITON_OK" in res.stdout
