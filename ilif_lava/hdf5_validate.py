@@ -24,14 +24,18 @@ loader needs in order to build a network that means what the file says is checke
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import contextlib
+import os
+import stat as _stat
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Dict, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import h5py
 import numpy as np
 
 from ilif_lava import fixed_point as fx
+from ilif_lava import loihi2
 
 PathLike = Union[str, Path]
 
@@ -39,6 +43,68 @@ WEIGHT_RANGE = (-256, 255)          # netx optimize_weight_bits' input range (8-
 DELAY_RANGE = (0, 62)               # netx / slayer Delay(max_delay=62); netx clamps larger ones silently
 MAX_NEURONS = 1 << 24               # per layer: guards against allocation bombs, far beyond any Loihi 2 system
 MAX_ELEMENTS = 1 << 26              # per dataset: read nothing larger (a corrupted header can claim huge dims)
+
+
+@dataclass(frozen=True)
+class FileLimits:
+    """Size limits of a network file, all checked from HDF5 metadata before any array is read.
+
+    Defaults are one Loihi 2 chip as stated in :mod:`ilif_lava.loihi2`: at most ``CHIP_CORES`` (128) layers (every
+    layer takes at least one core), ``CHIP_NEURONS`` (1 M) neurons per layer and in total, ``CHIP_SYNAPSES``
+    (120 M) synapses (fan-in x neurons, as :func:`ilif_lava.loihi2.estimate_resources` counts them), and bytes:
+    the chip's SRAM (``CHIP_CORES * SRAM_BYTES_PER_CORE`` = 16 MiB) holds at most 16 M 8-bit weights; a file
+    stores each as up to 8 bytes (float64), so 128 MiB per dataset and in total. Keys other than
+    ``weight``/``bias``/``delay`` (``type``, ``shape``, neuron parameters, ...) may hold ``max_key_bytes`` each.
+    """
+
+    max_layers: int = loihi2.CHIP_CORES
+    max_neurons_per_layer: int = loihi2.CHIP_NEURONS
+    max_neurons: int = loihi2.CHIP_NEURONS
+    max_synapses: int = loihi2.CHIP_SYNAPSES
+    max_dataset_bytes: int = loihi2.CHIP_CORES * loihi2.SRAM_BYTES_PER_CORE * 8
+    max_total_bytes: int = loihi2.CHIP_CORES * loihi2.SRAM_BYTES_PER_CORE * 8
+    max_key_bytes: int = 4096
+    max_links: int = 64 * loihi2.CHIP_CORES + 16       # links walked in the whole file (groups + datasets)
+    max_depth: int = 6                                  # layer/<i>/neuron/<key> is depth 4
+
+    def scaled(self, **overrides: Optional[int]) -> "FileLimits":
+        """A copy with the given limits replaced (``None`` keeps the current value); the link budget follows
+        ``max_layers``."""
+        over = {k: int(v) for k, v in overrides.items() if v is not None}
+        if "max_layers" in over and "max_links" not in over:
+            over["max_links"] = 64 * over["max_layers"] + 16
+        for k, v in over.items():
+            if v <= 0:
+                raise ValueError(f"limit {k} must be positive, got {v}")
+        return replace(self, **over)
+
+
+DEFAULT_LIMITS = FileLimits()
+_active_limits: List[FileLimits] = []
+BIG_KEYS = ("weight", "bias", "delay", "real", "imag", "weight_rec")    # datasets that may be large
+# HDF5's built-in filters (gzip, shuffle, fletcher32, szip) and h5py's LZF; anything else (a user-defined or
+# dynamically loaded filter plugin) is refused before HDF5 could load code to decode it
+ALLOWED_FILTERS = {h5py.h5z.FILTER_DEFLATE: "gzip", h5py.h5z.FILTER_SHUFFLE: "shuffle",
+                   h5py.h5z.FILTER_FLETCHER32: "fletcher32", h5py.h5z.FILTER_SZIP: "szip",
+                   h5py.h5z.FILTER_LZF: "lzf"}
+
+
+@contextlib.contextmanager
+def use_limits(limits: Optional[FileLimits]) -> Iterator[None]:
+    """While active, :func:`validate_file` calls without ``limits`` (e.g. the one inside ``ILIFNetwork``) use
+    ``limits`` (the CLI's ``--max-*`` flags)."""
+    if limits is None:
+        yield
+        return
+    _active_limits.append(limits)
+    try:
+        yield
+    finally:
+        _active_limits.pop()
+
+
+def current_limits() -> FileLimits:
+    return _active_limits[-1] if _active_limits else DEFAULT_LIMITS
 
 
 class NetworkFileError(ValueError):
@@ -151,6 +217,151 @@ def _children(w: _Where, g: h5py.Group, key: Optional[str]) -> Dict[str, Any]:
     if odd:
         raise w.fail(key, f"has a child named {odd[0]!r}, which is not UTF-8 text", "text names")
     return out
+
+
+def _file_kind(mode: int) -> str:
+    for test, name in ((_stat.S_ISDIR, "a directory"), (_stat.S_ISFIFO, "a FIFO"), (_stat.S_ISCHR, "a device"),
+                       (_stat.S_ISBLK, "a device"), (_stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return name
+    return "not a regular file"
+
+
+def check_regular_file(path: PathLike) -> Path:
+    """Raise :class:`NetworkFileError` unless ``path`` (after symlinks) is an existing regular file.
+
+    Uses ``os.stat`` only: nothing is opened, so a FIFO or a device never blocks and is never read."""
+    path = Path(path)
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise NetworkFileError(f"{path}: no such file") from None
+    except OSError as exc:
+        raise NetworkFileError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+    if not _stat.S_ISREG(st.st_mode):
+        raise NetworkFileError(f"{path}: is {_file_kind(st.st_mode)}, expected a regular HDF5 file")
+    return path
+
+
+def _link_target_problem(h: h5py.File, start: h5py.Group, target: str, max_hops: int = 8) -> Optional[str]:
+    """Follow a soft link's target path component by component without following anything outside the file:
+    an external link on the way, a dangling path or a chain of more than ``max_hops`` soft links is a problem."""
+    hops = 0
+    parts: List[str] = [p for p in target.split("/") if p]
+    node: h5py.Group = h if target.startswith("/") else start
+    while parts:
+        name = parts.pop(0)
+        if name == ".":
+            continue
+        if not isinstance(node, h5py.Group) or name not in node.keys():
+            return f"points to {target!r}, which does not exist"
+        link = node.get(name, getlink=True)
+        if isinstance(link, h5py.ExternalLink):
+            return f"points through an external link to {link.filename}:{link.path}"
+        if isinstance(link, h5py.SoftLink):
+            hops += 1
+            if hops > max_hops:
+                return f"is a chain or loop of more than {max_hops} soft links"
+            sub = [p for p in link.path.split("/") if p]
+            if link.path.startswith("/"):
+                node = h
+            parts = sub + parts
+            continue
+        node = node.get(name)
+    return None
+
+
+def _dataset_problem(ds: h5py.Dataset, limits: FileLimits, big: bool) -> Tuple[Optional[str], str, int]:
+    """(problem, expected, bytes) of one dataset from its metadata only (nothing is read)."""
+    if ds.external:
+        files = sorted({str(e[0]) for e in ds.external})
+        return f"has external storage in {files}", "data stored inside this file", 0
+    if ds.is_virtual:
+        return "is a virtual dataset (data mapped from other files)", "data stored inside this file", 0
+    dcpl = ds.id.get_create_plist()
+    for i in range(dcpl.get_nfilters()):
+        code, _flags, _vals, name = dcpl.get_filter(i)
+        if code not in ALLOWED_FILTERS:
+            label = name.decode(errors="replace") if isinstance(name, bytes) else str(name)
+            return (f"uses HDF5 filter {code} ({label!r})",
+                    f"no filter or only {sorted(ALLOWED_FILTERS.values())}", 0)
+    size = int(np.prod(ds.shape, dtype=object)) if ds.shape is not None else 0
+    if ds.dtype.kind == "O" or h5py.check_vlen_dtype(ds.dtype) is not None:
+        if dcpl.get_layout() != h5py.h5d.CONTIGUOUS:
+            return "holds variable-length data outside contiguous storage", "contiguous variable-length data", 0
+        if size > 16:
+            return f"holds {size} variable-length values", "at most 16", 0
+        return None, "", size * 16
+    nbytes = size * ds.dtype.itemsize
+    numeric = ds.dtype.kind in "biuf" and ds.dtype.subdtype is None
+    cap = limits.max_dataset_bytes if big and numeric else limits.max_key_bytes   # text / compound: small only
+    if nbytes > cap:
+        return (f"holds {nbytes} bytes ({size} values of {ds.dtype.itemsize} bytes, dtype {ds.dtype})",
+                f"at most {cap} bytes", nbytes)
+    return None, "", nbytes
+
+
+def _walk(path: Path, h: h5py.File, limits: FileLimits) -> None:
+    """Check every link and dataset of the file from metadata, before any data is read.
+
+    Refused: external links, soft links that leave the file (through an external link), dangle or loop,
+    datasets with external storage, virtual datasets, filters outside :data:`ALLOWED_FILTERS`, datasets over
+    the byte limits (``dtype.itemsize * size``, so long strings and array-typed dtypes count in full), more than
+    ``limits.max_links`` links or nesting deeper than ``limits.max_depth``. Links are examined with
+    ``getlink=True`` so that nothing is followed.
+    """
+    top = _Where(path)
+    stack: List[Tuple[str, h5py.Group, int]] = [("", h, 0)]
+    n_links, total = 0, 0
+    while stack:
+        gname, g, depth = stack.pop()
+        try:
+            count = len(g)
+            if n_links + count > limits.max_links:
+                raise top.fail(gname or "/", f"makes the file hold more than {limits.max_links} objects",
+                               f"at most {limits.max_links} (max_layers = {limits.max_layers})")
+            names = list(g.keys())
+        except NetworkFileError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - damaged group
+            raise top.fail(gname or "/", f"is unreadable ({type(exc).__name__}: {exc})",
+                           "a readable HDF5 group") from None
+        n_links += count
+        for name in names:
+            if not isinstance(name, str):
+                raise top.fail(gname or "/", f"has a child named {name!r}, which is not UTF-8 text", "text names")
+            full = f"{gname}/{name}" if gname else name
+            try:
+                link = g.get(name, getlink=True)
+                if isinstance(link, h5py.ExternalLink):
+                    raise top.fail(full, f"is an external link to {link.filename}:{link.path}",
+                                   "data inside this file (external links are refused)")
+                if isinstance(link, h5py.SoftLink):
+                    problem = _link_target_problem(h, g, link.path)
+                    if problem:
+                        raise top.fail(full, f"is a soft link that {problem}", "links inside this file")
+                    continue                       # its target is checked where it is hard-linked
+                obj = g.get(name)
+            except NetworkFileError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - damaged object header
+                raise top.fail(full, f"is unreadable ({type(exc).__name__}: {exc})", "a readable object") from None
+            if isinstance(obj, h5py.Group):
+                if depth + 1 >= limits.max_depth:
+                    raise top.fail(full, f"is nested {depth + 2} levels deep", f"at most {limits.max_depth}")
+                stack.append((full, obj, depth + 1))
+            elif isinstance(obj, h5py.Dataset):
+                try:
+                    problem, expected, nbytes = _dataset_problem(obj, limits, name in BIG_KEYS)
+                except Exception as exc:  # noqa: BLE001 - damaged dataset header
+                    raise top.fail(full, f"is unreadable ({type(exc).__name__}: {exc})",
+                                   "a readable dataset") from None
+                if problem:
+                    raise top.fail(full, problem, expected)
+                total += nbytes
+                if total > limits.max_total_bytes:
+                    raise top.fail(full, f"brings the datasets to {total} bytes",
+                                   f"at most {limits.max_total_bytes} bytes in total")
 
 
 def _global_heap_problem(path: Path, ds: h5py.Dataset) -> Optional[str]:
@@ -339,8 +550,9 @@ def _layer(w: _Where, g: h5py.Group, idx: int, n_layers: int, prev: Optional[Tup
     vals: Dict[str, Any] = {k: _check(w, k, _read(w, items[k], k), rule)
                             for k, rule in KEY_RULES.items() if k in items}
     shape = vals["shape"]
-    if int(np.prod(shape)) > MAX_NEURONS:
-        raise w.fail("shape", f"= {list(shape)} holds {int(np.prod(shape))} neurons", f"at most {MAX_NEURONS}")
+    cap = min(MAX_NEURONS, current_limits().max_neurons_per_layer)
+    if int(np.prod(shape)) > cap:
+        raise w.fail("shape", f"= {list(shape)} holds {int(np.prod(shape))} neurons", f"at most {cap} per layer")
     ntype = _neuron(w, items["neuron"], ltype) if "neuron" in items and ltype != "flatten" else None
 
     if ltype == "input":
@@ -412,21 +624,37 @@ def _layer(w: _Where, g: h5py.Group, idx: int, n_layers: int, prev: Optional[Tup
     return ltype, shape, True
 
 
-def validate_file(path: PathLike, input_shape: Optional[Sequence[int]] = None) -> None:
+def open_checked(path: PathLike) -> h5py.File:
+    """``h5py.File(path, 'r')`` after :func:`check_regular_file`; any h5py failure is a :class:`NetworkFileError`."""
+    path = check_regular_file(path)
+    try:
+        return h5py.File(path, "r")
+    except Exception as exc:  # noqa: BLE001 - OSError for non-HDF5 / truncated files, others for odd ones
+        raise NetworkFileError(f"{path}: not a readable HDF5 file ({type(exc).__name__}: "
+                               f"{' '.join(str(exc).split())})") from None
+
+
+def validate_file(path: PathLike, input_shape: Optional[Sequence[int]] = None,
+                  limits: Optional[FileLimits] = None) -> None:
     """Raise :class:`NetworkFileError` unless ``path`` is a netx HDF5 network that ILIFNetwork can build.
 
     ``input_shape`` (optional, netx's (x, y, f) order, as ``hdf5.Network(input_shape=...)``) is the network
     input when layer 0 is not an ``input`` layer; it lets the first layer's sizes be checked too.
+    ``limits`` (default: :func:`current_limits`, i.e. :data:`DEFAULT_LIMITS` unless :func:`use_limits` is active)
+    bounds layers, neurons, synapses and bytes; the file is opened only if it is a regular file, and every link
+    and dataset is checked from metadata (:func:`_walk`) before any value is read.
     """
-    path = Path(path)
+    limits = limits or current_limits()
+    with use_limits(limits):
+        _validate(Path(path), input_shape, limits)
+
+
+def _validate(path: Path, input_shape: Optional[Sequence[int]], limits: FileLimits) -> None:
     top = _Where(path)
-    if not path.is_file():
-        raise NetworkFileError(f"{path}: no such file")
-    try:
-        h = h5py.File(path, "r")
-    except Exception as exc:  # noqa: BLE001 - OSError for non-HDF5 / truncated files, others for odd ones
-        raise NetworkFileError(f"{path}: not a readable HDF5 file ({type(exc).__name__}: {exc})") from None
-    with h:
+    with open_checked(path) as h:
+        _walk(path, h, limits)
+        if "layer" in h and isinstance(h["layer"], h5py.Group) and len(h["layer"]) > limits.max_layers:
+            raise top.fail("layer", f"has {len(h['layer'])} layers", f"at most {limits.max_layers}")
         root = _children(top, h, "/")
         if "layer" not in root:
             raise top.fail("layer", "is missing", "a top-level group 'layer'")
@@ -442,7 +670,7 @@ def validate_file(path: PathLike, input_shape: Optional[Sequence[int]] = None) -
         if input_shape is not None:
             prev = tuple(int(v) for v in tuple(input_shape)[::-1])      # (x, y, f) -> (C, H, W)
         prev_block = after_flatten = False
-        n_blocks = 0
+        n_blocks = n_neurons = n_synapses = 0
         for i, name in enumerate(names):
             w = _Where(path, i)
             if not isinstance(layers[name], h5py.Group):
@@ -451,6 +679,20 @@ def validate_file(path: PathLike, input_shape: Optional[Sequence[int]] = None) -
             after_flatten = ltype == "flatten"
             prev_block = prev_block or block
             n_blocks += int(block)
+            if ltype == "flatten":
+                continue
+            neurons = int(np.prod(prev))
+            n_neurons += neurons
+            if n_neurons > limits.max_neurons:
+                raise w.fail("shape", f"brings the network to {n_neurons} neurons",
+                             f"at most {limits.max_neurons} in total")
+            if ltype in ("dense", "conv"):
+                wshape = layers[name]["weight"].shape                      # checked by _layer
+                fan_in = int(np.prod(wshape[1:]))
+                n_synapses += fan_in * neurons
+                if n_synapses > limits.max_synapses:
+                    raise w.fail("weight", f"brings the network to {n_synapses} synapses (fan-in x neurons)",
+                                 f"at most {limits.max_synapses} in total")
         if n_blocks == 0:
             raise top.fail("layer", "has no dense, conv or input-with-neuron layer",
                            "at least one layer that builds a Lava block")

@@ -203,7 +203,8 @@ PathOrH5 = Union[str, Path, h5py.File, h5py.Group]
 def _open_layers(path_or_h5: PathOrH5) -> Iterator[h5py.Group]:
     """Yield the ``layer`` group of a path, an open file or a group (the ``layer`` group itself is accepted)."""
     if isinstance(path_or_h5, (str, Path)):
-        with h5py.File(path_or_h5, "r") as f:
+        from ilif_lava.hdf5_validate import open_checked     # lazy: hdf5_validate imports this module
+        with open_checked(path_or_h5) as f:                   # a FIFO / device / directory is never opened
             yield f["layer"]
         return
     g = path_or_h5

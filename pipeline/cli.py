@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
+import os
 import sys
 from pathlib import Path
 from typing import List, Optional
@@ -24,37 +26,88 @@ def _quiet_imports() -> None:
         import lava.lib.dl.slayer  # noqa: F401
 
 NEURON_CHOICES = ("ILIF", "MPIU", "CIU", "LIF", "PLIF", "IPLIF", "CUBA")
+from training.limits import MAX_BATCH, MAX_EPOCHS, MAX_HIDDEN, MAX_TIME_BINS  # noqa: E402
 
 
-def _positive_int(v: str) -> int:
+class _Parser(argparse.ArgumentParser):
+    """argparse with a one-line error (plus a ``--help`` hint) instead of the whole usage block; exit code 2."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message}\n(see '{self.prog} --help')\n")
+
+
+def _int(v: str, what: str) -> int:
     try:
-        n = int(v)
+        return int(v)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {v!r}") from None
-    if n <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {v}")
-    return n
+        raise argparse.ArgumentTypeError(f"expected {what}, got {v!r}") from None
 
 
-def _nonneg_int(v: str) -> int:
-    n = int(v)
-    if n < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {v}")
-    return n
+def _bounded_int(lo: int, hi: Optional[int] = None):
+    """An argparse type: an integer in [lo, hi]."""
+    what = {0: "an integer >= 0", 1: "a positive integer"}.get(lo, f"an integer >= {lo}")
+
+    def parse(v: str) -> int:
+        n = _int(v, what)
+        if n < lo:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {v}")
+        if hi is not None and n > hi:
+            raise argparse.ArgumentTypeError(f"expected at most {hi}, got {v}")
+        return n
+    parse.__name__ = "int"
+    return parse
+
+
+_positive_int = _bounded_int(1)
+_nonneg_int = _bounded_int(0)
+
+
+def _finite(v: str) -> float:
+    try:
+        x = float(v)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {v!r}") from None
+    if not math.isfinite(x):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {v}")
+    return x
 
 
 def _unit_float(v: str) -> float:
-    x = float(v)
+    x = _finite(v)
     if not 0.0 <= x <= 1.0:
         raise argparse.ArgumentTypeError(f"expected a value in [0, 1], got {v}")
     return x
 
 
 def _positive_float(v: str) -> float:
-    x = float(v)
+    x = _finite(v)
     if not x > 0:
         raise argparse.ArgumentTypeError(f"expected a value > 0, got {v}")
     return x
+
+
+def _nonneg_float(v: str) -> float:
+    x = _finite(v)
+    if not x >= 0:
+        raise argparse.ArgumentTypeError(f"expected a value >= 0, got {v}")
+    return x
+
+
+def _tau(v: str) -> float:
+    x = _finite(v)
+    if not x >= 1:
+        raise argparse.ArgumentTypeError(f"expected a value >= 1, got {v}")
+    return x
+
+
+def _device(v: str) -> str:
+    """'auto', 'cpu', 'cuda' or 'cuda:N', and the device must exist on this machine."""
+    from training.train import check_device
+    try:
+        check_device(v)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return v
 
 
 def _existing(v: str) -> Path:
@@ -62,6 +115,26 @@ def _existing(v: str) -> Path:
     if not p.exists():
         raise argparse.ArgumentTypeError(f"{v}: no such file or folder")
     return p
+
+
+def _add_limit_args(p: argparse.ArgumentParser) -> None:
+    from ilif_lava.hdf5_validate import DEFAULT_LIMITS as L
+    g = p.add_argument_group("network file limits (checked from HDF5 metadata before any array is read; "
+                             "defaults: one Loihi 2 chip)")
+    g.add_argument("--max-layers", type=_positive_int, default=None, help=f"default {L.max_layers}")
+    g.add_argument("--max-neurons", type=_positive_int, default=None,
+                   help=f"per layer and in total, default {L.max_neurons}")
+    g.add_argument("--max-synapses", type=_positive_int, default=None, help=f"default {L.max_synapses}")
+    g.add_argument("--max-bytes", type=_positive_int, default=None,
+                   help=f"per dataset and in total, default {L.max_dataset_bytes}")
+
+
+def _limits(args: argparse.Namespace):
+    from ilif_lava.hdf5_validate import DEFAULT_LIMITS
+    n, b = getattr(args, "max_neurons", None), getattr(args, "max_bytes", None)
+    return DEFAULT_LIMITS.scaled(max_layers=getattr(args, "max_layers", None), max_neurons=n,
+                                 max_neurons_per_layer=n, max_synapses=getattr(args, "max_synapses", None),
+                                 max_dataset_bytes=b, max_total_bytes=b)
 
 
 def _add_train_args(p: argparse.ArgumentParser) -> None:
@@ -72,32 +145,37 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
                         "../shared/data), dvsgesture, cifar10dvs (tonic download)")
     g.add_argument("--data-dir", default=None, help="folder with the dataset files (default: $ILIF_LAVA_DATA, "
                                                     "then ../shared/data)")
-    g.add_argument("-T", "--time-bins", type=_positive_int, default=None, help="time steps per sample")
+    g.add_argument("-T", "--time-bins", type=_bounded_int(1, MAX_TIME_BINS), default=None,
+                   help=f"time steps per sample (at most {MAX_TIME_BINS})")
     g.add_argument("--limit-train", type=_positive_int, default=None, help="use only the first N training samples")
     g.add_argument("--limit-test", type=_positive_int, default=None, help="use only the first N test samples")
     g = p.add_argument_group("network")
     g.add_argument("--arch", choices=("mlp", "cnn", "vgg11"), default="mlp")
     g.add_argument("--neuron", choices=NEURON_CHOICES, default="ILIF",
                    help="ILIF variant (paper Table 2/3) or stock lava-dl CUBA-LIF")
-    g.add_argument("--hidden", type=_positive_int, default=None, help="hidden width (VGG-11: width scale x/512)")
+    g.add_argument("--hidden", type=_bounded_int(1, MAX_HIDDEN), default=None,
+                   help=f"hidden width (VGG-11: width scale x/512; at most {MAX_HIDDEN})")
     g.add_argument("--weight-scale", type=_positive_float, default=None,
                    help="initial weight scale (slayer's; raise it when sparse inputs leave layers silent)")
-    g.add_argument("--tau", type=float, default=None, help="membrane time constant, lambda = 1 - 1/tau (>= 1)")
+    g.add_argument("--tau", type=_tau, default=None, help="membrane time constant, lambda = 1 - 1/tau (>= 1)")
     g.add_argument("--kappa", type=_unit_float, default=None, help="CIU decay (paper 0.03)")
     g.add_argument("--threshold", type=_positive_float, default=None, help="firing threshold (float units)")
     g.add_argument("--inhibition", choices=("plan", "sigmoid"), default=None,
                    help="inhibition function; 'plan' trains exactly what fixed point deploys")
     g.add_argument("--surrogate", choices=("rectangle", "exp", "sigmoid"), default=None)
     g = p.add_argument_group("training")
-    g.add_argument("--epochs", type=_nonneg_int, default=None, help="float training epochs")
-    g.add_argument("--qat-epochs", type=_nonneg_int, default=None, help="quantization-aware fine-tuning epochs")
-    g.add_argument("--batch-size", type=_positive_int, default=None)
+    g.add_argument("--epochs", type=_bounded_int(0, MAX_EPOCHS), default=None, help="float training epochs")
+    g.add_argument("--qat-epochs", type=_bounded_int(0, MAX_EPOCHS), default=None,
+                   help="quantization-aware fine-tuning epochs")
+    g.add_argument("--batch-size", type=_bounded_int(1, MAX_BATCH), default=None)
     g.add_argument("--lr", type=_positive_float, default=None)
     g.add_argument("--optimizer", choices=("adam", "sgd"), default=None, help="sgd = momentum 0.9 (paper)")
     g.add_argument("--loss", choices=("rate", "tet", "count"), default=None,
                    help="count (default): slayer-style spike-rate MSE; rate: CE on spike rates; tet: the paper's TET-style loss")
-    g.add_argument("--seed", type=int, default=None)
-    g.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:1 ...")
+    g.add_argument("--momentum", type=_unit_float, default=None, help="SGD momentum (default 0.9)")
+    g.add_argument("--weight-decay", type=_nonneg_float, default=None)
+    g.add_argument("--seed", type=_bounded_int(0, 2 ** 32 - 1), default=None)
+    g.add_argument("--device", type=_device, default="auto", help="auto (CUDA when present), cpu, cuda, cuda:1 ...")
 
 
 def _config(args: argparse.Namespace):
@@ -108,7 +186,8 @@ def _config(args: argparse.Namespace):
                               "limit_test": args.limit_test, "hidden": args.hidden,
                               "weight_scale": args.weight_scale, "epochs": args.epochs,
                               "qat_epochs": args.qat_epochs, "batch_size": args.batch_size, "lr": args.lr,
-                              "optimizer": args.optimizer, "loss": args.loss, "seed": args.seed}.items()
+                              "optimizer": args.optimizer, "loss": args.loss, "seed": args.seed,
+                              "momentum": args.momentum, "weight_decay": args.weight_decay}.items()
             if v is not None}
     neuron_over = dict(base.get("neuron_overrides", {}))
     neuron_over.update({k: v for k, v in {"tau": args.tau, "kappa": args.kappa, "threshold": args.threshold,
@@ -129,7 +208,7 @@ def _run_dir(args: argparse.Namespace) -> Path:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(
+    ap = _Parser(
         prog="ilif-lava",
         description="Train ILIF spiking networks with lava-dl SLAYER blocks, export netx HDF5, run them bit-exact "
                     "in Lava fixed point (CPU), check Loihi 2 limits and compare float vs deployed. "
@@ -161,15 +240,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--net", type=_existing, default=None, help="HDF5 file (default <run-dir>/network.net)")
     p.add_argument("--limit", type=_positive_int, default=None, help="first N test samples only")
     p.add_argument("--state-samples", type=_nonneg_int, default=2, help="samples whose states are recorded")
+    _add_limit_args(p)
 
     p = sub.add_parser("compare", help="compare float / quantized / Lava and write the report")
     p.add_argument("run_dir", type=_existing)
     p.add_argument("--baseline-dir", type=_existing, default=None, help="run folder of a baseline network")
-    p.add_argument("--device", default="auto")
+    p.add_argument("--device", type=_device, default="auto")
 
     p = sub.add_parser("check", help="Loihi 2 constraint checks and resource estimate of an HDF5 file")
     p.add_argument("net", type=_existing)
     p.add_argument("--json", action="store_true", help="print JSON instead of Markdown")
+    _add_limit_args(p)
     return ap
 
 
@@ -184,15 +265,48 @@ def main(argv: Optional[List[str]] = None) -> int:
         print("interrupted", file=sys.stderr)
         return 130
     except (ValueError, FileNotFoundError) as exc:  # bad input: one line, exit code 2
-        print(f"ilif-lava {args.cmd}: error: {exc}", file=sys.stderr)
+        print(f"ilif-lava {args.cmd}: error: {_one_line(exc)}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # read-only or full disk, a path under a file, ...: one line, exit code 2
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"ilif-lava {args.cmd}: error: {where}{exc.strerror or _one_line(exc)}", file=sys.stderr)
+        return 2
+    except MemoryError:
+        print(f"ilif-lava {args.cmd}: error: out of memory (lower -T, --hidden, --batch-size or the sample limits)",
+              file=sys.stderr)
         return 2
     except TrainingError as exc:  # e.g. non-finite loss, resume with another config: one line, exit code 1
         print(f"ilif-lava {args.cmd}: error: {exc}", file=sys.stderr)
         return 1
 
 
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def _check_output_dir(path: Path, flag: str = "--run-dir") -> None:
+    """The output folder can be created: no existing part of it is a file, and its first existing folder is
+    writable. Checked before any work is done."""
+    p = Path(path).absolute()
+    for anc in [p, *p.parents]:
+        if anc.exists():
+            if not anc.is_dir():
+                raise ValueError(f"{flag} {path}: {anc} is not a folder")
+            if not os.access(anc, os.W_OK | os.X_OK):
+                raise ValueError(f"{flag} {path}: {anc} is not writable")
+            return
+
+
 def _dispatch(args: argparse.Namespace) -> int:
     from pipeline import run
+    from ilif_lava import hdf5_validate
+    if args.cmd in ("pipeline", "train"):
+        _check_output_dir(_run_dir(args))
+    elif args.cmd in ("export", "simulate", "compare") and not Path(args.run_dir).is_dir():
+        raise ValueError(f"{args.run_dir}: is not a run folder")
+    if args.cmd in ("simulate", "check"):
+        with hdf5_validate.use_limits(_limits(args)):
+            return _dispatch_files(args)
     if args.cmd == "pipeline":
         cfg = _config(args)
         base = None if str(args.baseline).lower() == "none" else args.baseline
@@ -202,20 +316,27 @@ def _dispatch(args: argparse.Namespace) -> int:
         print(run.stage_train(cfg, _run_dir(args), resume=not args.no_resume))
     elif args.cmd == "export":
         run.stage_export(args.run_dir, force=args.force)
-    elif args.cmd == "simulate":
-        run.stage_simulate(args.run_dir, net_path=args.net, limit=args.limit, state_samples=args.state_samples)
     elif args.cmd == "compare":
         rep = run.stage_compare(args.run_dir, baseline_dir=args.baseline_dir, device=args.device)
         print(json.dumps({"accuracy": rep["accuracy"], "prediction_agreement": rep["prediction_agreement"]}))
-    elif args.cmd == "check":
-        from ilif_lava import loihi2
-        try:
-            rep = loihi2.check_network(args.net)
-        except OSError as exc:  # h5py: not an HDF5 file
-            raise ValueError(f"{args.net}: not a readable HDF5 file ({exc})") from None
-        print(rep.to_json(indent=2) if args.json else rep.to_markdown())
-        return 0 if rep.ok else 1
     return 0
+
+
+def _dispatch_files(args: argparse.Namespace) -> int:
+    """``simulate`` and ``check``: the network file is validated (with the ``--max-*`` limits) first."""
+    from pipeline import run
+    from ilif_lava import hdf5_validate
+    if args.cmd == "simulate":
+        run.stage_simulate(args.run_dir, net_path=args.net, limit=args.limit, state_samples=args.state_samples)
+        return 0
+    from ilif_lava import loihi2
+    hdf5_validate.validate_file(args.net)             # structure, links, storage, filters, sizes: before reading
+    try:
+        rep = loihi2.check_network(args.net)
+    except OSError as exc:  # h5py: not an HDF5 file
+        raise ValueError(f"{args.net}: not a readable HDF5 file ({_one_line(exc)})") from None
+    print(rep.to_json(indent=2) if args.json else rep.to_markdown())
+    return 0 if rep.ok else 1
 
 
 if __name__ == "__main__":

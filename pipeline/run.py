@@ -28,7 +28,7 @@ from simulations.lava_run import run_network
 from simulations.report import write_report
 from training.datasets import load_split
 from training.losses import predict
-from training.train import TrainConfig, load_model, pick_device, train
+from training.train import TrainConfig, load_config, load_model, pick_device, train
 
 
 def _flat(s: torch.Tensor) -> np.ndarray:
@@ -58,7 +58,7 @@ def stage_simulate(run_dir: Path, net_path: Optional[Path] = None, limit: Option
                    state_samples: int = 2, progress: bool = True) -> Path:
     """Run the exported network in Lava (fixed_pt) on the test split; record states of ``state_samples`` samples."""
     run_dir = Path(run_dir)
-    cfg = TrainConfig(**json.loads((run_dir / "train" / "config.json").read_text()))
+    cfg = load_config(run_dir / "train" / "config.json")
     x, y = _test_inputs(cfg, limit)
     net_path = Path(net_path) if net_path else run_dir / "network.net"
     t0 = time.time()
@@ -117,7 +117,7 @@ def _engine(model, x: torch.Tensor, device: torch.device, quantized: bool, recor
 def stage_compare(run_dir: Path, baseline_dir: Optional[Path] = None, device: str = "auto") -> Dict[str, Any]:
     """Compare float (CUDA if present), quantized PyTorch and Lava fixed_pt; write ``report/``."""
     run_dir = Path(run_dir)
-    cfg = TrainConfig(**json.loads((run_dir / "train" / "config.json").read_text()))
+    cfg = load_config(run_dir / "train" / "config.json")
     lava_spikes, lava_states, z = _load_lava(run_dir / "lava_test.npz")
     n = lava_spikes[0].shape[0]
     x, y = _test_inputs(cfg, n)
@@ -178,7 +178,7 @@ def _state_maxabs(states: Dict[int, Dict[str, np.ndarray]]) -> Dict[tuple, int]:
 
 
 def _baseline_activity(base_dir: Path, x: torch.Tensor, y: np.ndarray) -> Dict[str, Any]:
-    cfg = TrainConfig(**json.loads((base_dir / "train" / "config.json").read_text()))
+    cfg = load_config(base_dir / "train" / "config.json")
     model = load_model(base_dir / "train" / "model.pt")
     spikes, _ = _engine(model, x, torch.device("cpu"), quantized=True, record=False)
     pred = predict(spikes[-1])

@@ -159,20 +159,36 @@ def test_check_valid_file_exits_0(net_file, capsys):
 
 
 def test_check_planted_bad_file_exits_1(net_file, capsys, tmp_path):
+    """A file netx loads (weights in [-256, 255]) but Loihi 2 cannot hold (an odd weight, 255 > 254): exit 1."""
     bad = tmp_path / "bad.net"
     shutil.copy(net_file, bad)
     with h5py.File(bad, "r+") as f:
-        f["layer/0/neuron/vDecay"][()] = 5000
+        w = f["layer/0/weight"][()]
+        w[0, 0] = 255
+        f["layer/0/weight"][()] = w
     code, out, _ = _run_main(["check", str(bad)], capsys)
     assert code == 1
     assert "**FAIL**" in out and out.count("**NO**") == 1
-    assert "| 0 | neuron/vDecay | 5000 | 5000 | 0 | 4096 |" in out
+    assert "| 0 | weight |" in out and "| 255 | -256 | 254 |" in out
     code, out, _ = _run_main(["check", str(bad), "--json"], capsys)
     assert code == 1
     rep = json.loads(out)
     bad_findings = [f for f in rep["findings"] if not f["ok"]]
     assert [(f["layer"], f["key"], f["value_max"], f["limit_max"]) for f in bad_findings] == \
-        [(0, "neuron/vDecay", 5000, 4096)]
+        [(0, "weight", 255, 254)]
+
+
+def test_check_validates_the_file_first(net_file, capsys, tmp_path):
+    """A file netx would misbuild (vDecay 5000 > 4096) is refused by the validator: one line, exit 2."""
+    bad = tmp_path / "bad.net"
+    shutil.copy(net_file, bad)
+    with h5py.File(bad, "r+") as f:
+        f["layer/0/neuron/vDecay"][()] = 5000
+    code, out, err = _run_main(["check", str(bad)], capsys)
+    assert code == 2 and out == ""
+    lines = _error_lines(err)
+    assert len(lines) == 1 and lines[0].startswith(f"ilif-lava check: error: {bad}: layer 0: key 'neuron/vDecay'")
+    assert "Traceback" not in err
 
 
 # ---------------------------------------------------------------------------------------------------------

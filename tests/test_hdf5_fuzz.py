@@ -23,6 +23,7 @@ import contextlib
 import faulthandler
 import io
 import itertools
+import os
 import signal
 import tempfile
 import warnings
@@ -483,3 +484,168 @@ def test_fuzz_byte_mutations(folder):
     print(f"\nbyte-level mutations: {dict(counts)}")
     assert counts["examples"] >= N_BYTES
     assert counts["rejected"] >= 0.3 * N_BYTES, counts
+
+
+# ---------------------------------------------------------------------------------------------------------
+# hostile classes: links and storage outside the file, non-regular files, byte / neuron / layer bombs
+# ---------------------------------------------------------------------------------------------------------
+# Each example applies one hostile mutation (with drawn base file, target dataset, sizes and options) to a valid
+# base file. Property: the load is refused with a one-line NetworkFileError naming
+# the file and the class (the needle), fast, without reading anything outside the file; never accepted.
+N_HOSTILE = 480
+HOSTILE_CLASSES = ("external_link", "soft_link_via_external", "external_storage", "virtual_dataset",
+                   "user_filter", "fifo", "string_bomb", "array_dtype_bomb", "compressed_bomb", "claimed_huge",
+                   "neuron_bomb", "layer_bomb")
+HOSTILE_NEEDLES = {"external_link": "external link", "soft_link_via_external": "external link",
+                   "external_storage": "external storage", "virtual_dataset": "virtual dataset",
+                   "user_filter": "filter", "fifo": "", "string_bomb": "bytes", "array_dtype_bomb": "bytes",
+                   "compressed_bomb": "bytes", "claimed_huge": "bytes", "neuron_bomb": "neurons",
+                   "layer_bomb": "layers"}
+
+
+@st.composite
+def hostile_case(draw):
+    base = draw(st.sampled_from(BASES))
+    inv = inventory(base)
+    cls = draw(st.sampled_from(HOSTILE_CLASSES))
+    target = draw(st.sampled_from(inv["datasets"]))
+    opts = {"target": target,
+            "layer": draw(st.integers(0, inv["n_layers"] - 1)),
+            "fifo_kind": draw(st.sampled_from(("path", "symlink", "external_link", "external_storage"))),
+            "filter": draw(st.sampled_from((257, 305, 307, 32001, 32004, 32008, 32013, 32015, 65535))),
+            "mib": draw(st.integers(5, 64)),                   # string / dtype bombs: megabytes claimed
+            "huge_exp": draw(st.integers(27, 40)),             # claimed dataset: 2^exp bytes
+            "layers": draw(st.integers(129, 400)),
+            "neurons": draw(st.integers(1_000_001, 1 << 24)),
+            "gzip": draw(st.booleans())}
+    return base, [], cls, opts
+
+
+def _hostile_apply(h: h5py.File, folder: Path, cls: str, o: Dict[str, Any], tag: str) -> None:
+    t = o["target"]
+    other = folder / f"{tag}.other.h5"
+    if cls in ("external_link", "soft_link_via_external", "virtual_dataset"):
+        with h5py.File(other, "w") as f:
+            f["x"] = np.asarray(h[t][()]) if h[t].dtype.kind != "O" else np.zeros(1)
+        if cls == "virtual_dataset":
+            src = h5py.VirtualSource(str(other), "x", shape=h5py.File(other, "r")["x"].shape)
+            layout = h5py.VirtualLayout(shape=src.shape, dtype=src.dtype)
+            layout[...] = src
+            del h[t]
+            h.create_virtual_dataset(t, layout)
+            return
+        del h[t]
+        if cls == "external_link":
+            h[t] = h5py.ExternalLink(str(other), "/x")
+        else:
+            h["outside"] = h5py.ExternalLink(str(other), "/")
+            h[t] = h5py.SoftLink("/outside/x")
+    elif cls == "external_storage":
+        shape = h[t].shape or (1,)
+        del h[t]
+        h.create_dataset(t, shape=shape, dtype="f4", external=[("/etc/passwd", 0, h5py.h5f.UNLIMITED)])
+    elif cls == "user_filter":
+        data = np.atleast_1d(np.asarray(h[t][()]))
+        if data.dtype.kind in "OU":
+            data = np.zeros(1)
+        del h[t]
+        h.create_dataset(t, data=data, chunks=data.shape, compression=o["filter"], allow_unknown_filter=True)
+    elif cls == "fifo" and o["fifo_kind"] in ("external_link", "external_storage"):
+        fifo = folder / f"{tag}.fifo"
+        os.mkfifo(fifo)
+        del h[t]
+        if o["fifo_kind"] == "external_link":
+            h[t] = h5py.ExternalLink(str(fifo), "/x")
+        else:
+            h.create_dataset(t, shape=(4,), dtype="f4", external=[(str(fifo), 0, h5py.h5f.UNLIMITED)])
+    elif cls == "string_bomb":
+        del h[t]
+        h.create_dataset(t, shape=(1,), dtype=f"S{o['mib'] << 20}", compression="gzip", chunks=(1,))
+    elif cls == "array_dtype_bomb":
+        del h[t]
+        h.create_dataset(t, shape=(1,), dtype=np.dtype(("f8", (o["mib"] << 7, 1024))), compression="gzip",
+                         chunks=(1,))
+    elif cls == "compressed_bomb":
+        key = f"layer/{o['layer']}/weight"
+        t = key if key in h else t
+        side = 1 << ((o["huge_exp"] - 3 + 1) // 2)             # float64 side x side >= 2^(exp-2) bytes
+        side = max(side, 1 << 13)
+        del h[t]
+        h.create_dataset(t, shape=(side, side), dtype="f8", chunks=(1024, 1024), compression="gzip",
+                         fillvalue=2.0)
+    elif cls == "claimed_huge":
+        del h[t]
+        n = (1 << o["huge_exp"]) // 4
+        h.create_dataset(t, shape=(n,), dtype="f4", chunks=(1 << 16,), **({"compression": "gzip"} if o["gzip"] else {}))
+    elif cls == "neuron_bomb":
+        key = f"layer/{o['layer']}/shape"
+        del h[key]
+        h[key] = np.array([o["neurons"]])
+    elif cls == "layer_bomb":
+        last = len(h["layer"]) - 1
+        for i in range(last + 1, o["layers"]):
+            h.copy(h[f"layer/{last}"], h["layer"], name=str(i))
+
+
+def _hostile_write(folder: Path, base: str, ops: List[Tuple], cls: str, o: Dict[str, Any]) -> Path:
+    tag = f"h{next(_counter)}"
+    real = folder / f"{tag}.net"
+    real.write_bytes(inventory(base)["bytes"])
+    with h5py.File(real, "r+") as h:
+        for op in ops:
+            try:
+                _apply(h, op)
+            except Exception:  # noqa: BLE001
+                pass
+        if o["target"] not in h:                           # an earlier mutation removed it: use a weight
+            o = {**o, "target": next(k for k in inventory(base)["by_key"]["weight"] if k in h)} \
+                if any(k in h for k in inventory(base)["by_key"].get("weight", [])) else {**o, "target": "layer/0/type"}
+        if o["target"] in h and not isinstance(h[o["target"]], h5py.Dataset):
+            o = {**o, "target": "layer/0/type"}
+        if "layer/0/type" not in h:
+            h["layer/0/type"] = np.array([b"dense"])
+        if cls != "fifo" or o["fifo_kind"] in ("external_link", "external_storage"):
+            _hostile_apply(h, folder, cls, o, tag)
+    if cls == "fifo" and o["fifo_kind"] == "path":
+        real.unlink()
+        os.mkfifo(real)
+    elif cls == "fifo" and o["fifo_kind"] == "symlink":
+        fifo = folder / f"{tag}.fifo"
+        os.mkfifo(fifo)
+        link = folder / f"{tag}.link.net"
+        link.symlink_to(fifo)
+        return link
+    return real
+
+
+def test_fuzz_hostile_classes(folder):
+    counts: Counter = Counter()
+
+    @settings(max_examples=N_HOSTILE, **_SETTINGS)
+    @given(case=hostile_case())
+    def check(case):
+        base, ops, cls, o = case
+        path = _hostile_write(folder, base, ops, cls, o)
+        msg = None
+        try:
+            with _time_limit(LOAD_TIMEOUT_S):
+                validate_file(path, input_shape=base_files()[base].input_shape)
+        except NetworkFileError as exc:
+            msg = str(exc)
+        except BaseException as exc:
+            raise AssertionError(f"base {base}, {cls} {o}, mutations {ops}: {type(exc).__name__}: {exc}") from exc
+        assert msg is not None, f"base {base}: hostile {cls} {o} (mutations {ops}) was accepted"
+        assert msg.startswith(f"{path}: ") and "\n" not in msg, msg
+        needle = HOSTILE_NEEDLES[cls] or {"path": "is a FIFO", "symlink": "is a FIFO", "external_link":
+                                          "external link", "external_storage": "external storage"}[o["fifo_kind"]]
+        if cls not in ("neuron_bomb", "layer_bomb") or not ops:   # bombs: an earlier mutation may be found first
+            assert needle in msg, (cls, o, ops, msg)
+        counts[cls] += 1
+        counts["examples"] += 1
+        for f in folder.glob(path.name.split(".")[0] + ".*"):
+            f.unlink()
+
+    check()
+    print(f"\nhostile mutations per class: {dict(counts)}")
+    assert counts["examples"] >= N_HOSTILE
+    assert all(counts[c] >= 10 for c in HOSTILE_CLASSES), counts

@@ -13,6 +13,7 @@ import os
 import pickle
 import stat
 import time
+import dataclasses
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
@@ -23,6 +24,7 @@ from tqdm import tqdm
 
 from ilif_lava import atomic, metrics
 from training.datasets import dataset_info, load_split
+from training.limits import MAX_BATCH, MAX_EPOCHS, MAX_HIDDEN, MAX_TIME_BINS
 from training.losses import get_loss, predict
 from training.models import SpikingNet, build_model, model_from_meta
 
@@ -72,21 +74,99 @@ class TrainConfig:
     limit_test: Optional[int] = None
 
     def validate(self) -> None:
-        if self.time_bins <= 0:
-            raise ValueError(f"time_bins (T) must be a positive integer, got {self.time_bins}")
-        if self.epochs < 0 or self.qat_epochs < 0:
-            raise ValueError("epochs and qat_epochs must be >= 0")
-        if self.batch_size <= 0:
-            raise ValueError(f"batch_size must be positive, got {self.batch_size}")
+        """Raise ``ValueError`` (one line naming the field) for a value training cannot use."""
+        for name, typ in (("time_bins", int), ("epochs", int), ("qat_epochs", int), ("batch_size", int),
+                          ("hidden", int), ("seed", int), ("lr", float), ("weight_scale", float),
+                          ("momentum", float), ("weight_decay", float)):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float) if typ is float else int):
+                raise ValueError(f"{name} must be {'a number' if typ is float else 'an integer'}, got {v!r}")
+            if typ is float and not math.isfinite(v):
+                raise ValueError(f"{name} must be finite, got {v}")
+        if not 0 < self.time_bins <= MAX_TIME_BINS:
+            raise ValueError(f"time_bins (T) must be an integer in [1, {MAX_TIME_BINS}], got {self.time_bins}")
+        if not (0 <= self.epochs <= MAX_EPOCHS and 0 <= self.qat_epochs <= MAX_EPOCHS):
+            raise ValueError(f"epochs and qat_epochs must be in [0, {MAX_EPOCHS}]")
+        if not 0 < self.batch_size <= MAX_BATCH:
+            raise ValueError(f"batch_size must be in [1, {MAX_BATCH}], got {self.batch_size}")
+        if not 0 < self.hidden <= MAX_HIDDEN:
+            raise ValueError(f"hidden must be in [1, {MAX_HIDDEN}], got {self.hidden}")
         if not self.lr > 0:
             raise ValueError(f"lr must be positive, got {self.lr}")
+        if not self.weight_scale > 0:
+            raise ValueError(f"weight_scale must be positive, got {self.weight_scale}")
+        if not 0 <= self.momentum <= 1 or self.weight_decay < 0:
+            raise ValueError(f"momentum must be in [0, 1] and weight_decay >= 0, got {self.momentum}, "
+                             f"{self.weight_decay}")
+        for name in ("limit_train", "limit_test"):
+            v = getattr(self, name)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v <= 0):
+                raise ValueError(f"{name} must be a positive integer or null, got {v!r}")
+        if not isinstance(self.neuron_overrides, dict):
+            raise ValueError(f"neuron_overrides must be a dict, got {self.neuron_overrides!r}")
+        for k, v in self.neuron_overrides.items():
+            if isinstance(v, float) and not math.isfinite(v):
+                raise ValueError(f"neuron_overrides[{k!r}] must be finite, got {v}")
+        for name in ("dataset", "arch", "neuron", "optimizer", "loss", "device"):
+            if not isinstance(getattr(self, name), str):
+                raise ValueError(f"{name} must be a string, got {getattr(self, name)!r}")
+        if self.data_dir is not None and not isinstance(self.data_dir, str):
+            raise ValueError(f"data_dir must be a string or null, got {self.data_dir!r}")
+        check_device(self.device)
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"unknown optimizer {self.optimizer!r}; choose one of {OPTIMIZERS}")
         get_loss(self.loss)
 
 
+def check_device(name: str) -> None:
+    """Raise ``ValueError`` unless ``name`` is 'auto', 'cpu', 'cuda' or 'cuda:N' and exists on this machine."""
+    if name in ("auto", "cpu"):
+        return
+    try:
+        dev = torch.device(name)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"unknown device {name!r}; use auto, cpu, cuda or cuda:N") from None
+    if dev.type != "cuda" or name.strip() != name:
+        raise ValueError(f"unsupported device {name!r}; use auto, cpu, cuda or cuda:N")
+    if not torch.cuda.is_available():
+        raise ValueError(f"device {name!r} requested but CUDA is not available on this machine (use cpu or auto)")
+    if dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise ValueError(f"device {name!r} requested but this machine has {torch.cuda.device_count()} CUDA "
+                         f"device(s)")
+
+
+def load_config(path: Path) -> "TrainConfig":
+    """Read a run's ``config.json``; every problem is a one-line ``ValueError`` naming the file (and line/key)."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ValueError(f"{path}: no such file (train the run first: ilif-lava train)") from None
+    except IsADirectoryError:
+        raise ValueError(f"{path}: is a directory, expected the run's config.json") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{path}: cannot be read ({exc})") from None
+    try:
+        raw = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path}: line {exc.lineno} column {exc.colno}: invalid JSON ({exc.msg})") from None
+    if not isinstance(raw, dict):
+        raise ValueError(f"{path}: holds a JSON {type(raw).__name__}, expected an object of training settings")
+    known = {f.name for f in dataclasses.fields(TrainConfig)}
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise ValueError(f"{path}: unknown key {unknown[0]!r} (known: {', '.join(sorted(known))})")
+    try:
+        cfg = TrainConfig(**raw)
+        cfg.validate()
+    except ValueError as exc:
+        raise ValueError(f"{path}: {exc}") from None
+    return cfg
+
+
 def pick_device(name: str) -> torch.device:
     """'auto' -> CUDA when present, else CPU."""
+    check_device(name)
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     dev = torch.device(name)
