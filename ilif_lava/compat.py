@@ -10,6 +10,9 @@ We never edit site-packages. Instead :func:`install` registers a meta-path finde
 a no-op on Python 3.10 (the original works there) but harmless, so one code path serves both.
 Lava starts its process models with ``fork``, so child processes inherit the patched module.
 
+The same finder also rewrites Lava's import-time ``mp.set_start_method('fork')`` so that it does not fail
+when the default context is already ``fork`` (:func:`patch_mp_source`): import order never matters.
+
 ``import ilif_lava`` calls :func:`install` before anything else; it is idempotent.
 """
 from __future__ import annotations
@@ -26,6 +29,18 @@ TARGET = "lava.magma.compiler.var_model"
 _DEFAULT_RE = re.compile(r"^(\s+\w+\s*:\s*ByteEncoder\s*=\s*)ByteEncoder\(\)\s*$", re.MULTILINE)
 
 
+MP_TARGET = "lava.magma.runtime.message_infrastructure.multiprocessing"
+_MP_RE = re.compile(r"^(\s+)mp\.set_start_method\('fork'\)\s*$", re.MULTILINE)
+
+
+def patch_mp_source(source: str) -> str:
+    """Lava's runtime calls ``mp.set_start_method('fork')`` at import, which raises "context has already been set"
+    when anything touched the default context first (a tqdm bar creates a multiprocessing lock; so do DataLoader
+    workers), even though that context is already 'fork' (Linux's default). Rewritten to set it only when unset;
+    a different method set earlier still raises, as it must (Lava needs fork)."""
+    return _MP_RE.sub(r"\1mp.get_start_method(allow_none=True) == 'fork' or mp.set_start_method('fork')", source)
+
+
 def patch_source(source: str) -> str:
     """Return var_model.py source with ``x: ByteEncoder = ByteEncoder()`` made a default_factory."""
     # ``__import__`` keeps the rewrite local to the line (the file starts with a __future__ import).
@@ -35,6 +50,7 @@ def patch_source(source: str) -> str:
 class _VarModelLoader(importlib.abc.SourceLoader):
     def __init__(self, fullname: str, path: str) -> None:
         self.fullname, self.path = fullname, path
+        self.patch = PATCHES[fullname]
 
     def get_filename(self, fullname: str) -> str:
         return self.path
@@ -43,7 +59,7 @@ class _VarModelLoader(importlib.abc.SourceLoader):
         with open(path, "rb") as fh:
             data = fh.read()
         if path == self.path:
-            return patch_source(data.decode("utf-8")).encode("utf-8")
+            return self.patch(data.decode("utf-8")).encode("utf-8")
         return data
 
     def path_stats(self, path: str):  # no bytecode cache for the rewritten module
@@ -52,13 +68,16 @@ class _VarModelLoader(importlib.abc.SourceLoader):
 
 class _VarModelFinder(importlib.abc.MetaPathFinder):
     def find_spec(self, fullname: str, path: Optional[Sequence[str]], target: Optional[ModuleType] = None):
-        if fullname != TARGET:
+        if fullname not in PATCHES:
             return None
         spec = importlib.machinery.PathFinder.find_spec(fullname, path)
         if spec is None or spec.origin is None:
             return None
         return importlib.util.spec_from_file_location(fullname, spec.origin,
                                                       loader=_VarModelLoader(fullname, spec.origin))
+
+
+PATCHES = {TARGET: patch_source, MP_TARGET: patch_mp_source}
 
 
 def install() -> None:

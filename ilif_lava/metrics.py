@@ -1,4 +1,4 @@
-"""Activity and energy metrics of the ILIF paper (ilif-model.md section 4): firing rates, spike counts,
+"""Activity and energy metrics of the ILIF paper (definitions in docs/api.md, Background): firing rates, spike counts,
 fan-out, accumulate (AC) and multiply-accumulate (MAC) counts and the SOP energy estimate.
 
 Conventions:
@@ -97,7 +97,7 @@ def firing_rate(spikes: Any) -> float:
 def continuous_firing_rate(spikes: Any) -> float:
     """Fraction of (sample, neuron) pairs that fire on more than half of the steps (count > T / 2).
 
-    ``spikes``: [N, ..., T] with binary entries; ilif-model.md section 4 ("activated for more than half the time").
+    ``spikes``: [N, ..., T] with binary entries; the paper's "activated for more than half the time" (docs/api.md).
     """
     _check_time_last(spikes)
     x = _as_float(spikes)

@@ -1,12 +1,12 @@
 """ILIF neuron for SLAYER (lava-dl ``slayer.neuron.base.Neuron`` subclass), time as the last dimension.
 
-Float path: the authors' step order (ilif-model.md section 1.2) with a surrogate gradient, no detach anywhere.
+Float path: the authors' step order (docs/api.md, Background) with a surrogate gradient, no detach anywhere.
 Quantized path (``quantized=True``): the forward evaluates :func:`ilif_lava.fixed_point.ilif_step` on int64
 tensors (bit-identical to the Lava ``fixed_pt`` model); the backward uses the float dynamics evaluated with
 the quantized parameters (straight-through estimator), so the quantized network can be fine-tuned.
 
 Variants (paper Table 2/3): ``ILIF`` (MPIU + CIU), ``MPIU`` (MPIU only), ``CIU`` (CIU only), ``LIF`` (a true LIF:
-no inhibition step at all, see ilif-model.md 1.3), ``PLIF`` (LIF with a learnable per-layer decay),
+no inhibition step at all, see docs/api.md), ``PLIF`` (LIF with a learnable per-layer decay),
 ``IPLIF`` (ILIF with the PLIF decay).
 """
 from __future__ import annotations

@@ -55,7 +55,8 @@ def _case(name: str) -> Tuple[List[torch.nn.Module], torch.Tensor, str, bool, Di
     torch.manual_seed(0)
     conv_in = {"input_shape": (6, 6, 2)}
     cases: Dict[str, Callable[[], tuple]] = {
-        "cuba_input_weight_bias": lambda: ([cuba.Input(CUBA, weight=2, bias=1), cuba.Dense(CUBA, 12, 6, weight_scale=4)],
+        "cuba_input_weight_bias": lambda: ([cuba.Input(CUBA, weight=2, bias=1),
+                                            cuba.Dense(CUBA, 12, 6, weight_scale=4)],
                                            _spikes((12,)), "bias", False, {}),
         "cuba_input": lambda: ([cuba.Input(CUBA), cuba.Dense(CUBA, 12, 6, weight_scale=4)], _spikes((12,)), "bias",
                                False, {}),
@@ -66,7 +67,8 @@ def _case(name: str) -> Tuple[List[torch.nn.Module], torch.Tensor, str, bool, Di
         "cuba_dense_delay": lambda: ([cuba.Dense(CUBA, 12, 10, weight_scale=4, delay=True),
                                       cuba.Dense(CUBA, 10, 6, weight_scale=4, delay=True)],
                                      _spikes((12,)), "port", False, {}),
-        "cuba_dense_sparse": lambda: ([cuba.Dense(CUBA, 12, 10, weight_scale=4), cuba.Dense(CUBA, 10, 6, weight_scale=4)],
+        "cuba_dense_sparse": lambda: ([cuba.Dense(CUBA, 12, 10, weight_scale=4),
+                                       cuba.Dense(CUBA, 10, 6, weight_scale=4)],
                                       _spikes((12,)), "port", False, {"sparse_fc_layer": True}),
         "cuba_conv_flatten_dense": lambda: ([cuba.Conv(CUBA, 2, 4, 3, padding=1, weight_scale=4), cuba.Flatten(),
                                              cuba.Dense(CUBA, 4 * 6 * 6, 5, weight_scale=2)],
@@ -77,7 +79,8 @@ def _case(name: str) -> Tuple[List[torch.nn.Module], torch.Tensor, str, bool, Di
                                     _spikes((2, 6, 6)), "port", False, conv_in),
         "cuba_affine": lambda: ([cuba.Dense(CUBA, 12, 10, weight_scale=4), cuba.Affine(CUBA, 10, 6, weight_scale=4)],
                                 _spikes((12,)), "port", False, {}),
-        "sdnn_dense": lambda: ([sdnn.Input(SDNN), sdnn.Dense(SDNN, 12, 10, weight_scale=4), sdnn.Dense(SDNN, 10, 6, weight_scale=4)],
+        "sdnn_dense": lambda: ([sdnn.Input(SDNN), sdnn.Dense(SDNN, 12, 10, weight_scale=4),
+                                sdnn.Dense(SDNN, 10, 6, weight_scale=4)],
                                torch.rand(1, 12, T), "skip", True, {"skip_layers": 1}),
         "sdnn_conv": lambda: ([sdnn.Input(SDNN), sdnn.Conv(SDNN, 2, 4, 3, padding=1), sdnn.Flatten(),
                                sdnn.Dense(SDNN, 4 * 6 * 6, 5, weight_scale=4)],
