@@ -1,15 +1,15 @@
 """Loihi 2 constraint checks and a resource *estimate* for an exported netx HDF5 network.
 
-There is no public Loihi 2 compiler (the Lava extension for Loihi is INRC-only, lava-internals.md section 6.1), so:
+There is no public Loihi 2 compiler (the Lava extension for Loihi is INRC-only), so:
 
 * the **parameter limits** below come from the public bit-accurate Lava CPU models that netx targets
-  (lava-nc 0.10.0 ``proc/lif/models.py`` and ``proc/dense/models.py``, lava-internals.md sections 5.1, 5.2, 6.1);
+  (lava-nc 0.10.0 ``proc/lif/models.py`` and ``proc/dense/models.py``);
   they are Loihi-1-derived and are what the Lava fixed-point simulation (our reference) implements;
 * the **per-core capacities** are estimates from secondary sources and from the compiler log printed in Intel's
   public PilotNet benchmark notebooks (lava-dl ``tutorials/lava/lib/dl/netx/pilotnet_snn/benchmark.ipynb``).
   Every resource number this module returns is flagged ``estimate=True``; the real mapper is closed.
 
-HDF5 layout read here (lava-internals.md section 3.1): top group ``layer`` with children ``'0'``, ``'1'``, ... each
+HDF5 layout read here (docs/api.md, Background): top group ``layer`` with children ``'0'``, ``'1'``, ... each
 holding ``type`` (e.g. ``[b'dense']``), ``shape`` ([C, H, W] or [F]), ``weight`` (float32 even integers), optional
 ``delay``, ``bias`` and a ``neuron/`` group. CUBA neuron keys: iDecay, vDecay, vThMant, refDelay, gradedSpike.
 ILIF neuron keys: iDecay, vDecay, cDecay, mDecay, vThMant, inhibition, mpiu, ciu, refDelay, gradedSpike.
@@ -51,29 +51,29 @@ class Limit:
 
 
 # Synaptic weight mantissa: Lava Dense ``weights`` precision=8, clipped to [-256, 255] in mixed sign mode; netx
-# exports ``w * 64`` as even integers in [-256, 254] (lava-internals.md 5.2, 5.3, 6.1). A per-layer weight
+# exports ``w * 64`` as even integers in [-256, 254] (docs/api.md, Background). A per-layer weight
 # exponent scales it further (not stored in our files).
 WEIGHT_LIMIT = Limit("8-bit weight mantissa, even", -256, 254, integer=True, even=True,
-                     source="lava proc/dense/models.py weights precision=8; lava-internals.md 5.2, 6.1")
+                     source="lava proc/dense/models.py weights precision=8")
 # Decays: du, dv are uint16 with precision=12; 4096 is reachable for the current through the +1 offset
-# (effective u decay = du + 1). ILIF's cDecay and mDecay use the same 12-bit convention (lava-internals.md 5.1).
-DECAY_LIMIT = Limit("12-bit decay", 0, 4096, source="lava proc/lif/models.py du, dv precision=12; lava-internals.md 5.1")
-# Threshold mantissa: vth int32 precision=17 (0 .. 131071); effective threshold vth << 6 (lava-internals.md 5.1).
+# (effective u decay = du + 1). ILIF's cDecay and mDecay use the same 12-bit convention (docs/api.md, Background).
+DECAY_LIMIT = Limit("12-bit decay", 0, 4096, source="lava proc/lif/models.py du, dv precision=12")
+# Threshold mantissa: vth int32 precision=17 (0 .. 131071); effective threshold vth << 6 (docs/api.md, Background).
 VTH_MANT_LIMIT = Limit("17-bit threshold mantissa", 0, 2 ** 17 - 1,
-                       source="lava proc/lif/models.py vth precision=17; lava-internals.md 5.1")
+                       source="lava proc/lif/models.py vth precision=17")
 # Bias mantissa: int16 precision=13 (-4096 .. 4095), with a 3-bit exponent (netx uses bias_exp = 6).
 BIAS_LIMIT = Limit("13-bit bias mantissa", -4096, 4095,
-                   source="lava proc/lif/models.py bias_mant precision=13; lava-internals.md 5.1, 6.1")
-# Axonal delay: at most 62 steps (netx clamps; slayer Delay(max_delay=62)) (lava-internals.md 6.1).
-DELAY_LIMIT = Limit("axonal delay <= 62", 0, 62, source="slayer Delay(max_delay=62), netx; lava-internals.md 6.1")
-# Neuron states u, v (and ILIF's c, m): 24-bit; v saturates at +-(2**23 - 1), u wraps (lava-internals.md 5.1).
+                   source="lava proc/lif/models.py bias_mant precision=13")
+# Axonal delay: at most 62 steps (netx clamps; slayer Delay(max_delay=62)) (docs/api.md, Background).
+DELAY_LIMIT = Limit("axonal delay <= 62", 0, 62, source="slayer Delay(max_delay=62), netx")
+# Neuron states u, v (and ILIF's c, m): 24-bit; v saturates at +-(2**23 - 1), u wraps (docs/api.md, Background).
 STATE_LIMIT = Limit("24-bit state", -(2 ** 23 - 1), 2 ** 23 - 1,
-                    source="lava proc/lif/models.py u, v precision=24, uv_bitwidth=24; lava-internals.md 5.1")
+                    source="lava proc/lif/models.py u, v precision=24, uv_bitwidth=24")
 
 STATE_BITS = 24
 WEIGHT_BITS = 8
 
-# Per-core and per-chip capacities. ALL ARE ESTIMATES (lava-internals.md 6.1):
+# Per-core and per-chip capacities. ALL ARE ESTIMATES (docs/api.md, Background):
 # * up to ~8 K neurons per core: secondary sources (summaries of the Intel Loihi 2 brief); an upper bound.
 NEURONS_PER_CORE_MAX = 8192
 # * 2048 .. 3168 neurons per core observed for PilotNet LIF conv layers in the public benchmark notebook.
