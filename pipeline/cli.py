@@ -10,7 +10,7 @@ import math
 import os
 import sys
 from pathlib import Path
-from typing import List, Optional
+from typing import Any, List, Optional
 
 import ilif_lava  # noqa: F401  (Lava Python 3.11 shim first)
 
@@ -254,15 +254,36 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
+def _sigterm(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt("SIGTERM")
+
+
 def main(argv: Optional[List[str]] = None) -> int:
-    _quiet_imports()
-    ap = build_parser()
-    args = ap.parse_args(argv)
+    """Run one subcommand; exit codes: 0 ok, 1 checks failed / training stopped, 2 bad input, 130 interrupted."""
+    import signal
+    import threading
+    if threading.current_thread() is not threading.main_thread():
+        return _main(argv)
+    old = signal.signal(signal.SIGTERM, _sigterm)      # SIGTERM ends a command like Ctrl-C does: cleanly, 130
+    try:
+        return _main(argv)
+    finally:
+        signal.signal(signal.SIGTERM, old)
+
+
+def _main(argv: Optional[List[str]]) -> int:
+    try:
+        _quiet_imports()
+        ap = build_parser()
+        args = ap.parse_args(argv)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
     from training.train import TrainingError
     try:
         return _dispatch(args)
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+        print(f"ilif-lava {args.cmd}: interrupted", file=sys.stderr)
         return 130
     except (ValueError, FileNotFoundError) as exc:  # bad input: one line, exit code 2
         print(f"ilif-lava {args.cmd}: error: {_one_line(exc)}", file=sys.stderr)

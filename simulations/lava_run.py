@@ -10,9 +10,14 @@ every layer (lava-internals.md section 4), so sample k occupies sink columns [k*
 from __future__ import annotations
 
 import contextlib
+import multiprocessing as mp
+import os
+import signal
+import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, Iterator, List, Optional, Sequence, Union
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Union
 
 import numpy as np
 
@@ -37,16 +42,131 @@ class LavaResult:
     layer_names: List[str] = field(default_factory=list)
 
 
+STOP_TIMEOUT_S = 10.0     # a graceful process.stop() (Lava joins its runtime without a timeout) gets this long
+KILL_TIMEOUT_S = 3.0      # then each remaining Lava child process gets this long after SIGTERM, then SIGKILL
+
+
+def _call_with_timeout(fn, timeout: float) -> bool:
+    """Run ``fn()`` in a daemon thread; True when it returned (or raised) within ``timeout`` seconds."""
+    done = threading.Event()
+
+    def target() -> None:
+        try:
+            fn()
+        except BaseException:  # noqa: BLE001 - a failed stop is handled by the forced path
+            pass
+        finally:
+            done.set()
+
+    threading.Thread(target=target, name="lava-stop", daemon=True).start()
+    return done.wait(timeout)
+
+
+def _lava_children(process) -> List[mp.Process]:
+    """The OS processes of ``process``'s Lava runtime: its actors, the shared-memory manager and the watchdog
+    manager (when present)."""
+    rt = getattr(process, "_runtime", None)
+    mi = getattr(rt, "_messaging_infrastructure", None)
+    out: List[mp.Process] = list(getattr(mi, "actors", None) or [])
+    for owner, attr in ((mi, "_smm"), (getattr(rt, "_watchdog_manager", None), "_mp_manager")):
+        mgr = getattr(owner, attr, None) if owner is not None else None
+        proc = getattr(mgr, "_process", None)
+        if isinstance(proc, mp.process.BaseProcess):
+            out.append(proc)
+    return [p for p in out if getattr(p, "_parent_pid", None) == os.getpid()]
+
+
+def _alive(p: mp.Process) -> bool:
+    try:
+        return p.is_alive()
+    except ValueError:          # closed by Lava's own join
+        return False
+
+
+def _force_stop(process) -> None:
+    """Terminate the runtime's actor processes, then shut the shared-memory manager down (it unlinks every
+    /dev/shm segment it created), killing whatever does not exit in time."""
+    rt = getattr(process, "_runtime", None)
+    mi = getattr(rt, "_messaging_infrastructure", None)
+    smm = getattr(mi, "_smm", None)
+    managers = {id(getattr(smm, "_process", None))}
+    procs = _lava_children(process)
+    actors = [p for p in procs if id(p) not in managers]
+    for group in (actors, [p for p in procs if id(p) in managers]):
+        if group is not actors and smm is not None:       # the manager: a clean shutdown first (unlinks segments)
+            _call_with_timeout(smm.shutdown, STOP_TIMEOUT_S)
+        for p in group:
+            with contextlib.suppress(Exception):
+                if _alive(p):
+                    p.terminate()
+        deadline = time.monotonic() + KILL_TIMEOUT_S
+        for p in group:
+            with contextlib.suppress(Exception):
+                mp.process.BaseProcess.join(p, max(0.0, deadline - time.monotonic()))
+                if _alive(p):
+                    p.kill()
+                    mp.process.BaseProcess.join(p, KILL_TIMEOUT_S)
+    if rt is not None:
+        rt._is_running = rt._is_started = False
+
+
+def stop_runtime(process, graceful_timeout: float = STOP_TIMEOUT_S) -> None:
+    """Stop ``process``'s Lava runtime within bounded time: ``process.stop()`` in a thread, and if it does not
+    finish within ``graceful_timeout`` (or Lava children survive it), terminate the runtime's processes."""
+    if getattr(process, "_runtime", None) is None:
+        return
+    finished = _call_with_timeout(process.stop, graceful_timeout)
+    if not finished or any(_alive(p) for p in _lava_children(process)):
+        _force_stop(process)
+
+
+class _Signals:
+    """While active (main thread only): SIGINT and SIGTERM raise KeyboardInterrupt in this process, and are
+    ignored by the Lava child processes forked meanwhile (they inherit the handler; the parent stops them), so a
+    Ctrl-C sent to the whole process group never leaves tracebacks or half-stopped children. A SIGTERM that
+    reaches a child directly ends it at once. ``shielded``: a further signal during cleanup is only recorded."""
+
+    def __init__(self) -> None:
+        self.owner = os.getpid()
+        self.shielded = False
+        self.received: Optional[int] = None
+        self.old: Dict[int, Any] = {}
+
+    def handler(self, signum: int, frame: Any) -> None:
+        if os.getpid() != self.owner:                  # a forked Lava child
+            if signum == signal.SIGTERM:
+                os._exit(128 + signum)
+            return
+        self.received = signum
+        if not self.shielded:
+            raise KeyboardInterrupt(f"signal {signal.Signals(signum).name}")
+
+    def __enter__(self) -> "_Signals":
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self.old[sig] = signal.signal(sig, self.handler)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        for sig, old in self.old.items():
+            signal.signal(sig, old)
+
+
 @contextlib.contextmanager
 def running(process) -> Iterator[None]:
-    """Stop the Lava runtime of ``process`` whatever happens inside the block."""
-    try:
-        yield
-    finally:
+    """Stop the Lava runtime of ``process`` whatever happens inside the block (errors, Ctrl-C, SIGTERM), within
+    bounded time (:func:`stop_runtime`); a second signal during that cleanup cannot interrupt it."""
+    with _Signals() as sig:
         try:
-            process.stop()
-        except Exception:  # never started or already stopped
-            pass
+            yield
+        finally:
+            sig.shielded = True
+            try:
+                stop_runtime(process, STOP_TIMEOUT_S if sig.received is None else KILL_TIMEOUT_S)
+            finally:
+                sig.shielded = False
+        if sig.received is not None:               # a signal arrived during the final cleanup
+            raise KeyboardInterrupt(f"signal {signal.Signals(sig.received).name}")
 
 
 def _flat_input(x: np.ndarray, layer0_in_shape: Sequence[int]) -> np.ndarray:
