@@ -1,31 +1,63 @@
 """Export stage: trained model -> netx HDF5 file, with Loihi 2 constraint checks and a resource estimate."""
 from __future__ import annotations
 
+import contextlib
+import gc
+import io
 import json
-import os
+import sys
 from pathlib import Path
-from typing import Optional, Tuple
+from typing import Iterator, Optional, Tuple
 
-from ilif_lava import loihi2
+from ilif_lava import atomic, loihi2
 from ilif_lava.netx import export_blocks
 from training.models import SpikingNet
+
+
+@contextlib.contextmanager
+def _quiet_unraisable() -> Iterator[None]:
+    """On a failed write h5py also reports errors while releasing its handles through ``sys.unraisablehook``
+    (tracebacks on stderr); the failure itself is raised, so those echoes are dropped while exporting."""
+    old = sys.unraisablehook
+    sys.unraisablehook = lambda unraisable: None
+    try:
+        with contextlib.redirect_stderr(io.StringIO()):     # h5py prints some of them itself
+            try:
+                yield
+            finally:
+                gc.collect()
+    finally:
+        sys.unraisablehook = old
 
 
 def export_model(model: SpikingNet, path: Path, force: bool = False,
                  max_cores: Optional[int] = None) -> Tuple[Path, "loihi2.Loihi2Report"]:
     """Write ``model`` to ``path`` (netx HDF5) after checking it against Loihi 2 limits.
 
-    The file is first written next to ``path``; if the checks fail it is removed and
-    :class:`ilif_lava.loihi2.Loihi2ConstraintError` is raised, unless ``force`` is set.
-    The check report is saved beside the file as ``<name>.loihi2.json``.
+    The file is first written to a temporary name next to ``path`` and renamed when done (atomic); if the checks
+    fail it is removed and :class:`ilif_lava.loihi2.Loihi2ConstraintError` is raised, unless ``force`` is set.
+    The check report is saved (atomically) beside the file as ``<name>.loihi2.json``.
     """
     path = Path(path)
-    staging = path.with_name(path.name + ".staging")
-    export_blocks([b for b in model.blocks], staging)
-    report = loihi2.check_network(staging, max_cores=max_cores)
-    path.with_name(path.name + ".loihi2.json").write_text(json.dumps(report.to_dict(), indent=2, default=str))
-    if not report.ok and not force:
-        staging.unlink()
-        loihi2.assert_fits(report)
-    os.replace(staging, path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic.atomic_path(path) as staging:        # removed on any failure (full disk, refused checks, Ctrl-C)
+        inner = staging.with_name(staging.name + ".tmp")   # export_blocks' own temp file
+        failure: Optional[OSError] = None
+        with _quiet_unraisable():
+            try:
+                export_blocks([b for b in model.blocks], staging)
+            except RuntimeError as exc:     # h5py reports a full disk as a RuntimeError
+                failure = atomic.write_error(path, exc)
+                exc.__traceback__ = None    # release h5py's handles now, while their echoes are dropped
+            finally:
+                with contextlib.suppress(OSError):
+                    inner.unlink()
+        if failure is not None:
+            raise failure
+        report = loihi2.check_network(staging, max_cores=max_cores)
+        report.path = str(path)
+        atomic.write_text(path.with_name(path.name + ".loihi2.json"),
+                          json.dumps(report.to_dict(), indent=2, default=str))
+        if not report.ok and not force:
+            loihi2.assert_fits(report)
     return path, report

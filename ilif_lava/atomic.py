@@ -8,6 +8,7 @@ through.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import secrets
@@ -15,6 +16,23 @@ from pathlib import Path
 from typing import Any, Iterator, Union
 
 PathLike = Union[str, Path]
+
+
+def write_error(path: PathLike, exc: BaseException) -> OSError:
+    """An ``OSError`` naming ``path`` for a failed write reported as something else (h5py and torch raise
+    ``RuntimeError`` on a full disk); says 'No space left on device' when the folder's file system is full."""
+    path = Path(path)
+    detail = " ".join(str(exc).split())[:200] or type(exc).__name__
+    code = errno.EIO
+    try:
+        st = os.statvfs(path.parent)
+        if st.f_bavail * st.f_frsize < 64 * 1024:
+            code = errno.ENOSPC
+    except OSError:
+        pass
+    if code == errno.ENOSPC or "No space left" in detail:
+        return OSError(errno.ENOSPC, f"No space left on device (cannot write it: {detail})", str(path))
+    return OSError(code, f"cannot write it ({detail})", str(path))
 
 
 def _fresh_temp(path: Path) -> Path:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import time
+import zipfile
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Dict, List, Optional
@@ -19,7 +20,7 @@ import numpy as np
 import torch
 
 from ilif_lava import fixed_point as fx
-from ilif_lava import loihi2
+from ilif_lava import atomic, loihi2
 from export.export_net import export_model
 from simulations.activity import network_activity
 from simulations.compare import (align_lava_states, first_divergence, lsb_error_histogram, prediction_agreement,
@@ -71,17 +72,22 @@ def stage_simulate(run_dir: Path, net_path: Optional[Path] = None, limit: Option
             for k, arr in per.items():
                 arrays[f"state_{layer}_{k}"] = arr
     out = run_dir / "lava_test.npz"
-    tmp = out.with_name("lava_test.tmp.npz")
-    np.savez_compressed(tmp, labels=y.numpy(), pred=predict(res.spikes[-1]), wall_s=wall, steps=x.shape[-1],
-                        **arrays)
-    tmp.replace(out)
+    with atomic.atomic_path(out) as tmp, open(tmp, "wb") as fh:     # temp file removed on failure
+        np.savez_compressed(fh, labels=y.numpy(), pred=predict(res.spikes[-1]), wall_s=wall, steps=x.shape[-1],
+                            **arrays)
     print(f"Lava fixed_pt: {x.shape[0]} samples x {x.shape[-1]} steps in {wall:.1f} s "
           f"({1000 * wall / (x.shape[0] * x.shape[-1]):.2f} ms/step)")
     return out
 
 
 def _load_lava(path: Path):
-    z = np.load(path)
+    try:
+        z = np.load(path, allow_pickle=False)
+        z.files  # noqa: B018 - an npz archive, not a bare array
+    except FileNotFoundError:
+        raise ValueError(f"{path}: no such file (run 'ilif-lava simulate' first)") from None
+    except (OSError, ValueError, AttributeError, EOFError, zipfile.BadZipFile) as exc:
+        raise ValueError(f"{path}: not a Lava results file ({type(exc).__name__}: {exc})") from None
     n_layers = len([k for k in z.files if k.startswith("spikes_")])
     spikes = [z[f"spikes_{i}"] for i in range(n_layers)]
     states: Dict[int, Dict[str, np.ndarray]] = {}

@@ -234,6 +234,7 @@ def _load_digits(req: _Request) -> SpikeDataset:
     labels = np.asarray(digits.target, dtype=np.int64)
     train_idx, test_idx = train_test_split(np.arange(len(labels)), test_size=0.2, random_state=0, stratify=labels)
     idx = (train_idx if req.split == "train" else test_idx)[: req.limit]
+    check_memory(req.name, req.split, len(idx), _INFO[req.name].shape, req.time_bins)
     spikes = rate_code(images[idx][:, None], req.time_bins)  # [N, 1, 8, 8, T]
     return SpikeDataset(spikes, labels[idx], _INFO[req.name])
 
@@ -280,14 +281,84 @@ def _bin_all(
 # ---------------------------------------------------------------------------------------------------------- N-MNIST
 
 
-def read_sample_list(path: Path) -> list[tuple[str, int]]:
-    """Parse ``train.txt`` / ``test.txt``: ``<id> <label>`` per line; ``#`` lines and blank lines skipped."""
+class DatasetFileError(ValueError):
+    """A dataset file that exists but cannot be used; the message names the file (and line)."""
+
+
+MEMORY_FRACTION = 0.8     # refuse a split whose dense float32 spikes would need more than this share of RAM
+
+
+def _physical_memory() -> int:
+    try:
+        return int(os.sysconf("SC_PHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
+    except (ValueError, OSError, AttributeError):
+        return 1 << 40
+
+
+def check_memory(name: str, split: str, n: int, shape: Sequence[int], time_bins: int) -> None:
+    """Raise ``ValueError`` before allocating when ``n`` samples of ``shape`` x ``time_bins`` as the float32 tensor
+    training uses would not fit in memory (e.g. ``-T 100000000``)."""
+    need = int(n) * int(np.prod(shape)) * int(time_bins) * 4
+    have = int(_physical_memory() * MEMORY_FRACTION)
+    if need > have:
+        raise ValueError(f"dataset {name!r} {split}: {n} samples x {list(shape)} x T={time_bins} need "
+                         f"{need / 2 ** 30:.1f} GiB as float32 spikes, more than {have / 2 ** 30:.1f} GiB "
+                         f"({MEMORY_FRACTION:.0%} of this machine's memory); lower -T/--time-bins or "
+                         f"--limit-train/--limit-test")
+
+
+def read_sample_list(path: Path, num_classes: int | None = None) -> list[tuple[str, int]]:
+    """Parse ``train.txt`` / ``test.txt``: ``<id> <label>`` per line; ``#`` lines and blank lines skipped.
+
+    Every malformed line raises :class:`DatasetFileError` naming the file and line: fewer than two fields, a
+    label that is not an integer or (with ``num_classes``) outside ``0 .. num_classes - 1``, or an id that is not
+    a plain file name (no ``/``, no ``..``)."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DatasetFileError(f"{path}: cannot be read ({exc})") from None
     entries = []
-    for line in Path(path).read_text().splitlines():
+    for lineno, line in enumerate(text.splitlines(), 1):
         fields = line.split()
-        if fields and not fields[0].startswith("#"):
-            entries.append((fields[0], int(fields[1])))
+        if not fields or fields[0].startswith("#"):
+            continue
+        where = f"{path}:{lineno}"
+        if len(fields) != 2:
+            raise DatasetFileError(f"{where}: expected '<id> <label>', got {line.strip()!r}")
+        sid, label = fields
+        if "/" in sid or "\\" in sid or sid in (".", "..") or "\0" in sid:
+            raise DatasetFileError(f"{where}: sample id {sid!r} is not a plain file name")
+        try:
+            value = int(label)
+        except ValueError:
+            raise DatasetFileError(f"{where}: label {label!r} is not an integer") from None
+        if value < 0 or (num_classes is not None and value >= num_classes):
+            raise DatasetFileError(f"{where}: label {value} is outside 0..{(num_classes or 1) - 1}")
+        entries.append((sid, value))
     return entries
+
+
+def _read_events_checked(path: Path, dtype: Any, sensor_size: tuple[int, int, int]) -> np.ndarray:
+    """One N-MNIST ``.bs2`` file via tonic, refusing files that are not whole 5-byte events or whose events fall
+    outside the sensor (a corrupt file), with the file named."""
+    import tonic
+
+    size = path.stat().st_size
+    if size % 5:
+        raise DatasetFileError(f"{path}: corrupt N-MNIST file ({size} bytes, not a whole number of 5-byte events)")
+    try:
+        ev = tonic.io.read_mnist_file(str(path), dtype=dtype)
+    except Exception as exc:  # noqa: BLE001 - whatever the reader trips on
+        raise DatasetFileError(f"{path}: corrupt N-MNIST file ({type(exc).__name__}: {exc})") from None
+    width, height, pol = sensor_size
+    if len(ev) and (ev["x"].max() >= width or ev["y"].max() >= height or ev["p"].max() >= pol
+                    or ev["x"].min() < 0 or ev["y"].min() < 0 or ev["p"].min() < 0):
+        raise DatasetFileError(f"{path}: corrupt N-MNIST file (events outside the {width}x{height} sensor or "
+                               f"polarity >= {pol})")
+    if len(ev) > 1 and (np.diff(ev["t"].astype(np.int64)) < 0).any():
+        raise DatasetFileError(f"{path}: corrupt N-MNIST file (timestamps go backwards)")
+    return ev
 
 
 def _load_nmnist(req: _Request) -> SpikeDataset:
@@ -303,7 +374,8 @@ def _load_nmnist(req: _Request) -> SpikeDataset:
 def _nmnist_from_folder(folder: Path, split: str, time_bins: int, limit: int | None) -> SpikeDataset:
     import tonic
 
-    entries = read_sample_list(folder / f"{split}.txt")[:limit]
+    entries = read_sample_list(folder / f"{split}.txt", _INFO["nmnist"].num_classes)[:limit]
+    check_memory("nmnist", split, len(entries), _INFO["nmnist"].shape, time_bins)
     paths = [folder / f"{sid}.bs2" for sid, _ in entries]
     missing = [p for p in paths if not p.is_file()]
     if missing:
@@ -312,7 +384,7 @@ def _nmnist_from_folder(folder: Path, split: str, time_bins: int, limit: int | N
             f"e.g. {missing[0]}. Point --data-dir DIR at a complete folder of <id>.bs2 files + train.txt/test.txt."
         )
     dtype = tonic.datasets.NMNIST.dtype
-    events = (tonic.io.read_mnist_file(str(p), dtype=dtype) for p in paths)
+    events = (_read_events_checked(p, dtype, tonic.datasets.NMNIST.sensor_size) for p in paths)
     packed = _bin_all(events, len(paths), tonic.datasets.NMNIST.sensor_size, time_bins, f"nmnist {split}")
     return SpikeDataset.from_packed(packed, time_bins, [label for _, label in entries], _INFO["nmnist"])
 
@@ -434,6 +506,7 @@ def _load_via_tonic(req: _Request, save_to: Path, looked: list[Path]) -> SpikeDa
     if name == "cifar10dvs":
         _require_aedat()
     sensor = tuple(cls.sensor_size)
+    check_memory(name, split, len(order), _INFO[name].shape, time_bins)
     packed = _bin_all((ds[int(i)][0] for i in order), len(order), sensor, time_bins, f"{name} {split}")
     return SpikeDataset.from_packed(packed, time_bins, labels[order], _INFO[name])
 

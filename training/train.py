@@ -183,7 +183,10 @@ def pick_device(name: str) -> torch.device:
 def atomic_save(obj: Any, path: Path) -> None:
     """torch.save to a temp file then rename: a crash never leaves a half-written checkpoint (nor the temp file)."""
     with atomic.atomic_path(path) as tmp:
-        torch.save(obj, tmp)
+        try:
+            torch.save(obj, tmp)
+        except RuntimeError as exc:         # torch reports a full disk as a RuntimeError
+            raise atomic.write_error(path, exc) from None
 
 
 def _file_kind(mode: int) -> str:
