@@ -9,6 +9,8 @@ import sys
 from pathlib import Path
 from typing import Iterator, Optional, Tuple
 
+import torch
+
 from ilif_lava import atomic, loihi2
 from ilif_lava.netx import export_blocks
 from training.models import SpikingNet
@@ -39,6 +41,10 @@ def export_model(model: SpikingNet, path: Path, force: bool = False,
     The check report is saved (atomically) beside the file as ``<name>.loihi2.json``.
     """
     path = Path(path)
+    for name, t in list(model.named_parameters()) + list(model.named_buffers()):
+        if t.is_floating_point() and not torch.isfinite(t).all():   # netx would clip inf / NaN silently
+            raise ValueError(f"{path}: not exported: {name} holds {int((~torch.isfinite(t)).sum())} "
+                             f"non-finite value(s) (the model diverged in training)")
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic.atomic_path(path) as staging:        # removed on any failure (full disk, refused checks, Ctrl-C)
         inner = staging.with_name(staging.name + ".tmp")   # export_blocks' own temp file

@@ -502,6 +502,53 @@ def _numbers(w: _Where, key: str, a: np.ndarray, shapes: Sequence[Tuple[int, ...
     return a
 
 
+STREAM_BYTES = 8 << 20          # large datasets are checked in slabs of at most this many bytes
+
+
+def _stream_numbers(w: _Where, key: str, obj: Any, shapes: Sequence[Tuple[int, ...]], integer: bool,
+                    lo: float = -np.inf, hi: float = np.inf) -> bool:
+    """:func:`_numbers` for a dataset, read in slabs of at most :data:`STREAM_BYTES` along its first axis (the
+    whole array is never in memory at once). Returns whether any value is non-zero."""
+    if not isinstance(obj, h5py.Dataset):
+        raise w.fail(key, "is a group", "a dataset")
+    try:
+        dtype, shape, size = obj.dtype, obj.shape, obj.size
+    except Exception as exc:  # noqa: BLE001 - damaged header
+        raise w.fail(key, f"is unreadable ({type(exc).__name__}: {exc})", "a readable dataset") from None
+    if dtype.kind not in "iuf" or dtype.subdtype is not None or not shape or not size:
+        a = _numbers(w, key, _read(w, obj, key), shapes, integer, lo, hi)      # small, odd or 0-d: as before
+        return bool(a.any())
+    want = " or ".join(str(s_) for s_ in shapes)
+    what = f"a real {'integer-valued ' if integer else ''}array of shape {want}"
+    if np.isfinite(lo) or np.isfinite(hi):
+        what += f" with values in [{lo:g}, {hi:g}]"
+    if shape not in [tuple(s_) for s_ in shapes]:
+        raise w.fail(key, f"has shape {shape}", what)
+    rows = max(1, STREAM_BYTES // max(1, dtype.itemsize * (size // shape[0])))
+    nonfinite, nonint, vmin, vmax, nonzero = 0, None, np.inf, -np.inf, False
+    for i in range(0, shape[0], rows):
+        try:
+            a = np.asarray(obj[i:i + rows])
+        except Exception as exc:  # noqa: BLE001 - damaged chunk
+            raise w.fail(key, f"is unreadable ({type(exc).__name__}: {exc})", "a readable dataset") from None
+        if a.dtype.kind == "f":
+            bad = ~np.isfinite(a)
+            if bad.any():
+                nonfinite += int(bad.sum())
+                continue
+            if integer and nonint is None and (a != np.round(a)).any():
+                nonint = float(a[a != np.round(a)].reshape(-1)[0])
+        vmin, vmax = min(vmin, float(a.min())), max(vmax, float(a.max()))
+        nonzero = nonzero or bool(a.any())
+    if nonfinite:
+        raise w.fail(key, f"holds {nonfinite} NaN/inf value(s)", what)
+    if nonint is not None:
+        raise w.fail(key, f"holds non-integer value(s), e.g. {nonint:g}", what)
+    if vmin < lo or vmax > hi:
+        raise w.fail(key, f"has values in [{vmin:g}, {vmax:g}]", what)
+    return nonzero
+
+
 # ---------------------------------------------------------------------------------------------------------
 # layers
 # ---------------------------------------------------------------------------------------------------------
@@ -574,7 +621,6 @@ def _layer(w: _Where, g: h5py.Group, idx: int, n_layers: int, prev: Optional[Tup
             raise w.fail("type", "= 'flatten' is the last layer", "a dense layer after it")
         return ltype, (int(np.prod(shape)),), False
 
-    weight = _read(w, items["weight"], "weight")
     if ltype == "dense":
         n_in, n_out = vals["inFeatures"], vals["outFeatures"]
         if int(np.prod(shape)) != n_out:
@@ -610,8 +656,8 @@ def _layer(w: _Where, g: h5py.Group, idx: int, n_layers: int, prev: Optional[Tup
         wshape = (c_out, c_in // groups) + tuple(k)
         n_per_out = c_out
     lo, hi = WEIGHT_RANGE
-    weight = _numbers(w, "weight", weight, [wshape], integer=True, lo=lo, hi=hi)
-    if ltype == "dense" and not weight.any():       # netx's optimize_weight_bits divides by the largest weight
+    nonzero = _stream_numbers(w, "weight", items["weight"], [wshape], integer=True, lo=lo, hi=hi)
+    if ltype == "dense" and not nonzero:       # netx's optimize_weight_bits divides by the largest weight
         raise w.fail("weight", "is all zero (netx cannot scale an all-zero dense weight matrix)",
                      "at least one non-zero weight")
     if "delay" in items:

@@ -160,37 +160,86 @@ def headroom_bits(max_abs: float, ref: float) -> float:
     return math.log2(float(ref) / float(max_abs))
 
 
+STREAM_BYTES = 8 << 20      # datasets are checked in slabs of at most this many bytes (never whole in memory)
+
+
+class _Stats:
+    """Running range / integer / evenness statistics of the values of one parameter, slab by slab."""
+
+    def __init__(self, limit: Limit) -> None:
+        self.limit = limit
+        self.size = self.nonfinite = self.n_out = self.n_nonint = self.n_odd = 0
+        self.vmin, self.vmax, self.maxabs = math.inf, -math.inf, 0.0
+        self.nonint_example: Optional[float] = None
+        self.odd_example: Optional[float] = None
+
+    def add(self, values: Any) -> None:
+        v = np.asarray(values, dtype=np.float64).ravel()
+        self.size += v.size
+        finite = np.isfinite(v)
+        if not finite.all():
+            self.nonfinite += int((~finite).sum())
+            v = v[finite]
+        if not v.size:
+            return
+        lim = self.limit
+        self.vmin, self.vmax = min(self.vmin, float(v.min())), max(self.vmax, float(v.max()))
+        self.maxabs = max(self.maxabs, float(np.abs(v).max()))
+        self.n_out += int(((v < lim.lo) | (v > lim.hi)).sum())
+        if lim.integer:
+            nonint = v != np.round(v)
+            if nonint.any():
+                self.n_nonint += int(nonint.sum())
+                if self.nonint_example is None:
+                    self.nonint_example = float(v[nonint][0])
+            if lim.even:
+                odd = (~nonint) & (np.mod(v, 2) != 0)
+                if odd.any():
+                    self.n_odd += int(odd.sum())
+                    if self.odd_example is None:
+                        self.odd_example = float(v[odd][0])
+
+    def finding(self, layer: int, key: str) -> Finding:
+        limit = self.limit
+        if self.size == 0:
+            return Finding(layer, key, None, None, limit.lo, limit.hi, math.inf, True, f"layer {layer} {key}: empty")
+        problems: List[str] = []
+        if self.nonfinite:
+            problems.append(f"{self.nonfinite} non-finite value(s)")
+        if self.nonfinite == self.size:
+            return Finding(layer, key, None, None, limit.lo, limit.hi, math.nan, False,
+                           f"layer {layer} {key}: all values non-finite")
+        head = headroom_bits(self.maxabs, limit.ref)
+        if self.n_out:
+            problems.append(f"{self.n_out} value(s) outside [{limit.lo}, {limit.hi}]")
+        if self.n_nonint:
+            problems.append(f"{self.n_nonint} non-integer value(s), e.g. {self.nonint_example:g}")
+        if self.n_odd:
+            problems.append(f"{self.n_odd} odd value(s), e.g. {self.odd_example:g} (must be even)")
+        msg = (f"layer {layer} {key}: {self.vmin:g}..{self.vmax:g} vs [{limit.lo}, {limit.hi}] ({limit.name}), "
+               f"headroom {head:.2f} bits")
+        if problems:
+            msg += "; " + "; ".join(problems)
+        return Finding(layer, key, self.vmin, self.vmax, float(limit.lo), float(limit.hi), head, not problems, msg)
+
+
 def check_values(layer: int, key: str, values: Any, limit: Limit) -> Finding:
     """Check an array of values against ``limit``: range, integer-ness and (for weights) evenness."""
-    v = np.asarray(values, dtype=np.float64).ravel()
-    if v.size == 0:
-        return Finding(layer, key, None, None, limit.lo, limit.hi, math.inf, True, f"layer {layer} {key}: empty")
-    problems: List[str] = []
-    finite = np.isfinite(v)
-    if not finite.all():
-        problems.append(f"{int((~finite).sum())} non-finite value(s)")
-        v = v[finite]
-    if v.size == 0:
-        return Finding(layer, key, None, None, limit.lo, limit.hi, math.nan, False,
-                       f"layer {layer} {key}: all values non-finite")
-    vmin, vmax = float(v.min()), float(v.max())
-    head = headroom_bits(float(np.abs(v).max()), limit.ref)
-    n_out = int(((v < limit.lo) | (v > limit.hi)).sum())
-    if n_out:
-        problems.append(f"{n_out} value(s) outside [{limit.lo}, {limit.hi}]")
-    if limit.integer:
-        nonint = v != np.round(v)
-        if nonint.any():
-            problems.append(f"{int(nonint.sum())} non-integer value(s), e.g. {float(v[nonint][0]):g}")
-        if limit.even:
-            odd = (~nonint) & (np.mod(v, 2) != 0)
-            if odd.any():
-                problems.append(f"{int(odd.sum())} odd value(s), e.g. {float(v[odd][0]):g} (must be even)")
-    msg = (f"layer {layer} {key}: {vmin:g}..{vmax:g} vs [{limit.lo}, {limit.hi}] ({limit.name}), "
-           f"headroom {head:.2f} bits")
-    if problems:
-        msg += "; " + "; ".join(problems)
-    return Finding(layer, key, vmin, vmax, float(limit.lo), float(limit.hi), head, not problems, msg)
+    st = _Stats(limit)
+    st.add(values)
+    return st.finding(layer, key)
+
+
+def _check_dataset(layer: int, key: str, ds: h5py.Dataset, limit: Limit) -> Tuple[Finding, bool]:
+    """:func:`check_values` of a dataset read in slabs along its first axis; also whether all values are finite."""
+    st = _Stats(limit)
+    if ds.ndim == 0 or ds.size == 0 or ds.dtype.kind not in "biuf":
+        st.add(ds[()])
+    else:
+        rows = max(1, STREAM_BYTES // max(1, ds.dtype.itemsize * (ds.size // ds.shape[0])))
+        for i in range(0, ds.shape[0], rows):
+            st.add(ds[i:i + rows])
+    return st.finding(layer, key), st.nonfinite == 0
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -263,15 +312,16 @@ def check_parameters(path_or_h5: PathOrH5) -> List[Finding]:
                                         f"layer {idx}: unknown layer type {ltype!r}"))
             for key, lim in LAYER_KEY_LIMITS.items():
                 if key in g and isinstance(g[key], h5py.Dataset):
-                    findings.append(check_values(idx, key, g[key][()], lim))
-                    if key == "weight" and ltype == "dense":
-                        _flag_inhibitory_weights(findings[-1], g[key][()])
+                    finding, finite = _check_dataset(idx, key, g[key], lim)
+                    findings.append(finding)
+                    if key == "weight" and ltype == "dense" and finite:
+                        _flag_inhibitory_weights(finding)
             if "neuron" in g and isinstance(g["neuron"], h5py.Group):
                 findings.extend(_check_neuron(idx, g["neuron"]))
     return findings
 
 
-def _flag_inhibitory_weights(f: Finding, values: Any) -> None:
+def _flag_inhibitory_weights(f: Finding) -> None:
     """Fail the weight finding of a dense layer that Lava's inhibitory weight path would silently change.
 
     With no positive weight (all <= 0, some < 0) Lava's Dense model picks the INHIBITORY sign mode. netx's
@@ -281,10 +331,9 @@ def _flag_inhibitory_weights(f: Finding, values: Any) -> None:
     Other all-negative layers (e.g. {-6, -10}) run exactly; conv layers are unaffected (netx passes their
     weights unscaled and the Conv model has no sign mode).
     """
-    v = np.asarray(values, dtype=np.float64)
-    if not v.size or not np.isfinite(v).all() or v.max() > 0 or v.min() >= 0:
-        return
-    mag = -float(v.min())
+    if f.value_min is None or f.value_max is None or f.value_max > 0 or f.value_min >= 0:
+        return                                  # (called only for all-finite weights)
+    mag = -float(f.value_min)
     if mag == 2.0 ** round(math.log2(mag)):
         f.ok = False
         f.message += (f"; no positive weight and min {-mag:g} is a power of two: Lava's inhibitory weight path "
@@ -410,7 +459,7 @@ def _incoming(g: h5py.Group, ltype: str, in_shape: Optional[Tuple[int, ...]],
     neurons = int(np.prod(_ints(g["shape"][()]))) if "shape" in g else 0
     note = ""
     if ltype in ("dense", "dense_rec"):
-        fin = int(np.asarray(g["inFeatures"][()])) if "inFeatures" in g else int(np.asarray(g["weight"]).shape[-1])
+        fin = int(np.asarray(g["inFeatures"][()])) if "inFeatures" in g else int(g["weight"].shape[-1])
         fout = int(np.asarray(g["outFeatures"][()])) if "outFeatures" in g else neurons
         stored = fin * fout
         if ltype == "dense_rec":
@@ -432,7 +481,7 @@ def _incoming(g: h5py.Group, ltype: str, in_shape: Optional[Tuple[int, ...]],
         else:
             cin = cout = int(_ints(g["shape"][()])[0])
             groups = cin
-            stored = int(np.asarray(g["weight"][()]).size) if "weight" in g else 1
+            stored = int(g["weight"].size) if "weight" in g else 1      # metadata only
         fin = (cin // groups) * kernel[0] * kernel[1]
         if in_shape is not None and len(in_shape) == 3 and in_shape[0] == cin:
             fo = fan_out_conv(in_shape, cout, kernel, stride, padding, dilation, groups)

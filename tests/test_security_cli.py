@@ -132,6 +132,15 @@ def _truncated_model(run: Path, tmp: Path) -> List[str]:
     return ["export", str(run)]
 
 
+def _inf_model(run: Path, tmp: Path) -> List[str]:
+    p = run / "train" / "model.pt"
+    ck = torch.load(p, weights_only=True)
+    key = next(k for k in ck["model"] if k.endswith("weight"))
+    ck["model"][key] = torch.full_like(ck["model"][key], float("inf"))
+    torch.save(ck, p)
+    return ["export", str(run)]
+
+
 CASES = {
     "weight_scale_inf": (_argv("train", "--weight-scale", "inf"), "argument --weight-scale: expected a finite number, got inf"),
     "lr_inf": (_argv("train", "--lr", "inf"), "argument --lr: expected a finite number, got inf"),
@@ -159,6 +168,7 @@ CASES = {
     "model_empty": (_model(b""), "model.pt: is empty"),
     "model_garbage": (_model(b"\x80\x02garbage" * 200), "model.pt: "),
     "model_truncated": (_truncated_model, "model.pt: not an ilif-lava model file"),
+    "model_inf_weights": (_inf_model, "network.net: not exported: blocks.0.synapse.weight"),
     "checkpoint_directory": (_ckpt_dir, "checkpoint.pt: is a directory"),
     "run_dir_under_a_file": (_under_file, "is not a folder"),
     "network_is_a_directory": (_net_dir, "adir.net: is a directory, expected a regular HDF5 file"),

@@ -253,3 +253,30 @@ def test_conv_padding_bomb_is_refused(tmp_path):
     path = _mutant(tmp_path, bomb, base="ilif_conv")
     exc = _validate_bounded(path)
     assert type(exc) is NetworkFileError and "key 'shape'" in str(exc) and "neurons" in str(exc), exc
+
+
+def test_large_datasets_are_checked_in_slabs(tmp_path, monkeypatch):
+    """With slabs of 16 bytes (one weight row of 6 float32 is 24 bytes: every row is its own read), a NaN in the
+    last row and an all-zero matrix are still found, and the Loihi 2 check sees every value."""
+    from ilif_lava import loihi2
+    monkeypatch.setattr(hv, "STREAM_BYTES", 16)
+    monkeypatch.setattr(loihi2, "STREAM_BYTES", 16)
+    path = base_files()["ilif_dense"].path
+    validate_file(path)
+    whole = loihi2.check_parameters(path)
+    monkeypatch.setattr(loihi2, "STREAM_BYTES", 1 << 30)
+    assert [f.to_dict() for f in loihi2.check_parameters(path)] == [f.to_dict() for f in whole]
+
+    def last_nan(h, d):
+        w = h["layer/0/weight"][()]
+        w[-1, -1] = np.nan
+        w[0, 0] = np.inf
+        h["layer/0/weight"][()] = w
+    with pytest.raises(NetworkFileError, match=r"key 'weight' holds 2 NaN/inf value\(s\)"):
+        validate_file(_mutant(tmp_path, last_nan))
+
+    def zero(h, d):
+        h["layer/1/weight"][()] = np.zeros_like(h["layer/1/weight"][()])
+    (tmp_path / "bad.net").unlink()
+    with pytest.raises(NetworkFileError, match="layer 1: key 'weight' is all zero"):
+        validate_file(_mutant(tmp_path, zero))
