@@ -15,7 +15,8 @@ exception (nor a NaN cast to an integer or a deprecated numpy conversion inside 
 level) and ``faulthandler.dump_traceback_later`` (a hang inside the HDF5 C library ends the process with a
 traceback instead of blocking CI).
 
-Examples: N_STRUCTURAL + N_BYTES (3200), derandomized; about 40 s for this file on 2 cores.
+Examples: N_STRUCTURAL + N_BYTES (3200) + N_HOSTILE (480, hostile classes at the end of this file),
+derandomized; 60-260 s for this file on 2 cores (idle vs shared).
 """
 from __future__ import annotations
 

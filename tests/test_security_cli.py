@@ -113,6 +113,11 @@ def _check_dir(run: Path, tmp: Path) -> List[str]:
     return ["check", str(tmp / "adir.net")]
 
 
+def _check_fifo(run: Path, tmp: Path) -> List[str]:
+    os.mkfifo(tmp / "fifo.net")
+    return ["check", str(tmp / "fifo.net")]
+
+
 def _model(content: bytes) -> Callable[[Path, Path], List[str]]:
     def make(run: Path, tmp: Path) -> List[str]:
         (run / "train" / "model.pt").write_bytes(content)
@@ -173,6 +178,7 @@ CASES = {
     "run_dir_under_a_file": (_under_file, "is not a folder"),
     "network_is_a_directory": (_net_dir, "adir.net: is a directory, expected a regular HDF5 file"),
     "check_a_directory": (_check_dir, "adir.net: is a directory, expected a regular HDF5 file"),
+    "check_a_fifo": (_check_fifo, "fifo.net: is a FIFO, expected a regular HDF5 file"),
     "not_a_run_folder": (_argv("simulate", "{run}/network.net"), "network.net: is not a run folder"),
 }
 
