@@ -67,17 +67,17 @@ def _inhibit(m: torch.Tensor, kind: str) -> Tuple[torch.Tensor, torch.Tensor]:
     return plan_sigmoid_float(m), slope * (m != 0).to(m.dtype)
 
 
-def _shift_back(x: torch.Tensor) -> torch.Tensor:
-    """x[t - 1] along dim 0 (time-major), zero at t = 0."""
-    return torch.cat([torch.zeros_like(x[:1]), x[:-1]])
+def _inhibit_value(m: torch.Tensor, kind: str) -> torch.Tensor:
+    """g(m) alone (the forward pass needs no slope)."""
+    return torch.sigmoid(m) if kind == "sigmoid" else plan_sigmoid_float(m)
 
 
 class ILIFSequence(torch.autograd.Function):
     """Float ILIF dynamics over T steps with an analytic backward (BPTT through v, MPIU, CIU and the previous input).
 
-    The torch path: runs on every device and dtype. Saves h, m, c (and the current when it has memory) and
-    recomputes spikes, resets, the previous potential and all pointwise derivatives in a few whole-sequence
-    operations before the backward loop.
+    The torch path: runs on every device and dtype. Saves h, m, c (and the current when it has memory) into
+    preallocated [T, ...] buffers and recomputes spikes, resets and the previous potential step by step in the
+    backward loop.
     """
 
     @staticmethod
@@ -105,7 +105,7 @@ class ILIFSequence(torch.autograd.Function):
             if cfg.mpiu:
                 m = beta * (m + s * vp)
                 ms[t] = m
-                v = vp - s * _inhibit(m, cfg.inhibition)[0]
+                v = vp - s * _inhibit_value(m, cfg.inhibition)
             else:
                 v = vp
             if its is not None:
@@ -123,28 +123,17 @@ class ILIFSequence(torch.autograd.Function):
         lam_v = lam.reshape(())
         go = grad_out.movedim(-1, 0).contiguous()
         steps = go.shape[0]
-        # whole-sequence recomputation of everything pointwise
-        out = (hs >= th).to(hs.dtype)
-        vps = hs - out * th
-        sgd = surrogate_grad(hs - th, cfg.surrogate)
-        if cfg.mpiu:
-            g_all, dg_all = _inhibit(ms, cfg.inhibition)
-            vend = vps - out * g_all
-        else:
-            vend = vps
-        if cfg.ciu:
-            ips = _shift_back(ips_src)
-            s_prevs = _shift_back(out)
-            cmask = ciu_mask(cs, cfg.ciu_pass_at_zero)
         zero = torch.zeros_like(go[0])
         gv, gm, gc, gi, gs_extra = zero, zero, zero, zero, zero
         gz = torch.empty_like(go)
-        ghs = torch.empty_like(go) if ctx.needs_input_grad[1] else None
+        glam = torch.zeros((), dtype=go.dtype, device=go.device) if ctx.needs_input_grad[1] else None
         for t in range(steps - 1, -1, -1):
-            s, vp = out[t], vps[t]
+            h = hs[t]
+            s = (h >= th).to(h.dtype)                      # recomputed: spikes, reset, previous step
+            vp = h - s * th
             gs = go[t] + gs_extra
             if cfg.mpiu:
-                g, dg = g_all[t], dg_all[t]
+                g, dg = _inhibit(ms[t], cfg.inhibition)
                 gm_tot = gm - s * dg * gv                  # v_t = v' - S g(m_t)
                 gs = gs - g * gv + beta * gm_tot * vp      # ... and m_t = beta (m_{t-1} + S v')
                 gvp = gv + beta * gm_tot * s
@@ -152,21 +141,23 @@ class ILIFSequence(torch.autograd.Function):
             else:
                 gvp = gv
             gs = gs - th * gvp                             # v' = h - S th
-            gh = gvp + gs * sgd[t]
-            if ghs is not None:
-                ghs[t] = gh
+            gh = gvp + gs * surrogate_grad(h - th, cfg.surrogate)
+            s_prev = (hs[t - 1] >= th).to(h.dtype) if t > 0 else zero
+            if glam is not None and t > 0:                 # d/d lambda = sum_t gh_t * v_{t-1}
+                v_prev = hs[t - 1] - s_prev * th
+                if cfg.mpiu:
+                    v_prev = v_prev - s_prev * _inhibit_value(ms[t - 1], cfg.inhibition)
+                glam = glam + (gh * v_prev).sum()
             gv = lam_v * gh                                # h = lam v_{t-1} + I_t - relu(c_t)
             gi = gi + gh
             gz[t] = gi                                     # I_t = cur_kept I_{t-1} + z_t
             gi = cur_kept * gi
             if cfg.ciu:
-                gc_tot = gc - gh * cmask[t]
+                gc_tot = gc - gh * ciu_mask(cs[t], cfg.ciu_pass_at_zero)
                 gc = kappa * gc_tot                        # c_t = kappa (c_{t-1} + I_{t-1} S_{t-1})
-                gi = gi + kappa * gc_tot * s_prevs[t]
-                gs_extra = kappa * gc_tot * ips[t]
-        glam_out = None
-        if ghs is not None:                                # d/d lambda = sum_t gh_t * v_{t-1}
-            glam_out = (ghs * _shift_back(vend)).sum().reshape(lam.shape)
+                gi = gi + kappa * gc_tot * s_prev
+                gs_extra = kappa * gc_tot * (ips_src[t - 1] if t > 0 else zero)
+        glam_out = glam.reshape(lam.shape) if glam is not None else None
         return gz.movedim(0, -1), glam_out, None
 
 

@@ -58,21 +58,26 @@ FLOAT_CASES = list(itertools.product(VARIANTS, ("plan", "sigmoid"), ("rectangle"
                                      (None, 0.25), ("pass", "block")))
 
 
-@needs_cpu
+FAST_KERNELS = ["torch", pytest.param("cpu", marks=needs_cpu)]
+
+
+@pytest.mark.parametrize("kernel", FAST_KERNELS)
 @pytest.mark.parametrize("variant,inhibition,surrogate,current_decay,rule", FLOAT_CASES)
-def test_cpu_float_matches_reference(variant, inhibition, surrogate, current_decay, rule):
+def test_float_paths_match_reference(kernel, variant, inhibition, surrogate, current_decay, rule):
+    """The torch fallback (ILIFSequence) and the compiled kernel against the autograd reference."""
     n = Neuron(variant=variant, inhibition=inhibition, surrogate=surrogate, current_decay=current_decay,
                tau=2.0, kappa=0.3, ciu_grad_at_zero=rule, tau_grad=0.3, scale_grad=1.0).double()
-    _compare_float(n, _inputs((3, 37, 29), seed=hash((variant, surrogate)) % 1000), "cpu", 1e-9)
+    seed = sum(map(ord, variant + inhibition + surrogate + rule))
+    _compare_float(n, _inputs((3, 37, 29), seed=seed), kernel, 1e-9)
 
 
-@needs_cpu
+@pytest.mark.parametrize("kernel", FAST_KERNELS)
 @pytest.mark.parametrize("steps", [1, 2, 31, 32, 33, 300])
 @pytest.mark.parametrize("shape", [(1, 1), (1, 17), (2, 3, 5)])
-def test_cpu_float_shapes_and_lengths(steps, shape):
+def test_float_shapes_and_lengths(kernel, steps, shape):
     """Tile edges (32 steps), block edges (16 neurons), a single neuron, batch 1."""
     n = Neuron(variant="IPLIF", inhibition="plan", tau=1.5, kappa=0.2, current_decay=0.1).double()
-    _compare_float(n, _inputs(shape + (steps,), seed=steps), "cpu", 1e-9)
+    _compare_float(n, _inputs(shape + (steps,), seed=steps), kernel, 1e-9)
 
 
 @needs_cpu

@@ -15,6 +15,10 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
+#include <map>
+#include <mutex>
+#include <unordered_map>
 #include <type_traits>
 #include <vector>
 
@@ -51,21 +55,27 @@ inline void store_tile(const S (*src)[B], int64_t n0, int64_t nvalid, int64_t T,
 }
 
 // ---- float helpers (same formulas as ilif_lava/fixed_point.py plan_sigmoid_float and ilif_lava/surrogate.py) ----
+// PLAN on |x|, segment by segment: slope 1/4, 1/8, 1/32, 0 and offset 1/2, 5/8, 27/32, 1 at |x| >= 0, 1, 2.375, 5.
+// Built from 0/1 segment indicators times exact constants (no branches, so the loops vectorise); a * slope is
+// exact (powers of two), so a * slope + offset rounds once, exactly as PyTorch's a / 32 + 0.84375 does.
+template <typename F>
+inline F plan_slope_abs(F a) {
+  const F s1 = F(a >= F(1)), s2 = F(a >= F(2.375)), s5 = F(a >= F(5));
+  return F(0.25) - F(0.125) * s1 - F(0.09375) * s2 - F(0.03125) * s5;
+}
+
 template <typename F>
 inline F plan_float(F x) {
   const F a = std::fabs(x);
-  const F pos = a >= F(5) ? F(1)
-              : a >= F(2.375) ? a / F(32) + F(0.84375)
-              : a >= F(1) ? a / F(8) + F(0.625)
-              : a / F(4) + F(0.5);
+  const F s1 = F(a >= F(1)), s2 = F(a >= F(2.375)), s5 = F(a >= F(5));
+  const F off = F(0.5) + F(0.125) * s1 + F(0.21875) * s2 + F(0.15625) * s5;
+  const F pos = a * plan_slope_abs(a) + off;
   return x < F(0) ? F(1) - pos : pos;
 }
 
 template <typename F>
-inline F plan_slope(F x) {
-  const F a = std::fabs(x);
-  const F sl = a >= F(5) ? F(0) : a >= F(2.375) ? F(1) / F(32) : a >= F(1) ? F(1) / F(8) : F(0.25);
-  return x != F(0) ? sl : F(0);
+inline F plan_slope(F x) {  // d plan / dx; 0 at x = 0, as autograd of |x| gives
+  return F(x != F(0)) * plan_slope_abs(std::fabs(x));
 }
 
 template <typename F>
@@ -89,13 +99,89 @@ struct Surrogate {
   }
 };
 
+// ---- buffer pool -------------------------------------------------------------------------------------------
+// Every tensor the kernels create (spikes, saved states, gradients) comes from this pool and returns to it when
+// PyTorch frees it. A training loop allocates the same sizes every step; reusing pages that are already mapped
+// avoids the page faults of fresh allocations (on the machines measured here they cost more than the kernel's
+// arithmetic). The pool keeps at most `cap` bytes of free blocks (ILIF_LAVA_KERNEL_POOL_MB, default 1024).
+class BufferPool {
+ public:
+  static BufferPool& get() {
+    static BufferPool* pool = new BufferPool();  // never destroyed: tensors may outlive static destructors
+    return *pool;
+  }
+  void* alloc(size_t n) {
+    {
+      std::lock_guard<std::mutex> g(mu_);
+      auto it = free_.lower_bound(n);
+      if (it != free_.end() && it->first <= 2 * n) {
+        void* p = it->second;
+        sizes_[p] = it->first;
+        cached_ -= it->first;
+        free_.erase(it);
+        return p;
+      }
+    }
+    void* p = std::aligned_alloc(kAlign, n);
+    TORCH_CHECK(p != nullptr, "ILIF kernel: out of memory allocating ", n, " bytes");
+    std::lock_guard<std::mutex> g(mu_);
+    sizes_[p] = n;
+    return p;
+  }
+  void release(void* p) {
+    std::lock_guard<std::mutex> g(mu_);
+    auto it = sizes_.find(p);
+    const size_t n = it->second;
+    sizes_.erase(it);
+    if (cached_ + n <= cap_) {
+      free_.emplace(n, p);
+      cached_ += n;
+    } else {
+      std::free(p);
+    }
+  }
+  size_t clear() {
+    std::lock_guard<std::mutex> g(mu_);
+    const size_t n = cached_;
+    for (auto& kv : free_) std::free(kv.second);
+    free_.clear();
+    cached_ = 0;
+    return n;
+  }
+  size_t cached() {
+    std::lock_guard<std::mutex> g(mu_);
+    return cached_;
+  }
+
+ private:
+  static constexpr size_t kAlign = 4096;
+  BufferPool() {
+    const char* env = std::getenv("ILIF_LAVA_KERNEL_POOL_MB");
+    cap_ = (env ? static_cast<size_t>(std::strtoull(env, nullptr, 10)) : size_t(1024)) << 20;
+  }
+  std::mutex mu_;
+  std::multimap<size_t, void*> free_;
+  std::unordered_map<void*, size_t> sizes_;
+  size_t cached_ = 0, cap_ = 0;
+};
+
+torch::Tensor pooled_empty(at::IntArrayRef sizes, const torch::TensorOptions& opts) {
+  int64_t numel = 1;
+  for (auto d : sizes) numel *= d;
+  size_t n = static_cast<size_t>(numel) * c10::elementSize(c10::typeMetaToScalarType(opts.dtype()));
+  n = std::max<size_t>(4096, (n + 4095) / 4096 * 4096);  // aligned_alloc needs a multiple of the alignment
+  void* p = BufferPool::get().alloc(n);
+  return torch::from_blob(p, sizes, [](void* q) { BufferPool::get().release(q); }, opts);
+}
+
 inline int64_t num_blocks(int64_t M) { return (M + B - 1) / B; }
 
 // ---- float forward -----------------------------------------------------------------------------------------
 // Configuration flags are template parameters so each inner loop is branch-free (and vectorises where it has no
 // exp): mpiu, ciu, has_cur (current memory), inh (inhibition map), save (keep h, m, c, i for the backward pass).
 template <typename F, bool mpiu, bool ciu, bool has_cur, int64_t inh, bool save>
-void forward_float_impl(const F* z, F* out, F* sh, F* sm, F* sc, F* si, int64_t M, int64_t T, F lam, F beta,
+void forward_float_impl(const F* __restrict__ z, F* __restrict__ out, F* __restrict__ sh, F* __restrict__ sm,
+                        uint8_t* __restrict__ sc, F* __restrict__ si, int64_t M, int64_t T, F lam, F beta,
                         F kappa, F cur_kept, F th) {
   at::parallel_for(0, num_blocks(M), 1, [&](int64_t b0, int64_t b1) {
     F zin[TT][B], sout[TT][B];
@@ -126,9 +212,11 @@ void forward_float_impl(const F* z, F* out, F* sh, F* sm, F* sc, F* si, int64_t 
             if (save) {
               sh[off + j] = h;
               if (mpiu) sm[off + j] = mj;
-              if (ciu) sc[off + j] = cj;
               if (ciu && has_cur) si[off + j] = it;
             }
+          }
+          if (save && ciu) {  // sign of C (0: < 0, 1: = 0, 2: > 0) is all the backward needs of it
+            for (int64_t j = 0; j < B; ++j) sc[off + j] = static_cast<uint8_t>((c[j] > F(0)) + (c[j] >= F(0)));
           }
         }
         store_tile(sout, n0, nvalid, T, t0, len, out);
@@ -139,11 +227,15 @@ void forward_float_impl(const F* z, F* out, F* sh, F* sm, F* sc, F* si, int64_t 
 
 // ---- float backward (BPTT through v, MPIU, CIU and the previous input; see ilif_lava/dynamics.py) ---------------
 template <typename F, bool mpiu, bool ciu, bool has_cur, int64_t inh, int64_t sg_kind, bool need_glam>
-void backward_float_impl(const F* go, const F* z, const F* sh, const F* sm, const F* sc, const F* si, F* gz,
+void backward_float_impl(const F* __restrict__ go, const F* __restrict__ z, const F* __restrict__ sh,
+                         const F* __restrict__ sm, const uint8_t* __restrict__ sc, const F* __restrict__ si,
+                         F* __restrict__ gz,
                          double* glam_part, int64_t M, int64_t T, F lam, F beta, F kappa, F cur_kept, F th,
                          Surrogate<F> sg, bool ciu_pass_at_zero) {
+  const uint8_t pass_code = ciu_pass_at_zero ? 1 : 2;  // relu'(C) = 1 where code >= pass_code
   at::parallel_for(0, num_blocks(M), 1, [&](int64_t b0, int64_t b1) {
-    F gin[TT][B], gout[TT][B], zprev[TT][B];
+    F gin[TT][B], gout[TT][B], zprev[TT][B], cmask[B];
+    const F zeros[B] = {};
     for (int64_t b = b0; b < b1; ++b) {
       const int64_t n0 = b * B, nvalid = std::min(B, M - n0);
       F gv[B], gm[B], gc[B], gi[B], gsx[B];
@@ -156,7 +248,14 @@ void backward_float_impl(const F* go, const F* z, const F* sh, const F* sm, cons
         if (ciu && !has_cur) load_tile(z, n0, nvalid, T, t0 - 1, len, zprev);  // I[t-1] = z[t-1]
         for (int64_t k = len - 1; k >= 0; --k) {
           const int64_t t = t0 + k;
-          const int64_t off = (b * T + t) * B, offp = off - B;  // offp: step t - 1 (only read when t > 0)
+          const int64_t off = (b * T + t) * B;
+          // step t - 1 (zeros before the first step: no spike, v = 0, I = 0)
+          const F* __restrict__ hprev = t > 0 ? sh + off - B : zeros;
+          const F* __restrict__ mprev = (mpiu && t > 0) ? sm + off - B : zeros;
+          const F* __restrict__ iprev_p = t == 0 ? zeros : (has_cur ? si + off - B : zprev[k]);
+          if (ciu) {
+            for (int64_t j = 0; j < B; ++j) cmask[j] = sc[off + j] >= pass_code ? F(1) : F(0);
+          }
           for (int64_t j = 0; j < B; ++j) {
             const F h = sh[off + j];
             const F s = h >= th ? F(1) : F(0);
@@ -174,14 +273,11 @@ void backward_float_impl(const F* go, const F* z, const F* sh, const F* sm, cons
             }
             gs = gs - th * gvp;
             const F gh = gvp + gs * sg.template grad<sg_kind>(h - th);
-            F hp = F(0), sprev = F(0);
-            if (t > 0) { hp = sh[offp + j]; sprev = hp >= th ? F(1) : F(0); }
+            const F hp = hprev[j];
+            const F sprev = hp >= th ? F(1) : F(0);
             if (need_glam) {  // d/d lambda += gh_t * v_{t-1}, v_{t-1} recomputed from the saved h, m
-              F vprev = F(0);
-              if (t > 0) {
-                vprev = hp - sprev * th;
-                if (mpiu) vprev = vprev - sprev * inhibit(sm[offp + j], inh);
-              }
+              F vprev = hp - sprev * th;
+              if (mpiu) vprev = vprev - sprev * inhibit(mprev[j], inh);
               gl[j] += static_cast<double>(gh) * static_cast<double>(vprev);
             }
             gv[j] = lam * gh;
@@ -189,14 +285,10 @@ void backward_float_impl(const F* go, const F* z, const F* sh, const F* sm, cons
             gout[k][j] = gij;
             gij = cur_kept * gij;
             if (ciu) {
-              const F ct = sc[off + j];
-              const bool pass = ciu_pass_at_zero ? ct >= F(0) : ct > F(0);
-              const F gc_tot = gc[j] - (pass ? gh : F(0));
+              const F gc_tot = gc[j] - gh * cmask[j];
               gc[j] = kappa * gc_tot;
               gij = gij + kappa * gc_tot * sprev;
-              F iprev = F(0);
-              if (t > 0) iprev = has_cur ? si[offp + j] : zprev[k][j];
-              gsx[j] = kappa * gc_tot * iprev;
+              gsx[j] = kappa * gc_tot * iprev_p[j];
             }
             gi[j] = gij;
           }
@@ -218,18 +310,24 @@ constexpr int64_t STATE_MAX = (int64_t(1) << 23) - 1;
 constexpr int64_t HALF = int64_t(1) << 23;
 constexpr uint64_t SPAN_MASK = (uint64_t(1) << 24) - 1;
 
-inline int64_t decay_int(int64_t x, int64_t kept) {  // trunc(x * kept / 4096) toward zero
-  const int64_t p = x * kept;
-  const int64_t mag = (p < 0 ? -p : p) >> 12;
-  return p < 0 ? -mag : mag;
+// trunc(x * kept / 4096) toward zero. Every decayed quantity is below 2**25 in magnitude (24-bit states and sums of
+// two of them), so |x| * kept is a 32 x 32 -> 64-bit product, which vectorises (the int64 product would not).
+inline int64_t decay_int(int64_t x, int64_t kept) {
+  const uint64_t ax = static_cast<uint32_t>(x < 0 ? -x : x);
+  const int64_t mag = static_cast<int64_t>((ax * static_cast<uint64_t>(static_cast<uint32_t>(kept))) >> 12);
+  return x < 0 ? -mag : mag;
 }
-inline int64_t sat(int64_t x) { return x > STATE_MAX ? STATE_MAX : (x < -STATE_MAX ? -STATE_MAX : x); }
+inline int64_t sat(int64_t x) { return std::min(std::max(x, -STATE_MAX), STATE_MAX); }
 inline int64_t wrap24(uint64_t x) {  // modular wrap into (-2**23, 2**23], two's complement (torch int64 semantics)
   return static_cast<int64_t>((x + uint64_t(HALF - 1)) & SPAN_MASK) - HALF + 1;
 }
+// PLAN in state units: (a >> 2) + 2048, (a >> 3) + 2560, (a >> 5) + 3456, 4096 from |m| = 0, 4096, 9728, 20480;
+// shift and offset built from segment indicators so the loop vectorises.
 inline int64_t plan_int(int64_t m) {
   const int64_t a = m < 0 ? -m : m;
-  const int64_t pos = a >= 5 * 4096 ? 4096 : a >= 9728 ? (a >> 5) + 3456 : a >= 4096 ? (a >> 3) + 2560 : (a >> 2) + 2048;
+  const int64_t s1 = a >= 4096, s2 = a >= 9728;
+  const int64_t seg = (a >> (2 + s1 + 2 * s2)) + 2048 + 512 * s1 + 896 * s2;
+  const int64_t pos = a >= 5 * 4096 ? 4096 : seg;
   return m < 0 ? 4096 - pos : pos;
 }
 
@@ -252,8 +350,8 @@ void forward_int_impl(const int64_t* a, O* out, int64_t* ru, int64_t* rv, int64_
           for (int64_t j = 0; j < B; ++j) {
             int64_t cj = c[j], rect = 0;
             if (ciu) {
-              cj = sat(decay_int(cj + (sp[j] ? u[j] : 0), ck));
-              rect = cj > 0 ? cj : 0;
+              cj = sat(decay_int(cj + (u[j] & -sp[j]), ck));  // sp is 0/1: u_prev * s_prev
+              rect = std::max<int64_t>(cj, 0);
             }
             const int64_t uj = wrap24(static_cast<uint64_t>(decay_int(u[j], ik)) +
                                       (static_cast<uint64_t>(ain[k][j]) << 6));
@@ -308,19 +406,20 @@ void check_2d(const torch::Tensor& x, const char* name) {
 
 }  // namespace
 
-// z [M, T] float32/float64 -> [spikes [M, T], h, m, c, i] (saved tensors blocked [nb, T, 16]; empty when unused).
+// z [M, T] float32/float64 -> [spikes [M, T], h, m, sign of c (uint8: 0 <0, 1 =0, 2 >0), i] (saved tensors blocked
+// [nb, T, 16]; empty when unused).
 std::vector<torch::Tensor> forward_float(torch::Tensor z, double lam, double beta, double kappa, double cur_kept,
                                          double th, bool mpiu, bool ciu, int64_t inhibition, bool save) {
   check_2d(z, "z");
   const int64_t M = z.size(0), T = z.size(1);
-  auto out = torch::empty_like(z);
   auto opts = z.options();
+  auto out = pooled_empty({M, T}, opts);
   auto none = torch::empty({0}, opts);
   const std::vector<int64_t> blocked{num_blocks(M), T, B};
-  auto sh = save ? torch::empty(blocked, opts) : none;
-  auto sm = save && mpiu ? torch::empty(blocked, opts) : none;
-  auto sc = save && ciu ? torch::empty(blocked, opts) : none;
-  auto si = save && ciu && cur_kept != 0.0 ? torch::empty(blocked, opts) : none;
+  auto sh = save ? pooled_empty(blocked, opts) : none;
+  auto sm = save && mpiu ? pooled_empty(blocked, opts) : none;
+  auto sc = save && ciu ? pooled_empty(blocked, opts.dtype(torch::kUInt8)) : none;
+  auto si = save && ciu && cur_kept != 0.0 ? pooled_empty(blocked, opts) : none;
   TORCH_CHECK(inhibition == INH_PLAN || inhibition == INH_SIGMOID, "unknown inhibition code");
   if (!mpiu) inhibition = INH_PLAN;  // unused without the MPIU: one instantiation
   AT_DISPATCH_FLOATING_TYPES(z.scalar_type(), "ilif_forward_float", [&] {
@@ -329,7 +428,7 @@ std::vector<torch::Tensor> forward_float(torch::Tensor z, double lam, double bet
       forward_float_impl<scalar_t, decltype(MP)::value, decltype(CI)::value, decltype(HC)::value,
                          decltype(IN)::value, decltype(SV)::value>(
           z.data_ptr<scalar_t>(), out.data_ptr<scalar_t>(), ptr_or_null<scalar_t>(sh), ptr_or_null<scalar_t>(sm),
-          ptr_or_null<scalar_t>(sc), ptr_or_null<scalar_t>(si), M, T, static_cast<scalar_t>(lam),
+          ptr_or_null<uint8_t>(sc), ptr_or_null<scalar_t>(si), M, T, static_cast<scalar_t>(lam),
           static_cast<scalar_t>(beta), static_cast<scalar_t>(kappa), static_cast<scalar_t>(cur_kept),
           static_cast<scalar_t>(th));
     }); }); }); }); });
@@ -347,7 +446,7 @@ std::vector<torch::Tensor> backward_float(torch::Tensor grad_out, torch::Tensor 
   check_2d(z, "z");
   const int64_t M = z.size(0), T = z.size(1);
   TORCH_CHECK(grad_out.sizes() == z.sizes() && grad_out.scalar_type() == z.scalar_type(), "grad_out must match z");
-  auto gz = torch::empty_like(z);
+  auto gz = pooled_empty({M, T}, z.options());
   auto glam_part = need_glam ? torch::zeros({num_blocks(M)}, z.options().dtype(torch::kFloat64))
                              : torch::empty({0}, z.options().dtype(torch::kFloat64));
   TORCH_CHECK(inhibition == INH_PLAN || inhibition == INH_SIGMOID, "unknown inhibition code");
@@ -360,7 +459,7 @@ std::vector<torch::Tensor> backward_float(torch::Tensor grad_out, torch::Tensor 
       backward_float_impl<scalar_t, decltype(MP)::value, decltype(CI)::value, decltype(HC)::value,
                           decltype(IN)::value, decltype(SG)::value, decltype(GL)::value>(
           grad_out.data_ptr<scalar_t>(), z.data_ptr<scalar_t>(), sh.data_ptr<scalar_t>(), ptr_or_null<scalar_t>(sm),
-          ptr_or_null<scalar_t>(sc), ptr_or_null<scalar_t>(si), gz.data_ptr<scalar_t>(),
+          ptr_or_null<uint8_t>(sc), ptr_or_null<scalar_t>(si), gz.data_ptr<scalar_t>(),
           need_glam ? glam_part.data_ptr<double>() : nullptr, M, T, static_cast<scalar_t>(lam),
           static_cast<scalar_t>(beta), static_cast<scalar_t>(kappa), static_cast<scalar_t>(cur_kept),
           static_cast<scalar_t>(th), sg, ciu_pass_at_zero);
@@ -376,10 +475,10 @@ std::vector<torch::Tensor> forward_int(torch::Tensor a, int64_t vth, int64_t i_d
   check_2d(a, "a");
   TORCH_CHECK(a.scalar_type() == torch::kInt64, "a must be int64");
   const int64_t M = a.size(0), T = a.size(1);
-  auto out = torch::empty({M, T}, a.options().dtype(out_dtype));
+  auto out = pooled_empty({M, T}, a.options().dtype(out_dtype));
   auto none = torch::empty({0}, a.options());
-  auto ru = record ? torch::empty_like(a) : none, rv = record ? torch::empty_like(a) : none;
-  auto rc = record ? torch::empty_like(a) : none, rm = record ? torch::empty_like(a) : none;
+  auto rec = [&]() { return record ? pooled_empty({M, T}, a.options()) : none; };
+  auto ru = rec(), rv = rec(), rc = rec(), rm = rec();
   int64_t* p[4] = {nullptr, nullptr, nullptr, nullptr};
   if (record) { p[0] = ru.data_ptr<int64_t>(); p[1] = rv.data_ptr<int64_t>(); p[2] = rc.data_ptr<int64_t>(); p[3] = rm.data_ptr<int64_t>(); }
   for (int64_t d : {i_decay, v_decay, c_decay, m_decay})
@@ -399,5 +498,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, mod) {
   mod.def("forward_float", &forward_float);
   mod.def("backward_float", &backward_float);
   mod.def("forward_int", &forward_int);
+  mod.def("pool_cached_bytes", []() { return BufferPool::get().cached(); });
+  mod.def("pool_clear", []() { return BufferPool::get().clear(); }, "free the pool's cached blocks; returns bytes");
   mod.attr("BLOCK") = B;
 }
