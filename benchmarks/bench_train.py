@@ -75,8 +75,10 @@ def run(steps: Sequence[int], devices: Sequence[str], warmup: int, repeats: int,
                        "repeats_done": len(res["ilif"]["samples_s"]),
                        "ilif_over_cuba_min": ratio(mins["ilif"], mins["cuba"]),
                        "reference_over_ilif_min": ratio(mins["reference"], mins["ilif"])}
+                from ilif_lava import kernels
+                row["kernel"] = kernels.last_used().get("float")
                 rows.append(row)
-                log(f"  ILIF {1e3 * ilif:.1f} ms | CUBA {1e3 * cuba:.1f} ms | reference {1e3 * ref:.1f} ms "
+                log(f"  [{row['kernel']} kernel] ILIF {1e3 * ilif:.1f} ms | CUBA {1e3 * cuba:.1f} ms | reference {1e3 * ref:.1f} ms "
                     f"-> ILIF/CUBA {row['ilif_over_cuba']:.2f}x, reference/ILIF {row['reference_over_ilif']:.2f}x")
             del models
     notes = [c["note"] for c in configs() if c["note"]]

@@ -11,6 +11,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from ilif_lava import kernels  # noqa: E402
+
 
 def _save(fig, path: Path) -> str:
     fig.tight_layout()
@@ -83,11 +85,20 @@ def _plots(r: Dict[str, Any], out: Path) -> List[str]:
     return names
 
 
+def _kernels_text(info: Dict[str, Any]) -> str:
+    used = info.get("last_used") or {}
+    if not used:
+        return "none recorded"
+    return ", ".join(f"{path} `{name}`" for path, name in sorted(used.items())) + \
+        f" (requested `{info.get('requested', 'auto')}`, {info.get('threads', '?')} torch threads)"
+
+
 def _md(r: Dict[str, Any], plots: List[str], check_markdown: str) -> str:
     acc, pa = r["accuracy"], r["prediction_agreement"]
     lines = [f"# ilif-lava report: {r['config']['neuron']} {r['config']['arch']} on {r['config']['dataset']}",
              "", f"{r['samples']} test samples, T = {r['time_steps']}; float engine on `{r['device_float']}`; "
-             f"Lava CPU fixed_pt wall time {r['lava_wall_s']:.1f} s.", "",
+             f"Lava CPU fixed_pt wall time {r['lava_wall_s']:.1f} s. ILIF kernels that ran in this process: "
+             f"{_kernels_text(r.get('kernels', {}))}.", "",
              "## Accuracy and prediction agreement", "",
              "| engine | accuracy |", "|---|---|"]
     lines += [f"| {k} | {v:.4f} |" for k, v in acc.items()]
@@ -134,6 +145,7 @@ def write_report(report: Dict[str, Any], out_dir: Path, check_markdown: str = ""
     out.mkdir(parents=True, exist_ok=True)
     plots = _plots(report, out)
     report["plots"] = plots
+    report.setdefault("kernels", kernels.describe())
     (out / "report.json").write_text(json.dumps(report, indent=2, default=float))
     (out / "report.md").write_text(_md(report, plots, check_markdown))
     return out

@@ -92,6 +92,11 @@ def test_report_files_exist(ilif_run):
         assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
     md = (out / "report.md").read_text()
     assert "quant vs Lava mismatches" in md and "SOP energy" in md
+    # which ILIF kernel computed the float and the bit-exact integer engines
+    from ilif_lava import kernels
+    used = saved["kernels"]["last_used"]
+    assert set(used) == {"float", "integer"} and set(used.values()) <= set(kernels.CHOICES)
+    assert f"integer `{used['integer']}`" in md
     for name in saved["plots"]:
         assert f"]({name})" in md
     assert saved["samples"] == N_TEST and saved["time_steps"] == T
