@@ -3,7 +3,7 @@
 It follows the authors' released code style (KaiSUN1/ILIF ``InhibitoryLIFNeuron``, a spikingjelly 0.0.0.0.12
 single-step ``LIFNode``): the state lives in the module, the network is called once per time step
 (``for t in range(T): net(x_t)``), autograd records every step, and ``reset`` puts the states back to the
-float ``0.``. The equations are those of docs ``ilif-model.md`` section 1.2:
+float ``0.``. The equations are those of docs/neuron.md:
 
 1. C = kappa * (C + I_prev * S_prev)          (CIU)
 2. I~ = I - relu(C)

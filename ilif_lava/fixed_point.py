@@ -17,7 +17,7 @@ Units (Loihi conventions, see docs/fixed-point.md for the full table):
 * The inhibition function maps ``m`` to about ``4096 * sigmoid(m / 4096)`` with PLAN (piecewise-linear
   approximation with power-of-two slopes: shifts and adds only).
 
-Step order (ilif-model.md section 1.2), per neuron, with ``u`` the raw input current:
+Step order (docs/neuron.md, the float model), per neuron, with ``u`` the raw input current:
 
 1. ``c = sat(trunc((c + u_prev * s_prev) * (4096 - cDecay) >> 12))``          (CIU, previous current/spike)
 2. ``u = wrap(trunc(u_prev * (4096 - iDecay) >> 12) + (a << 6))``             (iDecay = 4096: no memory)

@@ -152,6 +152,33 @@ def _random_input(seed: int, shape=(4, 16, 12)) -> torch.Tensor:
 INHIBITIONS = ("sigmoid", "plan")
 
 
+@pytest.mark.parametrize("kernel", ["torch", "cpu", None])
+@pytest.mark.parametrize("rule", ["pass", "block"])
+@pytest.mark.parametrize("tau,kappa", [(1.1, 0.03), (2.0, 0.3), (1.5, 0.9)])
+@pytest.mark.parametrize("variant", ["ILIF", "CIU", "IPLIF"])
+def test_ciu_gradient_parity_with_written_out_clamp(variant, tau, kappa, rule, kernel):
+    """Gradient parity with the authors' clamp(C, min=0) (rule 'pass') and with relu ('block'), every path
+    (torch fallback, compiled kernel, autograd reference), float64, to 1e-6."""
+    from ilif_lava.kernels import cpu_build
+    if kernel == "cpu" and cpu_build.load() is None:
+        pytest.skip(f"compiled CPU kernel unavailable: {cpu_build.error()}")
+    mpiu, ciu, plif = ref_variant(variant)
+    x = _random_input(hash((variant, tau)) % 997, shape=(3, 24, 16))
+    n = Neuron(threshold=VTH, tau=tau, kappa=kappa, variant=variant, inhibition="sigmoid", surrogate="rectangle",
+               ciu_grad_at_zero=rule, kernel=kernel).double()
+    xn = x.clone().requires_grad_(True)
+    s = n.reference_dynamics(xn) if kernel is None else n.float_dynamics(xn)
+    xr = x.clone().requires_grad_(True)
+    lam = _plif_lam(torch.tensor([-math.log(tau - 1.0)], dtype=torch.float64)) if plif else 1.0 - 1.0 / tau
+    sr, st = ref_ilif(xr, lam, kappa=kappa, mpiu=mpiu, ciu=ciu, ciu_pass_at_zero=(rule == "pass"))
+    assert torch.equal(s.detach(), sr.detach())
+    assert (st["C"] == 0).any(), "the tie C = 0 must occur"
+    R = torch.randn(x.shape, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    (s * R).sum().backward()
+    (sr * R).sum().backward()
+    torch.testing.assert_close(xn.grad, xr.grad, rtol=1e-6, atol=1e-6)
+
+
 @pytest.mark.parametrize("inhibition", INHIBITIONS)
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_random_matches_reference(variant, inhibition):
