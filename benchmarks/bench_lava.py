@@ -87,6 +87,7 @@ def run(steps: int, n_lava: int, n_eval: int, eval_batch: int, repeats: int, dev
 
     # ---- Lava fixed_pt ----------------------------------------------------------------------------------
     times: Dict[str, Dict[str, List[float]]] = {k: {"tiny": [], "main": []} for k in ("ILIF", "CUBA")}
+    phases: Dict[str, List[Dict[str, float]]] = {k: [] for k in ("ILIF", "CUBA")}
     lava_spikes = None
     with tempfile.TemporaryDirectory(prefix="ilif-bench-") as tmp:
         paths = {"ILIF": export_blocks(list(ilif.blocks), Path(tmp) / "ilif.net"),
@@ -100,6 +101,7 @@ def run(steps: int, n_lava: int, n_eval: int, eval_batch: int, repeats: int, dev
                 times[name]["tiny"].append(timed(lambda: run_network(path, tiny)))
                 holder: Dict[str, Any] = {}
                 times[name]["main"].append(timed(lambda: holder.update(r=run_network(path, main))))
+                phases[name].append(dict(holder["r"].timings))
                 if name == "ILIF" and lava_spikes is None:
                     lava_spikes = holder["r"].spikes
                 log(f"  fixed {times[name]['tiny'][-1]:.2f} s, main {times[name]['main'][-1]:.2f} s")
@@ -111,6 +113,13 @@ def run(steps: int, n_lava: int, n_eval: int, eval_batch: int, repeats: int, dev
         lava[name] = {"fixed_cost_run": tiny_s, "main_run": main_s,
                       "per_step_steady_s": run_s / (n_steps - 2), "per_step_total_s": main_s["median_s"] / n_steps,
                       "samples_per_s_steady": n_lava / run_s, "samples_per_s_total": n_lava / main_s["median_s"]}
+        # Lava's own phases (simulations.lava_run.LavaResult.timings): pure stepping of samples 2..n, without
+        # build, compile, first sample, read-back and stop
+        ph = {k: float(np.median([p.get(k, 0.0) for p in phases[name]])) for k in phases[name][0]}
+        lava[name]["phases_median_s"] = ph
+        if n_lava > 1 and ph.get("stepping", 0) > 0:
+            lava[name]["per_step_stepping_s"] = ph["stepping"] / ((n_lava - 1) * steps)
+            lava[name]["samples_per_s_stepping"] = (n_lava - 1) / ph["stepping"]
     result["lava"] = lava
     result["lava_ilif_over_cuba_per_step_steady"] = ratio(lava["ILIF"]["per_step_steady_s"],
                                                           lava["CUBA"]["per_step_steady_s"])
@@ -125,6 +134,10 @@ def run(steps: int, n_lava: int, n_eval: int, eval_batch: int, repeats: int, dev
     q_cpu = evals["cpu"]["samples_per_s"]
     result["quantized_cpu_over_lava_samples_per_s_steady"] = ratio(q_cpu, lava["ILIF"]["samples_per_s_steady"])
     result["quantized_cpu_over_lava_samples_per_s_total"] = ratio(q_cpu, lava["ILIF"]["samples_per_s_total"])
+    if "samples_per_s_stepping" in lava["ILIF"]:
+        result["quantized_cpu_over_lava_samples_per_s_stepping"] = ratio(q_cpu, lava["ILIF"]["samples_per_s_stepping"])
+    from ilif_lava import kernels
+    result["quantized_kernel"] = kernels.last_used().get("integer")
     if "cuda" in evals:
         result["quantized_cuda_over_lava_samples_per_s_steady"] = ratio(evals["cuda"]["samples_per_s"],
                                                                         lava["ILIF"]["samples_per_s_steady"])
