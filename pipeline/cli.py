@@ -5,6 +5,7 @@ Invalid values give a one-line error and exit code 2 (no traceback).
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import math
 import os
@@ -266,9 +267,19 @@ def main(argv: Optional[List[str]] = None) -> int:
         return _main(argv)
     old = signal.signal(signal.SIGTERM, _sigterm)      # SIGTERM ends a command like Ctrl-C does: cleanly, 130
     try:
-        return _main(argv)
+        code = _main(argv)
     finally:
         signal.signal(signal.SIGTERM, old)
+    if argv is None and _failed_write:
+        # After a failed HDF5 write (full disk) the HDF5 library keeps a half-closed file that crashes its own
+        # shutdown (SIGSEGV); the error line is out and every temp file is gone, so leave without that teardown.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code
+
+
+_failed_write = False
 
 
 def _main(argv: Optional[List[str]]) -> int:
@@ -289,6 +300,8 @@ def _main(argv: Optional[List[str]]) -> int:
         print(f"ilif-lava {args.cmd}: error: {_one_line(exc)}", file=sys.stderr)
         return 2
     except OSError as exc:  # read-only or full disk, a path under a file, ...: one line, exit code 2
+        global _failed_write
+        _failed_write = exc.errno in (errno.ENOSPC, errno.EIO, errno.EDQUOT)
         where = f"{exc.filename}: " if exc.filename else ""
         print(f"ilif-lava {args.cmd}: error: {where}{exc.strerror or _one_line(exc)}", file=sys.stderr)
         return 2

@@ -40,6 +40,9 @@ class LavaResult:
     spikes: List[np.ndarray]
     states: Dict[int, Dict[str, np.ndarray]] = field(default_factory=dict)  # layer -> name -> [N, neurons, T]
     layer_names: List[str] = field(default_factory=list)
+    # wall seconds per phase: build (netx network + I/O processes), first_sample (Lava's compile + start + the
+    # first sample), stepping (every later sample, state resets included), readback (sink buffers), stop
+    timings: Dict[str, float] = field(default_factory=dict)
 
 
 STOP_TIMEOUT_S = 10.0     # a graceful process.stop() (Lava joins its runtime without a timeout) gets this long
@@ -120,6 +123,12 @@ def stop_runtime(process, graceful_timeout: float = STOP_TIMEOUT_S) -> None:
         _force_stop(process)
 
 
+_forking = [False]          # True between os.fork()'s 'before' and 'after in parent' hooks
+os.register_at_fork(before=lambda: _forking.__setitem__(0, True),
+                    after_in_parent=lambda: _forking.__setitem__(0, False),
+                    after_in_child=lambda: _forking.__setitem__(0, False))
+
+
 class _Signals:
     """While active (main thread only): SIGINT and SIGTERM raise KeyboardInterrupt in this process, and are
     ignored by the Lava child processes forked meanwhile (they inherit the handler; the parent stops them), so a
@@ -138,8 +147,15 @@ class _Signals:
                 os._exit(128 + signum)
             return
         self.received = signum
-        if not self.shielded:
+        # inside fork hooks (Lava forking its processes) an exception would be printed and dropped: then the
+        # signal is only recorded, and :meth:`check` raises it at the next sample
+        if not self.shielded and not _forking[0]:
             raise KeyboardInterrupt(f"signal {signal.Signals(signum).name}")
+
+    def check(self) -> None:
+        """Raise KeyboardInterrupt for a signal that was recorded but could not be raised where it arrived."""
+        if self.received is not None and not self.shielded:
+            raise KeyboardInterrupt(f"signal {signal.Signals(self.received).name}")
 
     def __enter__(self) -> "_Signals":
         if threading.current_thread() is threading.main_thread():
@@ -153,12 +169,13 @@ class _Signals:
 
 
 @contextlib.contextmanager
-def running(process) -> Iterator[None]:
+def running(process) -> Iterator["_Signals"]:
     """Stop the Lava runtime of ``process`` whatever happens inside the block (errors, Ctrl-C, SIGTERM), within
-    bounded time (:func:`stop_runtime`); a second signal during that cleanup cannot interrupt it."""
+    bounded time (:func:`stop_runtime`); a second signal during that cleanup cannot interrupt it. Yields the
+    signal state: call its ``check()`` between steps."""
     with _Signals() as sig:
         try:
-            yield
+            yield sig
         finally:
             sig.shielded = True
             try:
@@ -208,6 +225,8 @@ def run_network(path: Union[str, Path], x: np.ndarray, record_states: bool = Fal
 
     x = np.asarray(x)
     n, steps = x.shape[0], x.shape[-1]
+    tm: Dict[str, float] = {}
+    t_phase = time.perf_counter()
     # netx cannot infer the input shape of a network whose first layer is a conv: give it (x, y, f) = (W, H, C)
     net_kwargs = {"input_shape": tuple(int(v) for v in x.shape[1:4][::-1])} if x.ndim == 5 else {}
     net = ILIFNetwork(net_config=str(path), **net_kwargs)
@@ -224,19 +243,32 @@ def run_network(path: Union[str, Path], x: np.ndarray, record_states: bool = Fal
                    if getattr(layer, "neuron", None) is not None and hasattr(layer.neuron, "m")]
     states: Dict[int, Dict[str, List[np.ndarray]]] = {i: {k: [] for k in fx.STATE_NAMES} for i in ilif_layers}
     cfg = Loihi2SimCfg(select_tag="fixed_pt")
-    with running(net):
+    tm["build"] = time.perf_counter() - t_phase
+    with running(net) as sig:
         for k in tqdm(range(n), desc="Lava samples", unit="sample", disable=not progress):
+            sig.check()
+            if k == 1:
+                now = time.perf_counter()
+                tm["first_sample"], t_phase = now - t_phase, now
             if k > 0:
                 _reset_vars(net)
             if record_states:
                 for _ in range(steps):
+                    sig.check()
                     net.run(condition=RunSteps(num_steps=1), run_cfg=cfg)
                     for i in ilif_layers:
                         for name in fx.STATE_NAMES:
                             states[i][name].append(getattr(net.layers[i].neuron, name).get().copy())
             else:
                 net.run(condition=RunSteps(num_steps=steps), run_cfg=cfg)
+        sig.check()
+        now = time.perf_counter()
+        tm["stepping" if n > 1 else "first_sample"], t_phase = now - t_phase, now
+        tm.setdefault("stepping", 0.0)
         raw = [s.data.get() for s in sinks]
+        now = time.perf_counter()
+        tm["readback"], t_phase = now - t_phase, now
+    tm["stop"] = time.perf_counter() - t_phase
     spikes = []
     for layer, r in zip(net.layers, raw):
         ordered = _to_slayer_order(r, layer.out.shape)                    # [neurons, N*T]
@@ -251,4 +283,4 @@ def run_network(path: Union[str, Path], x: np.ndarray, record_states: bool = Fal
             arr = np.stack(seq, axis=-1)                                   # [*XYZ, N*T]
             arr = _to_slayer_order(arr, shape)
             out_states[i][name] = arr.reshape(arr.shape[0], n, steps).transpose(1, 0, 2).astype(np.int64)
-    return LavaResult(spikes=spikes, states=out_states)
+    return LavaResult(spikes=spikes, states=out_states, timings=tm)

@@ -239,6 +239,13 @@ def test_read_only_run_folder(tmp_path, capsys):
                                                f"writable"], err
 
 
+def _cli(argv: List[str]) -> tuple:
+    """The real command in a subprocess: after a failed write on a full disk HDF5 keeps half-closed handles, so
+    the failure must not share a process with the rest of the suite (the CLI process ends right after it)."""
+    res = subprocess.run([str(EXE), *argv], capture_output=True, text=True, timeout=300)
+    return res.returncode, res.stdout, res.stderr
+
+
 def _fill(fs: Path, leave: int) -> None:
     st = os.statvfs(fs)
     free = st.f_bavail * st.f_frsize
@@ -251,7 +258,7 @@ def test_full_disk_export_leaves_no_temp_file(run_dir, tmp_path, capsys):
         run = fs / "run"
         shutil.copytree(run_dir, run, ignore=shutil.ignore_patterns("network.net*"))
         _fill(fs, 4096)
-        code, out, err = _run(["export", str(run)], capsys)
+        code, out, err = _cli(["export", str(run)])
         names = sorted(p.name for p in run.iterdir())
     assert code == 2 and "Traceback" not in err, err
     lines = _error_lines(err)
@@ -262,7 +269,7 @@ def test_full_disk_export_leaves_no_temp_file(run_dir, tmp_path, capsys):
 def test_full_disk_training_leaves_no_temp_file(tmp_path, capsys):
     with _tmpfs(tmp_path / "full", "size=256k") as fs:
         _fill(fs, 12 * 1024)
-        code, out, err = _run(["train", *TINY, "--run-dir", str(fs / "run")], capsys)
+        code, out, err = _cli(["train", *TINY, "--run-dir", str(fs / "run")])
         left = sorted(str(p.relative_to(fs)) for p in fs.rglob("*") if p.name != "filler")
     assert code == 2 and "Traceback" not in err, err
     lines = _error_lines(err)
