@@ -16,7 +16,7 @@ level) and ``faulthandler.dump_traceback_later`` (a hang inside the HDF5 C libra
 traceback instead of blocking CI).
 
 Examples: N_STRUCTURAL + N_BYTES (3200) + N_HOSTILE (480, hostile classes at the end of this file),
-derandomized; 60-260 s for this file on 2 cores (idle vs shared).
+derandomized; about 170 s for this file in `make test` on the shared 2-core machine (108 + 24 + 37 s).
 """
 from __future__ import annotations
 
