@@ -11,7 +11,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from ilif_lava import kernels  # noqa: E402
+from ilif_lava import atomic, kernels  # noqa: E402
 
 
 def _save(fig, path: Path) -> str:
@@ -146,6 +146,6 @@ def write_report(report: Dict[str, Any], out_dir: Path, check_markdown: str = ""
     plots = _plots(report, out)
     report["plots"] = plots
     report.setdefault("kernels", kernels.describe())
-    (out / "report.json").write_text(json.dumps(report, indent=2, default=float))
-    (out / "report.md").write_text(_md(report, plots, check_markdown))
+    atomic.write_text(out / "report.json", json.dumps(report, indent=2, default=float))
+    atomic.write_text(out / "report.md", _md(report, plots, check_markdown))
     return out
