@@ -185,6 +185,10 @@ def _pf(p: Optional[bool]) -> str:
     return "n/a" if p is None else ("PASS" if p else "FAIL")
 
 
+def _notes(notes: List[str]) -> List[str]:
+    return [line for n in notes for line in ("", f"Note: {n}")]
+
+
 def write_summary(out_dir: Path, machine: Dict[str, Any], settings: Dict[str, Any], targets: List[Dict[str, Any]],
                   train, lava, memory, elapsed: float, kern: Optional[Dict[str, Any]] = None) -> Path:
     L: List[str] = ["# ILIF benchmarks", ""]
@@ -219,8 +223,7 @@ def write_summary(out_dir: Path, machine: Dict[str, Any], settings: Dict[str, An
                      f"{_fmt(r.get('previous_over_kernel'))} | {_fmt(r.get('kernel_over_lif_loop'))} | "
                      f"{_fmt(r.get('kernel_over_floor'), 'x', 1)} | {im.get('torch', float('nan')):.1f} | "
                      f"{_fmt(im.get(kn), '', 1)} | {_fmt(r.get('integer_torch_over_kernel'), 'x', 1)} |")
-        for n in kern["notes"]:
-            L += ["", f"Note: {n}"]
+        L += _notes(kern["notes"])
     if train:
         L += ["", "## Training step (forward + backward), median", "",
               f"Warm-up {train['warmup']}, up to {train['repeats']} timed repeats per case (round-robin over the "
@@ -234,8 +237,7 @@ def write_summary(out_dir: Path, machine: Dict[str, Any], settings: Dict[str, An
                      f"{1e3 * r['reference_median_s']:.1f} | {r['ilif_over_cuba']:.2f} | "
                      f"{r['reference_over_ilif']:.2f} | {r['ilif_over_cuba_min']:.2f} | "
                      f"{r['reference_over_ilif_min']:.2f} | {r['repeats_done']} |")
-        for n in train["notes"]:
-            L += ["", f"Note: {n}"]
+        L += _notes(train["notes"])
     if lava:
         lv = lava["lava"]
         L += ["", "## Lava fixed_pt vs CUBA, and bit-exact quantized evaluation", "",

@@ -1,4 +1,4 @@
-"""Small helpers shared by the torch-vs-Lava tests."""
+"""Small helpers shared by the tests (torch-vs-Lava runs, CLI calls)."""
 from __future__ import annotations
 
 from typing import List
@@ -47,3 +47,14 @@ def run_netx(net, steps: int, x=None, input_bias=None) -> List[np.ndarray]:
         return [np.array(s.data.get()) for s in sinks]
     finally:
         net.stop()
+
+
+def run_cli(argv: List[str], capsys) -> tuple:
+    """(exit code, stdout, stderr) of ``pipeline.cli.main(argv)``, whether it returns or raises SystemExit."""
+    from pipeline.cli import main
+    try:
+        code = main(argv)
+    except SystemExit as exc:
+        code = exc.code
+    out, err = capsys.readouterr()
+    return code, out, err

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from export.export_net import export_model
-from pipeline.cli import main
+from tests.helpers import run_cli
 from training.models import build_model
 
 EXE = Path(sys.executable).with_name("ilif-lava")
@@ -20,14 +20,7 @@ TINY_TRAIN = ["--dataset", "digits", "-T", "4", "--hidden", "8", "--epochs", "1"
               "--limit-train", "40", "--limit-test", "6", "--batch-size", "20", "--device", "cpu"]
 
 
-def _run_main(argv, capsys):
-    """(exit code, stdout, stderr) of ``main(argv)``, whether it returns or raises SystemExit (argparse)."""
-    try:
-        code = main(argv)
-    except SystemExit as exc:
-        code = exc.code
-    out, err = capsys.readouterr()
-    return code, out, err
+_run_main = run_cli
 
 
 def _error_lines(err: str):

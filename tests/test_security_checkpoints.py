@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from pipeline.cli import main
+from tests.helpers import run_cli
 from training.models import build_model
 from training.train import ModelFileError, load_model, read_torch_file
 
@@ -40,11 +41,7 @@ def _plant(path: Path, marker: Path, how: str) -> None:
 
 
 def _run(argv, capsys):
-    try:
-        code = main(argv)
-    except SystemExit as exc:
-        code = exc.code
-    out, err = capsys.readouterr()
+    code, _, err = run_cli(argv, capsys)
     return code, err
 
 

@@ -19,7 +19,7 @@ import pytest
 import torch
 
 from export.export_net import export_model
-from pipeline.cli import main
+from tests.helpers import run_cli
 from training.models import build_model
 from training.train import TrainConfig
 
@@ -28,13 +28,7 @@ TINY = ["--dataset", "digits", "-T", "4", "--hidden", "8", "--epochs", "1", "--q
 EXE = Path(sys.executable).with_name("ilif-lava")
 
 
-def _run(argv: List[str], capsys) -> tuple:
-    try:
-        code = main(argv)
-    except SystemExit as exc:
-        code = exc.code
-    out, err = capsys.readouterr()
-    return code, out, err
+_run = run_cli
 
 
 def _error_lines(err: str) -> List[str]:

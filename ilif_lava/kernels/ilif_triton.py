@@ -52,15 +52,23 @@ def _inhibit(m, INH: tl.constexpr):
 
 
 @triton.jit
+def _neurons(pid, M, BLOCK_N: tl.constexpr):
+    """Neuron indices of program ``pid`` (int64) and the in-range mask."""
+    n = (pid * BLOCK_N + tl.arange(0, BLOCK_N)).to(tl.int64)
+    return n, n < M
+
+
+@triton.jit
+def _params(prm):
+    """(lambda, beta, kappa, current kept, threshold) from the parameter tensor."""
+    return tl.load(prm + 0), tl.load(prm + 1), tl.load(prm + 2), tl.load(prm + 3), tl.load(prm + 4)
+
+
+@triton.jit
 def _fwd_float(zt, out, sh, sm, sc, si, prm, M, T, MPIU: tl.constexpr, CIU: tl.constexpr, HAS_CUR: tl.constexpr,
                INH: tl.constexpr, SAVE: tl.constexpr, BLOCK_N: tl.constexpr):
-    n = (tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)).to(tl.int64)
-    mask = n < M
-    lam = tl.load(prm + 0)
-    beta = tl.load(prm + 1)
-    kappa = tl.load(prm + 2)
-    cur = tl.load(prm + 3)
-    th = tl.load(prm + 4)
+    n, mask = _neurons(tl.program_id(0), M, BLOCK_N)
+    lam, beta, kappa, cur, th = _params(prm)
     zero = tl.zeros([BLOCK_N], dtype=lam.dtype)
     v = zero
     m = zero
@@ -105,13 +113,8 @@ def _bwd_float(got, zt, sh, sm, sc, si, gzt, glam, prm, M, T, MPIU: tl.constexpr
                HAS_CUR: tl.constexpr, INH: tl.constexpr, SG: tl.constexpr, CIU_PASS: tl.constexpr,
                NEED_GLAM: tl.constexpr, BLOCK_N: tl.constexpr):
     pid = tl.program_id(0)
-    n = (pid * BLOCK_N + tl.arange(0, BLOCK_N)).to(tl.int64)
-    mask = n < M
-    lam = tl.load(prm + 0)
-    beta = tl.load(prm + 1)
-    kappa = tl.load(prm + 2)
-    cur = tl.load(prm + 3)
-    th = tl.load(prm + 4)
+    n, mask = _neurons(pid, M, BLOCK_N)
+    lam, beta, kappa, cur, th = _params(prm)
     p1 = tl.load(prm + 5)
     p2 = tl.load(prm + 6)
     zero = tl.zeros([BLOCK_N], dtype=lam.dtype)
@@ -205,8 +208,7 @@ def _plan_int(m):
 @triton.jit
 def _fwd_int(at, out, ru, rv, rc, rm, M, T, vth, ik, vk, ck, mk, MPIU: tl.constexpr, CIU: tl.constexpr,
              RECORD: tl.constexpr, BLOCK_N: tl.constexpr):
-    n = (tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)).to(tl.int64)
-    mask = n < M
+    n, mask = _neurons(tl.program_id(0), M, BLOCK_N)
     zero = tl.zeros([BLOCK_N], dtype=tl.int64)
     u = zero
     v = zero
