@@ -5,7 +5,7 @@ Invalid values give a one-line error and exit code 2 (no traceback).
 from __future__ import annotations
 
 import argparse
-import errno
+import contextlib
 import json
 import math
 import os
@@ -259,6 +259,13 @@ def _sigterm(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt("SIGTERM")
 
 
+def _late_signal(signum: int, frame: Any) -> None:
+    """After the command's work (results written, Lava stopped): leave at once with the interruption code."""
+    sys.stderr.write("ilif-lava: interrupted\n")
+    sys.stderr.flush()
+    os._exit(130)
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     """Run one subcommand; exit codes: 0 ok, 1 checks failed / training stopped, 2 bad input, 130 interrupted."""
     import signal
@@ -270,16 +277,23 @@ def main(argv: Optional[List[str]] = None) -> int:
         code = _main(argv)
     finally:
         signal.signal(signal.SIGTERM, old)
-    if argv is None and _failed_write:
-        # After a failed HDF5 write (full disk) the HDF5 library keeps a half-closed file that crashes its own
-        # shutdown (SIGSEGV); the error line is out and every temp file is gone, so leave without that teardown.
+    if argv is None:
+        # The console command: its work is done (results written atomically, Lava stopped). Leave without the
+        # interpreter's teardown: Python restores the default signal actions while it tears torch and Lava down
+        # (long on a busy machine), so a Ctrl-C or SIGTERM there would kill the process (-15) instead of ending
+        # it as an interruption (one line, 130); and after a failed HDF5 write (full disk) the HDF5 library keeps
+        # a half-closed file that crashes its own shutdown (SIGSEGV).
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, _late_signal)
+        import logging
+        import multiprocessing.util
+        with contextlib.suppress(Exception):
+            multiprocessing.util._exit_function()  # what the teardown does for child processes: end and join them
+        logging.shutdown()
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(code)
     return code
-
-
-_failed_write = False
 
 
 def _main(argv: Optional[List[str]]) -> int:
@@ -300,8 +314,6 @@ def _main(argv: Optional[List[str]]) -> int:
         print(f"ilif-lava {args.cmd}: error: {_one_line(exc)}", file=sys.stderr)
         return 2
     except OSError as exc:  # read-only or full disk, a path under a file, ...: one line, exit code 2
-        global _failed_write
-        _failed_write = exc.errno in (errno.ENOSPC, errno.EIO, errno.EDQUOT)
         where = f"{exc.filename}: " if exc.filename else ""
         print(f"ilif-lava {args.cmd}: error: {where}{exc.strerror or _one_line(exc)}", file=sys.stderr)
         return 2
