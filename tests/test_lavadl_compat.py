@@ -299,12 +299,14 @@ def test_old_state_dict_with_lam_buf_loads():
 
 
 @pytest.mark.parametrize("make, x", [
-    (lambda: block.Dense({"threshold": 0.5}, 8, 6, count_log=True), torch.rand(2, 8, 10)),
-    (lambda: block.Conv({"threshold": 0.5}, 2, 3, 3, padding=1, count_log=True), torch.rand(2, 2, 6, 6, 10)),
+    (lambda: block.Dense({"threshold": 0.5}, 8, 6, weight_scale=4, count_log=True), torch.rand(2, 8, 10)),
+    (lambda: block.Conv({"threshold": 0.5}, 2, 3, 3, padding=1, weight_scale=4, count_log=True),
+     torch.rand(2, 2, 6, 6, 10)),
     (lambda: block.Pool({"threshold": 0.5}, 2, count_log=True), torch.rand(2, 2, 6, 6, 10)),
     (lambda: block.Input({"threshold": 0.5}, count_log=True), torch.rand(2, 8, 10)),
 ], ids=["dense", "conv", "pool", "input"])
 def test_count_log(make, x):
+    torch.manual_seed(0)  # random weights: seeded (and scaled) so the block fires
     blk = make()
     ref = make()
     ref.load_state_dict(blk.state_dict())
