@@ -286,9 +286,13 @@ def main(argv: Optional[List[str]] = None) -> int:
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, _late_signal)
         import logging
-        import multiprocessing.util
-        with contextlib.suppress(Exception):
-            multiprocessing.util._exit_function()  # what the teardown does for child processes: end and join them
+        import multiprocessing
+        for child in multiprocessing.active_children():  # end leftover children, bounded (never a blocking join)
+            with contextlib.suppress(Exception):
+                child.join(2.0)
+                if child.is_alive():
+                    child.kill()
+                    child.join(1.0)
         logging.shutdown()
         sys.stdout.flush()
         sys.stderr.flush()
