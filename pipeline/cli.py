@@ -7,13 +7,30 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import math
+import importlib
 import os
 import sys
 from pathlib import Path
 from typing import Any, List, Optional
 
 import ilif_lava  # noqa: F401  (Lava Python 3.11 shim first)
+from pipeline.cli_types import Parser as _Parser, device as _device, existing as _existing
+from pipeline.cli_types import nonneg_int as _nonneg_int, positive_int as _positive_int
+from pipeline.cli_train import add_train_args as _add_train_args, train_config as _config
+
+# Subcommands defined in their own modules: each has ``add_parser(subparsers)`` and ``run(args) -> int`` and
+# imports nothing heavy at module level (the parser is built before torch or Lava are imported).
+PLUGIN_COMMANDS = {"study": "pipeline.study_cli", "nir": "pipeline.nir_cli"}
+
+
+def _plugin(cmd: str):
+    """The module of a plugin subcommand, or None when it is not installed in this checkout."""
+    try:
+        return importlib.import_module(PLUGIN_COMMANDS[cmd])
+    except ModuleNotFoundError as exc:
+        if exc.name == PLUGIN_COMMANDS[cmd]:
+            return None
+        raise
 
 
 def _quiet_imports() -> None:
@@ -25,98 +42,6 @@ def _quiet_imports() -> None:
     logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
     with contextlib.redirect_stdout(io.StringIO()):
         import lava.lib.dl.slayer  # noqa: F401
-
-NEURON_CHOICES = ("ILIF", "MPIU", "CIU", "LIF", "PLIF", "IPLIF", "CUBA")
-from training.limits import MAX_BATCH, MAX_EPOCHS, MAX_HIDDEN, MAX_TIME_BINS  # noqa: E402
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse with a one-line error (plus a ``--help`` hint) instead of the whole usage block; exit code 2."""
-
-    def error(self, message: str):  # type: ignore[override]
-        self.exit(2, f"{self.prog}: error: {message}\n(see '{self.prog} --help')\n")
-
-
-def _int(v: str, what: str) -> int:
-    try:
-        return int(v)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected {what}, got {v!r}") from None
-
-
-def _bounded_int(lo: int, hi: Optional[int] = None):
-    """An argparse type: an integer in [lo, hi]."""
-    what = {0: "an integer >= 0", 1: "a positive integer"}.get(lo, f"an integer >= {lo}")
-
-    def parse(v: str) -> int:
-        n = _int(v, what)
-        if n < lo:
-            raise argparse.ArgumentTypeError(f"expected {what}, got {v}")
-        if hi is not None and n > hi:
-            raise argparse.ArgumentTypeError(f"expected at most {hi}, got {v}")
-        return n
-    parse.__name__ = "int"
-    return parse
-
-
-_positive_int = _bounded_int(1)
-_nonneg_int = _bounded_int(0)
-
-
-def _finite(v: str) -> float:
-    try:
-        x = float(v)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {v!r}") from None
-    if not math.isfinite(x):
-        raise argparse.ArgumentTypeError(f"expected a finite number, got {v}")
-    return x
-
-
-def _unit_float(v: str) -> float:
-    x = _finite(v)
-    if not 0.0 <= x <= 1.0:
-        raise argparse.ArgumentTypeError(f"expected a value in [0, 1], got {v}")
-    return x
-
-
-def _positive_float(v: str) -> float:
-    x = _finite(v)
-    if not x > 0:
-        raise argparse.ArgumentTypeError(f"expected a value > 0, got {v}")
-    return x
-
-
-def _nonneg_float(v: str) -> float:
-    x = _finite(v)
-    if not x >= 0:
-        raise argparse.ArgumentTypeError(f"expected a value >= 0, got {v}")
-    return x
-
-
-def _tau(v: str) -> float:
-    x = _finite(v)
-    if not x >= 1:
-        raise argparse.ArgumentTypeError(f"expected a value >= 1, got {v}")
-    return x
-
-
-def _device(v: str) -> str:
-    """'auto', 'cpu', 'cuda' or 'cuda:N', and the device must exist on this machine."""
-    from training.train import check_device
-    try:
-        check_device(v)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-    return v
-
-
-def _existing(v: str) -> Path:
-    p = Path(v)
-    if not p.exists():
-        raise argparse.ArgumentTypeError(f"{v}: no such file or folder")
-    return p
-
 
 def _add_limit_args(p: argparse.ArgumentParser) -> None:
     from ilif_lava.hdf5_validate import DEFAULT_LIMITS as L
@@ -136,70 +61,6 @@ def _limits(args: argparse.Namespace):
     return DEFAULT_LIMITS.scaled(max_layers=getattr(args, "max_layers", None), max_neurons=n,
                                  max_neurons_per_layer=n, max_synapses=getattr(args, "max_synapses", None),
                                  max_dataset_bytes=b, max_total_bytes=b)
-
-
-def _add_train_args(p: argparse.ArgumentParser) -> None:
-    from training.datasets import DATASETS
-    g = p.add_argument_group("data")
-    g.add_argument("--dataset", choices=DATASETS, default="digits",
-                   help="digits (sklearn, offline, default), nmnist, pokerdvs (offline from --data-dir or "
-                        "../shared/data), dvsgesture, cifar10dvs (tonic download)")
-    g.add_argument("--data-dir", default=None, help="folder with the dataset files (default: $ILIF_LAVA_DATA, "
-                                                    "then ../shared/data)")
-    g.add_argument("-T", "--time-bins", type=_bounded_int(1, MAX_TIME_BINS), default=None,
-                   help=f"time steps per sample (at most {MAX_TIME_BINS})")
-    g.add_argument("--limit-train", type=_positive_int, default=None, help="use only the first N training samples")
-    g.add_argument("--limit-test", type=_positive_int, default=None, help="use only the first N test samples")
-    g = p.add_argument_group("network")
-    g.add_argument("--arch", choices=("mlp", "cnn", "vgg11"), default="mlp")
-    g.add_argument("--neuron", choices=NEURON_CHOICES, default="ILIF",
-                   help="ILIF variant (paper Table 2/3) or stock lava-dl CUBA-LIF")
-    g.add_argument("--hidden", type=_bounded_int(1, MAX_HIDDEN), default=None,
-                   help=f"hidden width (VGG-11: width scale x/512; at most {MAX_HIDDEN})")
-    g.add_argument("--weight-scale", type=_positive_float, default=None,
-                   help="initial weight scale (slayer's; raise it when sparse inputs leave layers silent)")
-    g.add_argument("--tau", type=_tau, default=None, help="membrane time constant, lambda = 1 - 1/tau (>= 1)")
-    g.add_argument("--kappa", type=_unit_float, default=None, help="CIU decay (paper 0.03)")
-    g.add_argument("--threshold", type=_positive_float, default=None, help="firing threshold (float units)")
-    g.add_argument("--inhibition", choices=("plan", "sigmoid"), default=None,
-                   help="inhibition function; 'plan' trains exactly what fixed point deploys")
-    g.add_argument("--surrogate", choices=("rectangle", "exp", "sigmoid"), default=None)
-    g = p.add_argument_group("training")
-    g.add_argument("--epochs", type=_bounded_int(0, MAX_EPOCHS), default=None, help="float training epochs")
-    g.add_argument("--qat-epochs", type=_bounded_int(0, MAX_EPOCHS), default=None,
-                   help="quantization-aware fine-tuning epochs")
-    g.add_argument("--batch-size", type=_bounded_int(1, MAX_BATCH), default=None)
-    g.add_argument("--lr", type=_positive_float, default=None)
-    g.add_argument("--optimizer", choices=("adam", "sgd"), default=None, help="sgd = momentum 0.9 (paper)")
-    g.add_argument("--loss", choices=("rate", "tet", "count"), default=None,
-                   help="count (default): slayer-style spike-rate MSE; rate: CE on spike rates; tet: the paper's TET-style loss")
-    g.add_argument("--momentum", type=_unit_float, default=None, help="SGD momentum (default 0.9)")
-    g.add_argument("--weight-decay", type=_nonneg_float, default=None)
-    g.add_argument("--seed", type=_bounded_int(0, 2 ** 32 - 1), default=None)
-    g.add_argument("--device", type=_device, default="auto", help="auto (CUDA when present), cpu, cuda, cuda:1 ...")
-
-
-def _config(args: argparse.Namespace):
-    from pipeline.recipes import recipe
-    from training.train import TrainConfig
-    base = recipe(args.dataset, args.arch)
-    over = {k: v for k, v in {"time_bins": args.time_bins, "limit_train": args.limit_train,
-                              "limit_test": args.limit_test, "hidden": args.hidden,
-                              "weight_scale": args.weight_scale, "epochs": args.epochs,
-                              "qat_epochs": args.qat_epochs, "batch_size": args.batch_size, "lr": args.lr,
-                              "optimizer": args.optimizer, "loss": args.loss, "seed": args.seed,
-                              "momentum": args.momentum, "weight_decay": args.weight_decay}.items()
-            if v is not None}
-    neuron_over = dict(base.get("neuron_overrides", {}))
-    neuron_over.update({k: v for k, v in {"tau": args.tau, "kappa": args.kappa, "threshold": args.threshold,
-                                          "inhibition": args.inhibition, "surrogate": args.surrogate}.items()
-                        if v is not None})
-    if args.neuron == "CUBA":
-        neuron_over = {k: v for k, v in neuron_over.items() if k == "threshold"}
-    cfg = TrainConfig(**{**base, **over, "dataset": args.dataset, "data_dir": args.data_dir, "arch": args.arch,
-                         "neuron": args.neuron, "neuron_overrides": neuron_over, "device": args.device})
-    cfg.validate()
-    return cfg
 
 
 def _run_dir(args: argparse.Namespace) -> Path:
@@ -252,6 +113,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("net", type=_existing)
     p.add_argument("--json", action="store_true", help="print JSON instead of Markdown")
     _add_limit_args(p)
+
+    for cmd in PLUGIN_COMMANDS:
+        mod = _plugin(cmd)
+        if mod is not None:
+            mod.add_parser(sub)
     return ap
 
 
@@ -354,6 +220,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         _check_output_dir(_run_dir(args))
     elif args.cmd in ("export", "simulate", "compare") and not Path(args.run_dir).is_dir():
         raise ValueError(f"{args.run_dir}: is not a run folder")
+    if args.cmd in PLUGIN_COMMANDS:
+        return int(_plugin(args.cmd).run(args))
     if args.cmd in ("simulate", "check"):
         with hdf5_validate.use_limits(_limits(args)):
             return _dispatch_files(args)

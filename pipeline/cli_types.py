@@ -1,0 +1,98 @@
+"""argparse value types for the ``ilif-lava`` command line: each refuses a bad value with one line naming it.
+
+Light to import (no torch, no Lava): the parser is built before any heavy import.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+from pathlib import Path
+from typing import Optional
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with a one-line error (plus a ``--help`` hint) instead of the whole usage block; exit code 2."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message}\n(see '{self.prog} --help')\n")
+
+
+def parse_int(v: str, what: str) -> int:
+    try:
+        return int(v)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected {what}, got {v!r}") from None
+
+
+def bounded_int(lo: int, hi: Optional[int] = None):
+    """An argparse type: an integer in [lo, hi]."""
+    what = {0: "an integer >= 0", 1: "a positive integer"}.get(lo, f"an integer >= {lo}")
+
+    def parse(v: str) -> int:
+        n = parse_int(v, what)
+        if n < lo:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {v}")
+        if hi is not None and n > hi:
+            raise argparse.ArgumentTypeError(f"expected at most {hi}, got {v}")
+        return n
+    parse.__name__ = "int"
+    return parse
+
+
+positive_int = bounded_int(1)
+nonneg_int = bounded_int(0)
+
+
+def finite(v: str) -> float:
+    try:
+        x = float(v)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {v!r}") from None
+    if not math.isfinite(x):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {v}")
+    return x
+
+
+def unit_float(v: str) -> float:
+    x = finite(v)
+    if not 0.0 <= x <= 1.0:
+        raise argparse.ArgumentTypeError(f"expected a value in [0, 1], got {v}")
+    return x
+
+
+def positive_float(v: str) -> float:
+    x = finite(v)
+    if not x > 0:
+        raise argparse.ArgumentTypeError(f"expected a value > 0, got {v}")
+    return x
+
+
+def nonneg_float(v: str) -> float:
+    x = finite(v)
+    if not x >= 0:
+        raise argparse.ArgumentTypeError(f"expected a value >= 0, got {v}")
+    return x
+
+
+def tau(v: str) -> float:
+    x = finite(v)
+    if not x >= 1:
+        raise argparse.ArgumentTypeError(f"expected a value >= 1, got {v}")
+    return x
+
+
+def device(v: str) -> str:
+    """'auto', 'cpu', 'cuda' or 'cuda:N', and the device must exist on this machine."""
+    from training.train import check_device
+    try:
+        check_device(v)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return v
+
+
+def existing(v: str) -> Path:
+    p = Path(v)
+    if not p.exists():
+        raise argparse.ArgumentTypeError(f"{v}: no such file or folder")
+    return p
