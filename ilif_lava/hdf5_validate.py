@@ -271,7 +271,8 @@ def _link_target_problem(h: h5py.File, start: h5py.Group, target: str, max_hops:
     return None
 
 
-def _dataset_problem(ds: h5py.Dataset, limits: FileLimits, big: bool) -> Tuple[Optional[str], str, int]:
+def _dataset_problem(ds: h5py.Dataset, limits: FileLimits, big: bool,
+                     max_vlen: int = 16) -> Tuple[Optional[str], str, int]:
     """(problem, expected, bytes) of one dataset from its metadata only (nothing is read)."""
     if ds.external:
         files = sorted({str(e[0]) for e in ds.external})
@@ -289,8 +290,8 @@ def _dataset_problem(ds: h5py.Dataset, limits: FileLimits, big: bool) -> Tuple[O
     if ds.dtype.kind == "O" or h5py.check_vlen_dtype(ds.dtype) is not None:
         if dcpl.get_layout() != h5py.h5d.CONTIGUOUS:
             return "holds variable-length data outside contiguous storage", "contiguous variable-length data", 0
-        if size > 16:
-            return f"holds {size} variable-length values", "at most 16", 0
+        if size > max_vlen:
+            return f"holds {size} variable-length values", f"at most {max_vlen}", 0
         return None, "", size * 16
     nbytes = size * ds.dtype.itemsize
     numeric = ds.dtype.kind in "biuf" and ds.dtype.subdtype is None
@@ -301,14 +302,17 @@ def _dataset_problem(ds: h5py.Dataset, limits: FileLimits, big: bool) -> Tuple[O
     return None, "", nbytes
 
 
-def _walk(path: Path, h: h5py.File, limits: FileLimits) -> None:
+def _walk(path: Path, h: h5py.File, limits: FileLimits, big_keys: Sequence[str] = BIG_KEYS,
+          max_vlen: int = 16, heaps: bool = False) -> None:
     """Check every link and dataset of the file from metadata, before any data is read.
 
     Refused: external links, soft links that leave the file (through an external link), dangle or loop,
     datasets with external storage, virtual datasets, filters outside :data:`ALLOWED_FILTERS`, datasets over
     the byte limits (``dtype.itemsize * size``, so long strings and array-typed dtypes count in full), more than
     ``limits.max_links`` links or nesting deeper than ``limits.max_depth``. Links are examined with
-    ``getlink=True`` so that nothing is followed.
+    ``getlink=True`` so that nothing is followed. Datasets named in ``big_keys`` may hold up to
+    ``limits.max_dataset_bytes``, others ``limits.max_key_bytes``; variable-length ones at most ``max_vlen``
+    values, and with ``heaps`` their global heaps are walked too (:func:`_global_heap_problem`).
     """
     top = _Where(path)
     stack: List[Tuple[str, h5py.Group, int]] = [("", h, 0)]
@@ -352,7 +356,9 @@ def _walk(path: Path, h: h5py.File, limits: FileLimits) -> None:
                 stack.append((full, obj, depth + 1))
             elif isinstance(obj, h5py.Dataset):
                 try:
-                    problem, expected, nbytes = _dataset_problem(obj, limits, name in BIG_KEYS)
+                    problem, expected, nbytes = _dataset_problem(obj, limits, name in big_keys, max_vlen)
+                    if problem is None and heaps:
+                        problem, expected = _global_heap_problem(path, obj), "a readable dataset"
                 except Exception as exc:  # noqa: BLE001 - damaged dataset header
                     raise top.fail(full, f"is unreadable ({type(exc).__name__}: {exc})",
                                    "a readable dataset") from None
@@ -678,6 +684,18 @@ def open_checked(path: PathLike) -> h5py.File:
     except Exception as exc:  # noqa: BLE001 - OSError for non-HDF5 / truncated files, others for odd ones
         raise NetworkFileError(f"{path}: not a readable HDF5 file ({type(exc).__name__}: "
                                f"{' '.join(str(exc).split())})") from None
+
+
+def check_container(path: PathLike, limits: Optional[FileLimits] = None, big_keys: Sequence[str] = BIG_KEYS,
+                    max_vlen: int = 16) -> Path:
+    """The container checks of :func:`validate_file` for any HDF5 file read from others (e.g. NIR graphs,
+    :mod:`ilif_lava.nir`), without the netx layer rules: a regular file, readable as HDF5, every link and dataset
+    checked from metadata by :func:`_walk` (``big_keys``, ``max_vlen`` as there) and every contiguous
+    variable-length dataset's global heap walked before h5py parses it. Raises :class:`NetworkFileError`."""
+    path = Path(path)
+    with open_checked(path) as h:
+        _walk(path, h, limits or current_limits(), big_keys=big_keys, max_vlen=max_vlen, heaps=True)
+    return path
 
 
 def validate_file(path: PathLike, input_shape: Optional[Sequence[int]] = None,
