@@ -1,0 +1,329 @@
+"""``ilif-lava study``: a grid of (neuron variant x seed x one swept parameter) trained and measured cell by cell.
+
+Every cell trains with the named recipe (float, then QAT: :func:`training.train.train`), then evaluates on the
+test split the float model and the deployed one (the bit-exact integer model, evaluated with the same function as
+``ilif-lava compare``: :func:`pipeline.run._engine`), and records activity of the deployed model
+(:func:`simulations.activity.network_activity`), the per-epoch training loss (``log.jsonl``) and the
+overactivation share (:func:`overactivation`).
+
+Folder layout of ``out``:
+  cells/<cell>.json   one finished cell (written atomically; a cell whose file exists is never run again)
+  study.json          the spec, every cell, and the aggregates (:func:`aggregate`)
+  study.md            tables of mean +- std over seeds (from the same aggregates)
+  *.png               plots (:mod:`pipeline.study_plots`)
+Training folders (model.pt, checkpoint.pt, log.jsonl) go to ``work_dir/<cell>/`` (default ``out/train``); an
+interrupted cell resumes from its last epoch checkpoint there.
+"""
+from __future__ import annotations
+
+import json
+import math
+import statistics
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+
+from ilif_lava import atomic
+from ilif_lava import fixed_point as fx
+from pipeline.run import _engine
+from simulations.activity import network_activity
+from training.datasets import load_split
+from training.losses import predict
+from training.train import TrainConfig, load_model, pick_device, train
+
+VARIANTS = ("LIF", "MPIU", "CIU", "ILIF", "PLIF", "IPLIF")
+# swept parameter -> where it goes in TrainConfig ("neuron": neuron_overrides[name]; else the field name)
+SWEEPABLE = {"gamma": "neuron", "tau": "neuron", "kappa": "neuron", "T": "time_bins"}
+# aggregated scalar metrics of a cell, in table order
+METRICS = ("float_accuracy", "deployed_accuracy", "firing_rate", "continuous_firing_rate", "overactivation",
+           "final_loss")
+OVERACTIVATION_FACTOR = 2.0   # membrane potential above 2 x threshold (issue 13; ../shared/docs/field-anchors.md)
+
+
+@dataclass
+class StudySpec:
+    """A study: the base training config (the recipe with the user's flags), the grid axes and the folders."""
+
+    base: TrainConfig
+    variants: List[str]
+    seeds: List[int]
+    sweep_param: Optional[str] = None
+    sweep_values: List[float] = field(default_factory=list)
+    out: Path = Path("runs/study")
+    work_dir: Optional[Path] = None
+
+    def values(self) -> List[Optional[float]]:
+        return list(self.sweep_values) if self.sweep_param else [None]
+
+    def cells(self) -> List[Tuple[str, int, Optional[float]]]:
+        """(variant, seed, swept value) of every cell, in run order (value, then variant, then seed)."""
+        return [(v, s, x) for x in self.values() for v in self.variants for s in self.seeds]
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {"base": asdict(self.base), "variants": list(self.variants), "seeds": list(self.seeds),
+                "sweep_param": self.sweep_param, "sweep_values": list(self.sweep_values)}
+
+
+def format_value(x: Optional[float]) -> str:
+    return "-" if x is None else f"{x:g}"
+
+
+def cell_id(variant: str, seed: int, param: Optional[str], value: Optional[float]) -> str:
+    """File-safe cell name, e.g. ``ILIF-gamma2-seed0``."""
+    mid = "" if param is None else f"-{param}{format_value(value)}"
+    return f"{variant}{mid}-seed{seed}"
+
+
+def cell_config(base: TrainConfig, variant: str, seed: int, param: Optional[str],
+                value: Optional[float]) -> TrainConfig:
+    """The training config of one cell: ``base`` with the variant, the seed and the swept value set."""
+    d = asdict(base)
+    d.update(neuron=variant, seed=int(seed), neuron_overrides=dict(base.neuron_overrides))
+    if param is not None:
+        if SWEEPABLE[param] == "neuron":
+            d["neuron_overrides"][param] = float(value)
+        else:
+            d[SWEEPABLE[param]] = int(value)
+    cfg = TrainConfig(**d)
+    cfg.validate()
+    return cfg
+
+
+def membrane_before_reset(states: Dict[str, np.ndarray], spikes: np.ndarray, p: fx.ILIFParams) -> np.ndarray:
+    """The membrane potential H each step compared with the threshold (before the soft reset and the MPIU
+    inhibition), in integer state units, from the recorded after-reset ``v``, MPIU ``m`` and the spikes.
+
+    Inverts the reset of :func:`ilif_lava.fixed_point.ilif_step`: ``v = H - s * vth - s * inhibition(m)``.
+    ``states[k]``, ``spikes``: [N, neurons, T] (int). Returns int64 [N, neurons, T].
+    """
+    s = np.asarray(spikes, dtype=np.int64)
+    vth = int(p.vth_mant) << fx.VTH_SHIFT
+    h = np.asarray(states["v"], dtype=np.int64) + s * vth
+    if p.mpiu:
+        h = h + s * np.asarray(fx.INHIBITION_INT[p.inhibition](np.asarray(states["m"], dtype=np.int64)))
+    return h
+
+
+def overactivation(model: Any, states: Dict[int, Dict[str, np.ndarray]],
+                   layer_spikes: Sequence[np.ndarray]) -> Dict[str, Any]:
+    """Share of membrane-potential values H (sample, neuron, step) above 2 x threshold, per spiking layer and
+    pooled over layers, in the deployed integer model. ``states``: layer -> recorded integer states
+    [n, neurons, T] (:func:`pipeline.run._engine` with ``record=True``: its first batch); ``layer_spikes``:
+    the same model's spikes [N, neurons, T] (the first n samples are used)."""
+    per, over, total = [], 0, 0
+    for li, blk in enumerate(model.spiking_blocks()):
+        if li not in states:
+            raise ValueError(f"layer {li}: no recorded membrane states (neuron {type(blk.neuron).__name__})")
+        p = blk.neuron.int_params
+        n = states[li]["v"].shape[0]
+        h = membrane_before_reset(states[li], np.asarray(layer_spikes[li])[:n], p)
+        limit = OVERACTIVATION_FACTOR * (int(p.vth_mant) << fx.VTH_SHIFT)
+        k = int((h > limit).sum())
+        per.append(k / h.size)
+        over, total = over + k, total + h.size
+    return {"per_layer": per, "overall": over / total if total else 0.0, "samples": int(n) if per else 0}
+
+
+def run_cell(cfg: TrainConfig, train_dir: Path) -> Dict[str, Any]:
+    """Train one cell (resuming from ``train_dir``'s checkpoint) and measure it; a JSON-able dict."""
+    t0 = time.time()
+    model_path = train(cfg, train_dir, resume=True, progress=False)
+    t_train = time.time() - t0
+    model = load_model(model_path)
+    x, y = load_split(cfg.dataset, "test", time_bins=cfg.time_bins, data_dir=cfg.data_dir,
+                      limit=cfg.limit_test).tensors()
+    y = y.numpy()
+    float_spikes, _ = _engine(model, x, pick_device(cfg.device), quantized=False, record=False)
+    quant_spikes, quant_states = _engine(model, x, torch.device("cpu"), quantized=True, record=True)
+    act = network_activity(model, x.numpy(), quant_spikes, cfg.neuron)
+    over = overactivation(model, quant_states, quant_spikes)
+    log = [json.loads(l) for l in (Path(train_dir) / "log.jsonl").read_text().splitlines() if l.strip()]
+    return {
+        "float_accuracy": float((predict(float_spikes[-1]) == y).mean()),
+        "deployed_accuracy": float((predict(quant_spikes[-1]) == y).mean()),
+        "firing_rate": act["firing_rate"],
+        "continuous_firing_rate": act["continuous_firing_rate"],
+        "overactivation": over["overall"],
+        "final_loss": log[-1]["loss"] if log else math.nan,
+        "layers": [{"layer": l["layer"], "neurons": l["neurons"], "firing_rate": l["firing_rate"],
+                    "continuous_firing_rate": l["continuous_firing_rate"],
+                    "spikes_per_step": l["spikes_per_step"], "overactivation": o}
+                   for l, o in zip(act["layers"], over["per_layer"])],
+        "overactivation_samples": over["samples"],
+        "sop_energy_uj_per_sample": act["sop_energy_uj_per_sample"],
+        "loss_curve": [{"epoch": r["epoch"], "phase": r["phase"], "loss": r["loss"],
+                        "test_accuracy": r["test_accuracy"]} for r in log],
+        "test_samples": int(len(y)), "train_wall_s": t_train, "wall_s": time.time() - t0,
+    }
+
+
+def _cell_path(spec: StudySpec, cid: str) -> Path:
+    return Path(spec.out) / "cells" / f"{cid}.json"
+
+
+def load_cell(path: Path, cfg: Optional[TrainConfig] = None) -> Dict[str, Any]:
+    """A finished cell's JSON; with ``cfg``, refuses (one line naming the file) a cell trained with other settings."""
+    try:
+        cell = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{path}: not a study cell file ({' '.join(str(exc).split())})") from None
+    if not isinstance(cell, dict) or "config" not in cell or "metrics" not in cell:
+        raise ValueError(f"{path}: not a study cell file (keys 'config' and 'metrics' expected)")
+    if cfg is not None and cell["config"] != asdict(cfg):
+        diff = sorted(k for k in set(cell["config"]) | set(asdict(cfg))
+                      if cell["config"].get(k) != asdict(cfg).get(k))
+        raise ValueError(f"{path}: was written with other settings ({', '.join(diff)} differ); use a new --out "
+                         "or delete the file")
+    return cell
+
+
+def run_study(spec: StudySpec, train_cells: bool = True, progress: bool = True) -> Dict[str, Any]:
+    """Run every unfinished cell of ``spec`` (unless ``train_cells`` is False), then write study.json, study.md
+    and the plots from all finished cells. Returns the study dict (``trained``/``skipped``/``missing`` counts)."""
+    out = Path(spec.out)
+    (out / "cells").mkdir(parents=True, exist_ok=True)
+    work = Path(spec.work_dir) if spec.work_dir else out / "train"
+    grid = spec.cells()
+    cells, trained, skipped, missing = [], 0, 0, []
+    t_start = time.time()
+    for i, (variant, seed, value) in enumerate(grid, 1):
+        cid = cell_id(variant, seed, spec.sweep_param, value)
+        cfg = cell_config(spec.base, variant, seed, spec.sweep_param, value)
+        path = _cell_path(spec, cid)
+        head = f"[{i}/{len(grid)}] {cid}"
+        if path.exists():
+            cells.append(load_cell(path, cfg))
+            skipped += 1
+            if progress:
+                print(f"{head}: done before, skipped", flush=True)
+            continue
+        if not train_cells:
+            missing.append(cid)
+            continue
+        metrics = run_cell(cfg, work / cid)
+        cell = {"id": cid, "variant": variant, "seed": int(seed), "param": spec.sweep_param, "value": value,
+                "config": asdict(cfg), "metrics": metrics}
+        atomic.write_json(path, cell, indent=1)
+        cells.append(cell)
+        trained += 1
+        if progress:
+            print(f"{head}: float {metrics['float_accuracy']:.3f} deployed {metrics['deployed_accuracy']:.3f} "
+                  f"firing {metrics['firing_rate']:.4f} cont. {metrics['continuous_firing_rate']:.4f} "
+                  f"over-2th {metrics['overactivation']:.4f} loss {metrics['final_loss']:.4f} "
+                  f"({metrics['wall_s']:.0f} s)", flush=True)
+    study = {"spec": spec.to_dict(), "cells": cells, "aggregates": aggregate(cells),
+             "trained": trained, "skipped": skipped, "missing": missing, "wall_s_this_run": time.time() - t_start,
+             "cell_wall_s_total": sum(c["metrics"]["wall_s"] for c in cells)}
+    write_outputs(study, out)
+    if progress:
+        print(f"study: {trained} cells trained, {skipped} skipped (done before)"
+              + (f", {len(missing)} not run yet" if missing else "") + f"; results in {out}", flush=True)
+    return study
+
+
+# ---------------------------------------------------------------------------------------------------------
+# aggregates: the one computation behind study.json and study.md
+# ---------------------------------------------------------------------------------------------------------
+def mean_std(values: Sequence[float]) -> Dict[str, float]:
+    """Mean and sample standard deviation (ddof = 1; 0 for a single value) of ``values``."""
+    vals = [float(v) for v in values]
+    return {"mean": statistics.fmean(vals), "std": statistics.stdev(vals) if len(vals) > 1 else 0.0}
+
+
+def _columns(rows: Sequence[Sequence[float]]) -> Dict[str, List[float]]:
+    """Per-position mean and std of equally long rows (e.g. one per seed): {'mean': [...], 'std': [...]}."""
+    stats = [mean_std(col) for col in zip(*rows)]
+    return {"mean": [s["mean"] for s in stats], "std": [s["std"] for s in stats]}
+
+
+def aggregate(cells: Sequence[Dict[str, Any]]) -> List[Dict[str, Any]]:
+    """Group cells by (variant, swept value) and give mean +- std over seeds of every metric, per-layer
+    continuous firing / firing / overactivation, spikes per step per layer [layer][T] and the loss curve per
+    epoch. Groups keep the order the cells come in."""
+    groups: Dict[Tuple[str, Any], List[Dict[str, Any]]] = {}
+    for c in cells:
+        groups.setdefault((c["variant"], c["value"]), []).append(c)
+    rows = []
+    for (variant, value), cs in groups.items():
+        ms = [c["metrics"] for c in cs]
+        row: Dict[str, Any] = {"variant": variant, "param": cs[0]["param"], "value": value,
+                               "seeds": [c["seed"] for c in cs]}
+        for k in METRICS:
+            row[k] = mean_std([m[k] for m in ms])
+        for k in ("firing_rate", "continuous_firing_rate", "overactivation"):
+            row[f"{k}_per_layer"] = _columns([[l[k] for l in m["layers"]] for m in ms])
+        row["spikes_per_step_per_layer"] = [_columns([m["layers"][li]["spikes_per_step"] for m in ms])
+                                            for li in range(len(ms[0]["layers"]))]
+        row["loss_curve"] = _columns([[r["loss"] for r in m["loss_curve"]] for m in ms])
+        rows.append(row)
+    return rows
+
+
+def pm(stat: Dict[str, float]) -> str:
+    """'mean ± std' with 4 significant digits (the table format)."""
+    return f"{stat['mean']:.4g} ± {stat['std']:.4g}"
+
+
+METRIC_TITLES = {"float_accuracy": "float acc", "deployed_accuracy": "deployed acc", "firing_rate": "firing rate",
+                 "continuous_firing_rate": "continuous firing", "overactivation": "H > 2 V_th",
+                 "final_loss": "final loss"}
+
+
+def study_markdown(study: Dict[str, Any], plots: Sequence[str] = ()) -> str:
+    """study.md from ``study['aggregates']``: main table, per-layer continuous firing, pivots over the sweep."""
+    spec, agg = study["spec"], study["aggregates"]
+    b = spec["base"]
+    param = spec["sweep_param"]
+    lines = [f"# Study: {', '.join(spec['variants'])} on {b['dataset']} ({b['arch']})", "",
+             f"Seeds {', '.join(map(str, spec['seeds']))}; "
+             + (f"swept {param} = {', '.join(format_value(v) for v in spec['sweep_values'])}; " if param else "")
+             + f"T = {b['time_bins']}, {b['epochs']} float + {b['qat_epochs']} QAT epochs, batch {b['batch_size']}, "
+               f"lr {b['lr']}, {b['optimizer']}, loss {b['loss']}, hidden {b['hidden']}, "
+               f"train samples {b['limit_train'] or 'all'}, test samples {b['limit_test'] or 'all'}; "
+               f"neuron overrides {json.dumps(b['neuron_overrides'])}.", "",
+             "Mean ± sample std (ddof 1) over seeds. Deployed = the bit-exact integer model (the Lava fixed_pt "
+             "twin) on the test split; firing rates, continuous firing (share of (sample, neuron) pairs firing on "
+             "more than half of the steps) and H > 2 V_th (share of membrane-potential values, before reset, above "
+             "twice the threshold; first test batch of up to 64 samples) are of the deployed model; final loss = "
+             "training loss of the last (QAT) epoch.", ""]
+    head = ["variant"] + ([param] if param else []) + [METRIC_TITLES[k] for k in METRICS] + ["seeds"]
+    lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in agg:
+        cells = [r["variant"]] + ([format_value(r["value"])] if param else []) + [pm(r[k]) for k in METRICS]
+        lines.append("| " + " | ".join(cells + [str(len(r["seeds"]))]) + " |")
+    if param:
+        variants = list(dict.fromkeys(r["variant"] for r in agg))
+        for k in ("deployed_accuracy", "firing_rate", "continuous_firing_rate", "overactivation"):
+            lines += ["", f"### {METRIC_TITLES[k]} vs {param}", "",
+                      "| " + " | ".join([param] + variants) + " |", "|" + "---|" * (len(variants) + 1)]
+            for v in spec["sweep_values"]:
+                by = {r["variant"]: r for r in agg if r["value"] == v}
+                lines.append("| " + " | ".join([format_value(v)] + [pm(by[x][k]) if x in by else "-"
+                                                                     for x in variants]) + " |")
+    n_layers = max((len(r["continuous_firing_rate_per_layer"]["mean"]) for r in agg), default=0)
+    lines += ["", "### Continuous firing per layer (deployed)", "",
+              "| " + " | ".join(["variant"] + ([param] if param else []) + [f"layer {i}" for i in range(n_layers)])
+              + " |", "|" + "---|" * (n_layers + 1 + bool(param))]
+    for r in agg:
+        c = r["continuous_firing_rate_per_layer"]
+        lines.append("| " + " | ".join([r["variant"]] + ([format_value(r["value"])] if param else [])
+                                       + [pm({"mean": m, "std": s}) for m, s in zip(c["mean"], c["std"])]) + " |")
+    if study.get("missing"):
+        lines += ["", f"Not run yet: {', '.join(study['missing'])}."]
+    lines += ["", f"Cells: {len(study['cells'])}; summed cell wall time {study['cell_wall_s_total']:.0f} s."]
+    if plots:
+        lines += ["", "## Plots", ""] + [f"![{p}]({p})" for p in plots]
+    return "\n".join(lines) + "\n"
+
+
+def write_outputs(study: Dict[str, Any], out: Path) -> None:
+    """study.json, the PNG plots and study.md (atomic writes)."""
+    from pipeline.study_plots import write_plots
+    out = Path(out)
+    plots = write_plots(study, out) if study["cells"] else []
+    atomic.write_json(out / "study.json", study, indent=1)
+    atomic.write_text(out / "study.md", study_markdown(study, plots))

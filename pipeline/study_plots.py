@@ -1,0 +1,93 @@
+"""PNG plots of a study (``ilif-lava study``), all drawn from ``study['aggregates']`` (:func:`pipeline.study.aggregate`):
+mean over seeds with the sample std as error bars / bands."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Dict, List
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from simulations.report import _save  # noqa: E402  (tight layout, dpi 110, close)
+
+
+def _label(r: Dict[str, Any], param: Any) -> str:
+    from pipeline.study import format_value
+    return r["variant"] if param is None else f"{r['variant']} {param}={format_value(r['value'])}"
+
+
+def _vs_param(agg: List[Dict[str, Any]], param: Any, keys: List[str], titles: List[str], ax_list) -> None:
+    """One axis per metric: mean +- std per variant vs the swept value (bars per variant without a sweep)."""
+    variants = list(dict.fromkeys(r["variant"] for r in agg))
+    for ax, key, title in zip(ax_list, keys, titles):
+        if param is None:
+            rows = [next(r for r in agg if r["variant"] == v) for v in variants]
+            ax.bar(range(len(rows)), [r[key]["mean"] for r in rows], yerr=[r[key]["std"] for r in rows],
+                   capsize=3, color="tab:blue", label=f"{title} (mean ± std over seeds)")
+            ax.set_xticks(range(len(rows)))
+            ax.set_xticklabels(variants, rotation=30)
+            ax.set(xlabel="neuron variant", ylabel=title)
+        else:
+            for v in variants:
+                rows = sorted((r for r in agg if r["variant"] == v), key=lambda r: r["value"])
+                ax.errorbar([r["value"] for r in rows], [r[key]["mean"] for r in rows],
+                            yerr=[r[key]["std"] for r in rows], marker="o", capsize=3, label=v)
+            ax.set(xlabel=param, ylabel=title)
+        ax.set_title(f"{title} vs {param or 'variant'}")
+        ax.legend(fontsize=7)
+
+
+def write_plots(study: Dict[str, Any], out: Path) -> List[str]:
+    """Write the study's PNGs into ``out``; returns their file names."""
+    agg, param = study["aggregates"], study["spec"]["sweep_param"]
+    out = Path(out)
+    names = []
+    fig, axs = plt.subplots(1, 2, figsize=(10, 3.8))
+    _vs_param(agg, param, ["float_accuracy", "deployed_accuracy"], ["float accuracy", "deployed accuracy"], axs)
+    names.append(_save(fig, out / "accuracy.png"))
+
+    fig, axs = plt.subplots(1, 3, figsize=(14, 3.8))
+    _vs_param(agg, param, ["firing_rate", "continuous_firing_rate", "overactivation"],
+              ["firing rate", "continuous firing rate", "share of H > 2 V_th"], axs)
+    names.append(_save(fig, out / "firing.png"))
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    n_layers = max(len(r["continuous_firing_rate_per_layer"]["mean"]) for r in agg)
+    w = 0.8 / len(agg)
+    for i, r in enumerate(agg):
+        c = r["continuous_firing_rate_per_layer"]
+        ax.bar(np.arange(len(c["mean"])) - 0.4 + (i + 0.5) * w, c["mean"], w, yerr=c["std"], capsize=2,
+               label=_label(r, param))
+    ax.set_xticks(range(n_layers))
+    ax.set(xlabel="layer", ylabel="continuous firing rate", title="Continuous firing per layer (deployed)")
+    ax.legend(fontsize=6, ncol=2)
+    names.append(_save(fig, out / "continuous_firing_per_layer.png"))
+
+    fig, axs = plt.subplots(1, n_layers, figsize=(4.2 * n_layers, 3.6), squeeze=False)
+    for li, ax in enumerate(axs[0]):
+        for r in agg:
+            if li >= len(r["spikes_per_step_per_layer"]):
+                continue
+            s = r["spikes_per_step_per_layer"][li]
+            m, sd = np.asarray(s["mean"]), np.asarray(s["std"])
+            ax.plot(np.arange(len(m)), m, label=_label(r, param))
+            ax.fill_between(np.arange(len(m)), m - sd, m + sd, alpha=0.2)
+        ax.set(xlabel="time step", ylabel="spikes (all test samples)", title=f"Spikes per time step, layer {li}")
+    axs[0][0].legend(fontsize=6)
+    names.append(_save(fig, out / "spikes_per_step.png"))
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for r in agg:
+        c = r["loss_curve"]
+        m, sd = np.asarray(c["mean"]), np.asarray(c["std"])
+        ep = np.arange(1, len(m) + 1)
+        ax.plot(ep, m, marker=".", label=_label(r, param))
+        ax.fill_between(ep, m - sd, m + sd, alpha=0.2)
+    ax.set(xlabel="epoch (float, then QAT)", ylabel="training loss", title="Training loss (mean ± std over seeds)")
+    ax.set_yscale("log")
+    ax.legend(fontsize=6, ncol=2)
+    names.append(_save(fig, out / "loss_curves.png"))
+    return names

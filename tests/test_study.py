@@ -1,0 +1,147 @@
+"""``ilif-lava study`` end to end on the offline digits data with tiny settings (real training, real quantized
+model): output files, resume (finished cells are never trained again), table means/stds recomputed from the
+per-cell JSON, bad flags (one-line errors, exit 2)."""
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.helpers import run_cli
+
+TINY = ["--dataset", "digits", "-T", "4", "--epochs", "1", "--qat-epochs", "1", "--limit-train", "64",
+        "--limit-test", "32", "--hidden", "16", "--batch-size", "32"]
+GRID = ["--variants", "LIF,ILIF", "--seeds", "0,1", "--sweep", "gamma=0.5,2"]
+CELLS = [f"{v}-gamma{g}-seed{s}" for g in ("0.5", "2") for v in ("LIF", "ILIF") for s in (0, 1)]
+PLOTS = ("accuracy.png", "firing.png", "continuous_firing_per_layer.png", "spikes_per_step.png", "loss_curves.png")
+TABLE_METRICS = ("float_accuracy", "deployed_accuracy", "firing_rate", "continuous_firing_rate", "overactivation",
+                 "final_loss")
+
+
+def _main_table(md: str):
+    """Rows of study.md's first table: (variant, value, [(mean, std) per metric])."""
+    rows = []
+    lines = md.splitlines()
+    start = next(i for i, l in enumerate(lines) if l.startswith("| variant | gamma | float acc"))
+    for line in lines[start + 2:]:
+        if not line.startswith("|"):
+            break
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        stats = [tuple(float(x) for x in c.split(" ± ")) for c in cells[2:2 + len(TABLE_METRICS)]]
+        rows.append((cells[0], float(cells[1]), stats))
+    return rows
+
+
+def _close(shown: float, exact: float) -> bool:
+    """``shown`` is ``exact`` printed with 4 significant digits."""
+    return abs(shown - exact) <= 5e-4 * abs(exact) + 1e-12
+
+
+def test_study_end_to_end_resume_and_tables(tmp_path, capsys):
+    out = tmp_path / "study"
+    argv = ["study", *GRID, *TINY, "--out", str(out), "--work-dir", str(tmp_path / "work")]
+    code, stdout, stderr = run_cli(argv, capsys)
+    assert code == 0, stderr
+    assert len(re.findall(r"^\[\d/8\] \S+: float ", stdout, re.M)) == 8     # one progress line per cell
+    for name in ("study.json", "study.md", *PLOTS):
+        assert (out / name).stat().st_size > 0, name
+    assert sorted(p.stem for p in (out / "cells").glob("*.json")) == sorted(CELLS)
+    study = json.loads((out / "study.json").read_text())
+    assert study["trained"] == 8 and study["skipped"] == 0 and len(study["cells"]) == 8
+
+    # every cell measured: accuracies, per-layer activity, loss curve of 2 epochs, overactivation share
+    for c in study["cells"]:
+        m = c["metrics"]
+        assert 0 <= m["deployed_accuracy"] <= 1 and 0 <= m["overactivation"] <= 1
+        assert len(m["layers"]) == 2 and len(m["layers"][0]["spikes_per_step"]) == 4
+        assert [r["phase"] for r in m["loss_curve"]] == ["float", "qat"]
+        assert c["config"]["neuron_overrides"]["gamma"] == c["value"]
+    assert len({json.dumps(c["metrics"]["layers"][0]["spikes_per_step"]) for c in study["cells"]}) > 1
+
+    # table means and stds equal those recomputed from the per-cell JSON files
+    cells = [json.loads(p.read_text()) for p in (out / "cells").glob("*.json")]
+    rows = _main_table((out / "study.md").read_text())
+    assert len(rows) == 4
+    for variant, value, stats in rows:
+        group = [c["metrics"] for c in cells if c["variant"] == variant and c["value"] == value]
+        assert len(group) == 2
+        for k, (mean, std) in zip(TABLE_METRICS, stats):
+            vals = np.array([g[k] for g in group], dtype=np.float64)
+            assert _close(mean, vals.mean()), (variant, value, k)
+            assert _close(std, vals.std(ddof=1)), (variant, value, k)
+        agg = next(r for r in study["aggregates"] if r["variant"] == variant and r["value"] == value)
+        per_layer = np.array([[l["continuous_firing_rate"] for l in g["layers"]] for g in group])
+        np.testing.assert_allclose(agg["continuous_firing_rate_per_layer"]["mean"], per_layer.mean(0), atol=1e-12)
+        np.testing.assert_allclose(agg["loss_curve"]["std"],
+                                   np.array([[r["loss"] for r in g["loss_curve"]] for g in group]).std(0, ddof=1),
+                                   atol=1e-12)
+
+    # resume: an interrupted cell (no cell file yet) reruns; finished cells are not trained again
+    mtimes = {p.name: p.stat().st_mtime_ns for p in (out / "cells").glob("*.json")}
+    (out / "cells" / f"{CELLS[-1]}.json").unlink()
+    code, stdout, stderr = run_cli(argv, capsys)
+    assert code == 0, stderr
+    assert stdout.count("done before, skipped") == 7
+    assert json.loads((out / "study.json").read_text())["trained"] == 1
+    for p in (out / "cells").glob("*.json"):
+        if p.stem != CELLS[-1]:
+            assert p.stat().st_mtime_ns == mtimes[p.name], p.name
+    assert (out / "cells" / f"{CELLS[-1]}.json").exists()
+
+    # the same folder with other settings: refused with one line naming the cell file, nothing trained
+    code, stdout, stderr = run_cli([*argv, "--lr", "0.5"], capsys)
+    assert code == 2 and len(stderr.strip().splitlines()) == 1
+    assert f"{CELLS[0]}.json" in stderr and "lr" in stderr
+
+    # --report-only rebuilds the tables from the cell files alone
+    (out / "study.md").unlink()
+    code, _, stderr = run_cli([*argv, "--report-only"], capsys)
+    assert code == 0, stderr
+    assert _main_table((out / "study.md").read_text()) == rows
+
+
+@pytest.mark.parametrize("extra, needle", [
+    (["--sweep", "foo=1,2"], "--sweep"),
+    (["--sweep", "gamma=0,1"], "--sweep"),
+    (["--sweep", "T=2,x"], "--sweep"),
+    (["--sweep", "gamma"], "--sweep"),
+    (["--variants", "LIF,XYZ"], "--variants"),
+    (["--variants", "CUBA"], "--variants"),
+    (["--seeds", "0,0"], "--seeds"),
+    (["--seeds", "-1"], "--seeds"),
+    (["--sweep", "tau=2,4", "--tau", "3"], "--tau"),
+    (["--sweep", "gamma=1,2", "--surrogate", "exp"], "--surrogate"),
+    (["--neuron", "ILIF"], "--variants"),
+    (["--epochs", "-1"], "--epochs"),
+])
+def test_bad_flags_one_line_exit_2(tmp_path, capsys, extra, needle):
+    code, stdout, stderr = run_cli(["study", "--out", str(tmp_path / "s"), *extra], capsys)
+    assert code == 2
+    first, *rest = stderr.strip().splitlines()
+    assert "error:" in first and needle in first, stderr
+    assert rest in ([], [f"(see 'ilif-lava study --help')"]), stderr       # the parser's --help hint only
+    assert not (tmp_path / "s").exists()
+
+
+def test_missing_out_and_out_under_a_file(tmp_path, capsys):
+    code, _, stderr = run_cli(["study"], capsys)
+    assert code == 2 and "--out" in stderr.splitlines()[0]
+    f = tmp_path / "file"
+    f.write_text("x")
+    code, _, stderr = run_cli(["study", "--out", str(f / "s"), *TINY], capsys)
+    assert code == 2 and "--out" in stderr and len(stderr.strip().splitlines()) == 1
+
+
+def test_plugin_module_is_light():
+    """Importing the plug-in (as ``ilif-lava --help`` does) loads neither torch nor the study logic."""
+    code = ("import sys, pipeline.study_cli; "
+            "print(sorted(m for m in ('torch', 'lava', 'pipeline.study', 'matplotlib') if m in sys.modules))")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=Path(__file__).resolve().parents[1], timeout=60)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip() == "[]"
