@@ -15,7 +15,9 @@ from typing import Any, List, Optional
 
 import ilif_lava  # noqa: F401  (Lava Python 3.11 shim first)
 from pipeline.cli_types import Parser as _Parser, device as _device, existing as _existing
-from pipeline.cli_types import nonneg_int as _nonneg_int, positive_int as _positive_int
+from pipeline.cli_types import bounded_int as _bounded_int, nonneg_int as _nonneg_int, positive_int as _positive_int
+from ilif_lava.progress import on_terminal
+from training.limits import MAX_TIME_BINS
 from pipeline.cli_train import add_train_args as _add_train_args, train_config as _config
 
 # Subcommands defined in their own modules: each has ``add_parser(subparsers)`` and ``run(args) -> int`` and
@@ -53,6 +55,21 @@ def _add_limit_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--max-synapses", type=_positive_int, default=None, help=f"default {L.max_synapses}")
     g.add_argument("--max-bytes", type=_positive_int, default=None,
                    help=f"per dataset and in total, default {L.max_dataset_bytes}")
+
+
+def _dataset_names() -> tuple:
+    from training.datasets import DATASETS
+    return tuple(DATASETS)
+
+
+def _add_eval_data_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("evaluation data (default: the run's own test split)")
+    g.add_argument("--dataset", choices=_dataset_names(), default=None, help="evaluate on this dataset's test split")
+    g.add_argument("--data-dir", default=None, help="folder with the dataset files")
+    g.add_argument("-T", "--time-bins", type=_bounded_int(1, MAX_TIME_BINS), default=None,
+                   help="time steps per sample (default: the run's, or the dataset's recipe)")
+    g.add_argument("--out", default=None, help="evaluation folder (default: the run folder for its own data, "
+                                               "else <run>/eval-<dataset>-<folder>-T<T>)")
 
 
 def _limits(args: argparse.Namespace):
@@ -97,15 +114,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_dir", type=_existing, help="run folder holding train/model.pt")
     p.add_argument("--force", action="store_true", help="write the file even if the Loihi 2 checks fail")
 
-    p = sub.add_parser("simulate", help="run an exported network in Lava (CPU, fixed_pt) on the test split")
-    p.add_argument("run_dir", type=_existing, help="run folder (train/config.json says which data)")
+    p = sub.add_parser("simulate", help="run an exported network in Lava (CPU, fixed_pt) on a test split",
+                       description="Run RUN/network.net (or --net FILE) in Lava fixed_pt on the run's test split, or "
+                                   "on other data with --dataset/--data-dir/-T (results then go to "
+                                   "RUN/eval-<dataset>-<folder>-T<T>/, or --out). Without a run folder: "
+                                   "'simulate --net FILE --dataset NAME' evaluates a bare netx file and writes a "
+                                   "Lava-only report.")
+    p.add_argument("run_dir", type=_existing, nargs="?", default=None,
+                   help="run folder (train/config.json says which data); omit to evaluate a bare --net file")
     p.add_argument("--net", type=_existing, default=None, help="HDF5 file (default <run-dir>/network.net)")
+    _add_eval_data_args(p)
     p.add_argument("--limit", type=_positive_int, default=None, help="first N test samples only")
     p.add_argument("--state-samples", type=_nonneg_int, default=2, help="samples whose states are recorded")
     _add_limit_args(p)
 
-    p = sub.add_parser("compare", help="compare float / quantized / Lava and write the report")
+    p = sub.add_parser("compare", help="compare float / quantized / Lava and write the report",
+                       description="Compare the float model, its quantized twin and Lava fixed_pt on exactly the "
+                                   "samples 'simulate' ran; writes report/ in the evaluation folder (the run "
+                                   "folder, or the one the same --dataset/--data-dir/-T/--out flags chose).")
     p.add_argument("run_dir", type=_existing)
+    _add_eval_data_args(p)
     p.add_argument("--baseline-dir", type=_existing, default=None, help="run folder of a baseline network")
     p.add_argument("--device", type=_device, default="auto")
 
@@ -168,11 +196,20 @@ def main(argv: Optional[List[str]] = None) -> int:
 
 def _main(argv: Optional[List[str]]) -> int:
     try:
-        _quiet_imports()
         ap = build_parser()
         args = ap.parse_args(argv)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
+        return 130
+    try:
+        _prerequisites(args)               # stage order: answered before torch or Lava are imported
+    except ValueError as exc:
+        print(f"ilif-lava {args.cmd}: error: {_one_line(exc)}", file=sys.stderr)
+        return 2
+    try:
+        _quiet_imports()
+    except KeyboardInterrupt:
+        print(f"ilif-lava {args.cmd}: interrupted", file=sys.stderr)
         return 130
     from training.train import TrainingError
     try:
@@ -213,13 +250,66 @@ def _check_output_dir(path: Path, flag: str = "--run-dir") -> None:
             return
 
 
+def _light_config(run_dir: Path) -> Optional[dict]:
+    """``train/config.json`` as a dict without importing torch (None when absent or unreadable: the stage then
+    reports the exact problem)."""
+    try:
+        raw = json.loads((Path(run_dir) / "train" / "config.json").read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return None
+    return raw if isinstance(raw, dict) and "dataset" in raw and "time_bins" in raw else None
+
+
+def _data_flags(args: argparse.Namespace) -> str:
+    flags = [f"{f} {v}" for f, v in (("--dataset", args.dataset), ("--data-dir", args.data_dir),
+                                      ("-T", args.time_bins), ("--out", args.out)) if v is not None]
+    return "".join(" " + f for f in flags)
+
+
+def _prerequisites(args: argparse.Namespace) -> None:
+    """Stage-order mistakes as one line naming the command to run first (files checked, nothing imported)."""
+    cmd = args.cmd
+    if cmd not in ("export", "simulate", "compare"):
+        return
+    if cmd == "simulate" and args.run_dir is None:
+        if args.net is None or args.dataset is None:
+            raise ValueError("give a run folder, or a network file and its data: "
+                             "'ilif-lava simulate --net FILE --dataset NAME [--data-dir DIR]'")
+        return
+    run = Path(args.run_dir)
+    if not run.is_dir():
+        raise ValueError(f"{run}: is not a run folder")
+    train_first = f"run 'ilif-lava train --run-dir {run}' first"
+    if cmd in ("export", "compare") and not (run / "train" / "model.pt").exists():
+        raise ValueError(f"{run}: no trained model (train/model.pt); {train_first}")
+    if cmd == "simulate" and not (run / "train" / "config.json").exists():
+        raise ValueError(f"{run}: no train/config.json (which data to run); {train_first}, or evaluate the "
+                         f"file alone with 'ilif-lava simulate --net FILE --dataset NAME'")
+    if cmd == "export":
+        return
+    net = Path(args.net) if getattr(args, "net", None) else run / "network.net"
+    if not net.exists() and not net.is_symlink():
+        raise ValueError(f"{net}: no such network file; run 'ilif-lava export {run}' first")
+    if cmd == "compare":
+        from pipeline import evaluation
+        conf = _light_config(run)
+        if conf is None:
+            return                                         # compare names the config problem itself
+        want = evaluation.requested(conf, args.dataset, args.data_dir, args.time_bins)
+        folder = evaluation.output_dir(run, None, want, evaluation.is_default(conf, args.dataset, args.data_dir,
+                                                                              args.time_bins),
+                                       None if args.out is None else Path(args.out))
+        if not (folder / evaluation.LAVA_RESULTS).is_file():
+            raise ValueError(f"{folder / evaluation.LAVA_RESULTS}: no Lava results; run "
+                             f"'ilif-lava simulate {run}{_data_flags(args)}' first")
+        args.eval_dir = folder
+
+
 def _dispatch(args: argparse.Namespace) -> int:
     from pipeline import run
     from ilif_lava import hdf5_validate
     if args.cmd in ("pipeline", "train"):
         _check_output_dir(_run_dir(args))
-    elif args.cmd in ("export", "simulate", "compare") and not Path(args.run_dir).is_dir():
-        raise ValueError(f"{args.run_dir}: is not a run folder")
     if args.cmd in PLUGIN_COMMANDS:
         return int(_plugin(args.cmd).run(args))
     if args.cmd in ("simulate", "check"):
@@ -235,7 +325,8 @@ def _dispatch(args: argparse.Namespace) -> int:
     elif args.cmd == "export":
         run.stage_export(args.run_dir, force=args.force)
     elif args.cmd == "compare":
-        rep = run.stage_compare(args.run_dir, baseline_dir=args.baseline_dir, device=args.device)
+        rep = run.stage_compare(args.run_dir, baseline_dir=args.baseline_dir, device=args.device,
+                                eval_dir=getattr(args, "eval_dir", None), progress=on_terminal())
         print(json.dumps({"accuracy": rep["accuracy"], "prediction_agreement": rep["prediction_agreement"]}))
     return 0
 
@@ -245,7 +336,9 @@ def _dispatch_files(args: argparse.Namespace) -> int:
     from pipeline import run
     from ilif_lava import hdf5_validate
     if args.cmd == "simulate":
-        run.stage_simulate(args.run_dir, net_path=args.net, limit=args.limit, state_samples=args.state_samples)
+        run.stage_simulate(args.run_dir, net_path=args.net, limit=args.limit, state_samples=args.state_samples,
+                           progress=on_terminal(), dataset=args.dataset, data_dir=args.data_dir,
+                           time_bins=args.time_bins, out_dir=None if args.out is None else Path(args.out))
         return 0
     from ilif_lava import loihi2
     hdf5_validate.validate_file(args.net)             # structure, links, storage, filters, sizes: before reading

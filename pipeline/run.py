@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import time
 import zipfile
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
@@ -21,12 +21,14 @@ import torch
 
 from ilif_lava import fixed_point as fx
 from ilif_lava import atomic, loihi2
+from ilif_lava.progress import bar
 from export.export_net import export_model
+from pipeline import evaluation
 from simulations.activity import network_activity
 from simulations.compare import (align_lava_states, first_divergence, lsb_error_histogram, prediction_agreement,
                                  spike_agreement)
 from simulations.lava_run import run_network
-from simulations.report import write_report
+from simulations.report import write_lava_report, write_report
 from training.datasets import load_split
 from training.losses import predict
 from training.train import TrainConfig, load_config, load_model, pick_device, train
@@ -49,34 +51,59 @@ def stage_export(run_dir: Path, force: bool = False, max_cores: Optional[int] = 
     return path
 
 
-def _test_inputs(cfg: TrainConfig, limit: Optional[int]):
-    ds = load_split(cfg.dataset, "test", time_bins=cfg.time_bins, data_dir=cfg.data_dir,
-                    limit=limit if limit is not None else cfg.limit_test)
-    return ds.tensors()
+def _eval_inputs(data: evaluation.EvalData):
+    """Inputs [N, C, H, W, T], labels [N] and the filled-in :class:`EvalData` of an evaluation."""
+    ds = load_split(data.dataset, data.split, time_bins=data.time_bins, data_dir=data.data_dir, limit=data.limit)
+    x, y = ds.tensors()
+    return x, y, replace(data, samples=int(x.shape[0]), sha256=evaluation.fingerprint(x.numpy(), y.numpy()))
 
 
-def stage_simulate(run_dir: Path, net_path: Optional[Path] = None, limit: Optional[int] = None,
-                   state_samples: int = 2, progress: bool = True) -> Path:
-    """Run the exported network in Lava (fixed_pt) on the test split; record states of ``state_samples`` samples."""
-    run_dir = Path(run_dir)
-    cfg = load_config(run_dir / "train" / "config.json")
-    x, y = _test_inputs(cfg, limit)
+def _run_config(run_dir: Optional[Path]) -> Optional[TrainConfig]:
+    return None if run_dir is None else load_config(Path(run_dir) / "train" / "config.json")
+
+
+def stage_simulate(run_dir: Optional[Path], net_path: Optional[Path] = None, limit: Optional[int] = None,
+                   state_samples: int = 2, progress: bool = True, dataset: Optional[str] = None,
+                   data_dir: Optional[str] = None, time_bins: Optional[int] = None,
+                   out_dir: Optional[Path] = None) -> Path:
+    """Run the exported network in Lava (fixed_pt) on a test split; record states of ``state_samples`` samples.
+
+    By default the run's own test data (``train/config.json``); ``dataset`` / ``data_dir`` / ``time_bins``
+    evaluate on other data, and ``run_dir=None`` with ``net_path`` and ``dataset`` evaluates a bare netx file
+    (see :mod:`pipeline.evaluation` for where results go). Returns the written ``lava_test.npz``.
+    """
+    run_dir = None if run_dir is None else Path(run_dir)
+    cfg = _run_config(run_dir)
+    conf = None if cfg is None else asdict(cfg)
+    want = evaluation.requested(conf, dataset, data_dir, time_bins, limit)
+    out_dir = evaluation.output_dir(run_dir, net_path, want, evaluation.is_default(conf, dataset, data_dir,
+                                                                                   time_bins), out_dir)
+    x, y, data = _eval_inputs(want)
+    print(f"data: {data.describe()}", flush=True)
     net_path = Path(net_path) if net_path else run_dir / "network.net"
     t0 = time.time()
     res = run_network(net_path, x.numpy(), progress=progress)
     wall = time.time() - t0
     arrays: Dict[str, np.ndarray] = {f"spikes_{i}": s for i, s in enumerate(res.spikes)}
     if state_samples > 0:
-        st = run_network(net_path, x[:state_samples].numpy(), record_states=True)
+        st = run_network(net_path, x[:state_samples].numpy(), record_states=True, progress=progress,
+                         desc="Lava state recording")
         for layer, per in st.states.items():
             for k, arr in per.items():
                 arrays[f"state_{layer}_{k}"] = arr
-    out = run_dir / "lava_test.npz"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    out = out_dir / evaluation.LAVA_RESULTS
+    record = json.dumps({**data.to_dict(), "network": str(net_path.absolute())})
+    pred = predict(res.spikes[-1])
     with atomic.atomic_path(out) as tmp, open(tmp, "wb") as fh:     # temp file removed on failure
-        np.savez_compressed(fh, labels=y.numpy(), pred=predict(res.spikes[-1]), wall_s=wall, steps=x.shape[-1],
-                            **arrays)
+        np.savez_compressed(fh, labels=y.numpy(), pred=pred, wall_s=wall, steps=x.shape[-1],
+                            data_json=np.array(record), **arrays)
+    atomic.write_text(out_dir / evaluation.DATA_RECORD, record)
     print(f"Lava fixed_pt: {x.shape[0]} samples x {x.shape[-1]} steps in {wall:.1f} s "
-          f"({1000 * wall / (x.shape[0] * x.shape[-1]):.2f} ms/step)")
+          f"({1000 * wall / (x.shape[0] * x.shape[-1]):.2f} ms/step); results in {out}")
+    if cfg is None:      # a bare network file: no float model to compare with, so the report is Lava's alone
+        rep = write_lava_report(net_path, data, y.numpy(), pred, res.spikes, wall, out_dir / "report")
+        print(f"accuracy (Lava fixed_pt): {float((pred == y.numpy()).mean()):.4f}; report in {rep}")
     return out
 
 
@@ -98,7 +125,8 @@ def _load_lava(path: Path):
     return spikes, states, z
 
 
-def _engine(model, x: torch.Tensor, device: torch.device, quantized: bool, record: bool, batch: int = 64):
+def _engine(model, x: torch.Tensor, device: torch.device, quantized: bool, record: bool, batch: int = 64,
+            progress: bool = False, desc: str = "model"):
     """Spikes per layer [N, neurons, T] (numpy) and, with ``record``, states of the first batch."""
     model.set_quantized(quantized)
     model.eval()
@@ -106,7 +134,7 @@ def _engine(model, x: torch.Tensor, device: torch.device, quantized: bool, recor
     spikes: Optional[List[np.ndarray]] = None
     states: Dict[int, Dict[str, np.ndarray]] = {}
     with torch.no_grad():
-        for i in range(0, x.shape[0], batch):
+        for i in bar(range(0, x.shape[0], batch), desc=desc, unit="batch", enabled=progress):
             model.set_record_states(record and i == 0)
             _, sp = model(x[i:i + batch].to(device))
             sp = [_flat(s).astype(np.int8) for s in sp]
@@ -120,18 +148,39 @@ def _engine(model, x: torch.Tensor, device: torch.device, quantized: bool, recor
     return spikes, states
 
 
-def stage_compare(run_dir: Path, baseline_dir: Optional[Path] = None, device: str = "auto") -> Dict[str, Any]:
-    """Compare float (CUDA if present), quantized PyTorch and Lava fixed_pt; write ``report/``."""
+def _simulated_data(z: Any, folder: Path, cfg: TrainConfig, n: int) -> evaluation.EvalData:
+    """The data ``simulate`` ran on (its record in the npz; results written before records existed: the run's
+    own test split, first ``n`` samples)."""
+    if "data_json" in z.files:
+        try:
+            raw = json.loads(str(z["data_json"]))
+        except (ValueError, TypeError) as exc:
+            raise ValueError(f"{folder / evaluation.LAVA_RESULTS}: damaged data record ({exc})") from None
+        return evaluation.EvalData.from_dict(raw if isinstance(raw, dict) else {}, str(folder))
+    return evaluation.EvalData(cfg.dataset, cfg.data_dir, cfg.time_bins, n)
+
+
+def stage_compare(run_dir: Path, baseline_dir: Optional[Path] = None, device: str = "auto",
+                  eval_dir: Optional[Path] = None, progress: bool = True) -> Dict[str, Any]:
+    """Compare float (CUDA if present), quantized PyTorch and Lava fixed_pt on the samples ``simulate`` ran
+    (``eval_dir``: the evaluation folder, default the run folder); write ``<eval_dir>/report/``."""
     run_dir = Path(run_dir)
+    folder = Path(eval_dir) if eval_dir is not None else run_dir
     cfg = load_config(run_dir / "train" / "config.json")
-    lava_spikes, lava_states, z = _load_lava(run_dir / "lava_test.npz")
+    lava_spikes, lava_states, z = _load_lava(folder / evaluation.LAVA_RESULTS)
     n = lava_spikes[0].shape[0]
-    x, y = _test_inputs(cfg, n)
+    simulated = _simulated_data(z, folder, cfg, n)
+    x, y, data = _eval_inputs(simulated)
+    if simulated.sha256 is not None and not simulated.same_samples(data):
+        raise ValueError(f"{folder / evaluation.LAVA_RESULTS}: simulated on other samples than "
+                         f"{data.describe()} gives now (the data changed); run 'ilif-lava simulate' again")
     y = y.numpy()
     dev = pick_device(device)
     model = load_model(run_dir / "train" / "model.pt")
-    float_spikes, float_states = _engine(model, x, dev, quantized=False, record=True)
-    quant_spikes, quant_states = _engine(model, x, torch.device("cpu"), quantized=True, record=True)
+    float_spikes, float_states = _engine(model, x, dev, quantized=False, record=True, progress=progress,
+                                         desc="float model")
+    quant_spikes, quant_states = _engine(model, x, torch.device("cpu"), quantized=True, record=True,
+                                         progress=progress, desc="quantized model")
     k_states = next(iter(lava_states.values()))["u"].shape[0] if lava_states else 0
     lava_aligned = align_lava_states(lava_states)
     trim = lambda st, k: {l: {n_: a[:k] for n_, a in per.items()} for l, per in st.items()}  # noqa: E731
@@ -147,7 +196,8 @@ def stage_compare(run_dir: Path, baseline_dir: Optional[Path] = None, device: st
     activity = network_activity(model, x.numpy(), lava_spikes, cfg.neuron)
     check = loihi2.check_network(run_dir / "network.net", state_maxabs=_state_maxabs(quant_states))
     report: Dict[str, Any] = {
-        "config": asdict(cfg), "samples": int(n), "time_steps": int(steps),
+        "config": asdict(cfg), "data": data.to_dict(), "data_description": data.describe(),
+        "samples": int(n), "time_steps": int(steps),
         "device_float": str(dev),
         "accuracy": {k: float((v == y).mean()) for k, v in preds.items()},
         "prediction_agreement": {"float_vs_quantized": prediction_agreement(preds["float"], preds["quantized"]),
@@ -166,11 +216,11 @@ def stage_compare(run_dir: Path, baseline_dir: Optional[Path] = None, device: st
         "lava_wall_s": float(z["wall_s"]),
         "activity": activity,
         "loihi2": check.to_dict(),
-        "training_log": [json.loads(l) for l in (run_dir / "train" / "log.jsonl").read_text().splitlines() if l],
+        "training_log": _training_log(run_dir),
     }
     if baseline_dir is not None and (Path(baseline_dir) / "train" / "model.pt").exists():
         report["baseline"] = _baseline_activity(Path(baseline_dir), x, y)
-    write_report(report, run_dir / "report", check_markdown=check.to_markdown())
+    write_report(report, folder / "report", check_markdown=check.to_markdown())
     return report
 
 
@@ -183,13 +233,22 @@ def _state_maxabs(states: Dict[int, Dict[str, np.ndarray]]) -> Dict[tuple, int]:
     return {(l, k): int(np.abs(a).max()) for l, per in states.items() for k, a in per.items()}
 
 
+def _training_log(run_dir: Path) -> List[Dict[str, Any]]:
+    """The epochs of ``<run_dir>/train/log.jsonl`` (empty when there is no log)."""
+    path = Path(run_dir) / "train" / "log.jsonl"
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
 def _baseline_activity(base_dir: Path, x: torch.Tensor, y: np.ndarray) -> Dict[str, Any]:
     cfg = load_config(base_dir / "train" / "config.json")
     model = load_model(base_dir / "train" / "model.pt")
     spikes, _ = _engine(model, x, torch.device("cpu"), quantized=True, record=False)
     pred = predict(spikes[-1])
     return {"neuron": cfg.neuron, "accuracy_quantized": float((pred == y).mean()),
-            "activity": network_activity(model, x.numpy(), spikes, cfg.neuron)}
+            "activity": network_activity(model, x.numpy(), spikes, cfg.neuron),
+            "training_log": _training_log(base_dir)}
 
 
 def run_pipeline(cfg: TrainConfig, run_dir: Path, baseline: Optional[str] = "lif", force: bool = False,

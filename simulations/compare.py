@@ -81,7 +81,8 @@ def first_divergence(spikes_a: Sequence[np.ndarray], spikes_b: Sequence[np.ndarr
 
 
 def spike_agreement(spikes_a: Sequence[np.ndarray], spikes_b: Sequence[np.ndarray]) -> List[Dict[str, object]]:
-    """Per layer: mismatching spike count, agreement fraction overall and per time step, firing-rate difference."""
+    """Per layer: mismatching spike count (overall and per time step), agreement fraction overall and per time
+    step, firing-rate difference."""
     rows = []
     for layer, (a, b) in enumerate(zip(spikes_a, spikes_b)):
         a, b = np.asarray(a), np.asarray(b)
@@ -90,6 +91,7 @@ def spike_agreement(spikes_a: Sequence[np.ndarray], spikes_b: Sequence[np.ndarra
         eq = a == b
         rows.append({"layer": layer, "mismatches": int((~eq).sum()), "agreement": float(eq.mean()),
                      "agreement_per_step": eq.mean(axis=(0, 1)).tolist(),
+                     "mismatches_per_step": (~eq).sum(axis=(0, 1)).astype(int).tolist(),
                      "firing_rate_a": float(a.mean()), "firing_rate_b": float(b.mean()),
                      "firing_rate_diff": float(b.mean() - a.mean())})
     return rows

@@ -28,6 +28,7 @@ from lava.proc import io
 
 from ilif_lava import fixed_point as fx
 from ilif_lava.lava_proc.process import ILIFNetwork
+from ilif_lava.progress import bar
 
 STATE_VARS = ("u", "v", "c", "m", "s")
 SYNAPSE_VARS = ("a_buff", "a_buf")  # Dense/Sparse synapses: a_buff; Conv synapse: a_buf
@@ -216,12 +217,12 @@ def _to_slayer_order(arr: np.ndarray, lava_shape: Sequence[int]) -> np.ndarray:
 
 
 def run_network(path: Union[str, Path], x: np.ndarray, record_states: bool = False,
-                progress: bool = False) -> LavaResult:
+                progress: bool = False, desc: str = "Lava samples") -> LavaResult:
     """Run ``x`` ([N, C, H, W, T] or [N, C, T], spikes 0/1) through the HDF5 network on Loihi2SimCfg fixed_pt.
 
     ``record_states`` reads u, v, c, m of every ILIF layer after each step (slow; for verification).
+    ``progress`` draws a bar (``desc``) on a terminal only.
     """
-    from tqdm import tqdm
 
     x = np.asarray(x)
     n, steps = x.shape[0], x.shape[-1]
@@ -230,7 +231,11 @@ def run_network(path: Union[str, Path], x: np.ndarray, record_states: bool = Fal
     # netx cannot infer the input shape of a network whose first layer is a conv: give it (x, y, f) = (W, H, C)
     net_kwargs = {"input_shape": tuple(int(v) for v in x.shape[1:4][::-1])} if x.ndim == 5 else {}
     net = ILIFNetwork(net_config=str(path), **net_kwargs)
-    inp = _flat_input(x, net.layers[0].inp.shape)
+    want = tuple(int(v) for v in net.layers[0].inp.shape)
+    inp = _flat_input(x, want)
+    if tuple(inp.shape[1:-1]) != want:
+        raise ValueError(f"{path}: the network's input layer takes {list(want)} per step, the data give "
+                         f"{list(inp.shape[1:-1])} (sample [C, H, W] = {list(x.shape[1:-1])}); wrong dataset?")
     data = np.concatenate([inp[k] for k in range(n)], axis=-1)          # [*in_shape, N*T]
     src = io.source.RingBuffer(data=data.astype(np.int32))
     src.s_out.connect(net.inp)
@@ -245,7 +250,7 @@ def run_network(path: Union[str, Path], x: np.ndarray, record_states: bool = Fal
     cfg = Loihi2SimCfg(select_tag="fixed_pt")
     tm["build"] = time.perf_counter() - t_phase
     with running(net) as sig:
-        for k in tqdm(range(n), desc="Lava samples", unit="sample", disable=not progress):
+        for k in bar(range(n), desc=desc, unit="sample", enabled=progress):
             sig.check()
             if k == 1:
                 now = time.perf_counter()

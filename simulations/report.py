@@ -9,6 +9,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 import numpy as np  # noqa: E402
 
 from ilif_lava import atomic, kernels  # noqa: E402
@@ -21,24 +22,72 @@ def _save(fig, path: Path) -> str:
     return path.name
 
 
-def _plots(r: Dict[str, Any], out: Path) -> List[str]:
-    names = []
+def _firing_plot(r: Dict[str, Any], out: Path) -> str:
     sq, fq = r["spikes"]["quantized_vs_lava"], r["spikes"]["float_vs_quantized"]
-    layers = [row["layer"] for row in sq]
-    fig, ax = plt.subplots(figsize=(6, 3.5))
-    w = 0.25
-    ax.bar(np.array(layers) - w, [row["firing_rate_a"] for row in fq], w, label="float")
-    ax.bar(np.array(layers), [row["firing_rate_a"] for row in sq], w, label="quantized")
-    ax.bar(np.array(layers) + w, [row["firing_rate_b"] for row in sq], w, label="Lava fixed_pt")
+    layers = np.array([row["layer"] for row in sq])
+    series = [("float", [row["firing_rate_a"] for row in fq]), ("quantized", [row["firing_rate_a"] for row in sq]),
+              ("Lava fixed_pt", [row["firing_rate_b"] for row in sq])]
     if "baseline" in r:
-        base = [l["firing_rate"] for l in r["baseline"]["activity"]["layers"]]
-        ax.plot(layers[:len(base)], base, "k^--", label=f"{r['baseline']['neuron']} baseline (quantized)")
+        base = [l["firing_rate"] for l in r["baseline"]["activity"]["layers"]][:len(layers)]
+        series.append((f"{r['baseline']['neuron']} baseline (quantized)", base))
+    fig, ax = plt.subplots(figsize=(6.4, 3.6))
+    w = 0.8 / len(series)
+    for j, (label, vals) in enumerate(series):
+        ax.bar(layers[:len(vals)] + (j - (len(series) - 1) / 2) * w, vals, w, label=label,
+               hatch="//" if "baseline" in label else None)
     ax.set_xticks(layers)
-    ax.set(xlabel="layer", ylabel="firing rate", title="Firing rate per layer")
+    ax.set(xlabel="layer", ylabel="firing rate (spikes / neuron / step)",
+           title=f"Firing rate per layer ({r['config']['neuron']})")
     ax.legend(fontsize=8)
-    names.append(_save(fig, out / "firing_rate_per_layer.png"))
+    return _save(fig, out / "firing_rate_per_layer.png")
 
-    fig, ax = plt.subplots(figsize=(6, 3.5))
+
+def _mismatch_plot(r: Dict[str, Any], out: Path) -> str:
+    """Mismatching spikes per layer and time step on a symmetric-log count axis, so 0 and 1 both show."""
+    fig, ax = plt.subplots(figsize=(6.4, 3.6))
+    totals = []
+    for pair, style in (("quantized_vs_lava", "-"), ("float_vs_quantized", "--")):
+        for row in r["spikes"][pair]:
+            per = row["mismatches_per_step"]
+            ax.step(range(len(per)), per, style, where="mid",
+                    label=f"{pair.replace('_vs_', ' vs ').replace('_', ' ')}, layer {row['layer']} "
+                          f"({row['mismatches']} total)")
+            totals.append(max(per) if per else 0)
+    ax.set_yscale("symlog", linthresh=1)
+    ax.set_ylim(0, 10 * max(1, max(totals or [0])))
+    ax.set(xlabel="time step", ylabel="mismatching spikes (count, all samples)",
+           title="Spike mismatches per time step")
+    if not any(totals):
+        ax.text(0.5, 0.5, "0 mismatches in every layer and step", transform=ax.transAxes, ha="center")
+    ax.legend(fontsize=7)
+    return _save(fig, out / "spike_mismatches_per_step.png")
+
+
+def _training_plot(r: Dict[str, Any], out: Path) -> str:
+    fig, ax = plt.subplots(figsize=(6.4, 3.6))
+    ax2 = ax.twinx()
+    runs = [(r["config"]["neuron"], r.get("training_log") or [], "-")]
+    if r.get("baseline", {}).get("training_log"):
+        runs.append((f"{r['baseline']['neuron']} baseline", r["baseline"]["training_log"], ":"))
+    handles = []
+    for name, log, style in runs:
+        ep = [e["epoch"] for e in log]
+        handles += ax.plot(ep, [e["loss"] for e in log], "o" + style, color="tab:blue", label=f"{name} train loss")
+        handles += ax2.plot(ep, [e["test_accuracy"] for e in log], "s" + style, color="tab:green",
+                            label=f"{name} test accuracy")
+    qat = [e["epoch"] for e in runs[0][1] if e.get("phase") == "qat"]
+    if qat:
+        handles.append(ax.axvline(min(qat) - 0.5, color="gray", linestyle="--", label="QAT starts"))
+    ax.set(xlabel="epoch", ylabel="training loss", title="Training (float, then quantization-aware)")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax2.set_ylabel("test accuracy (model as trained)")
+    ax.legend(handles=handles, fontsize=7, loc="center right")
+    return _save(fig, out / "training_curves.png")
+
+
+def _plots(r: Dict[str, Any], out: Path) -> List[str]:
+    names = [_firing_plot(r, out)]
+    fig, ax = plt.subplots(figsize=(6.4, 3.6))
     for l in r["activity"]["layers"]:
         ax.plot(l["spikes_per_step"], label=f"layer {l['layer']} ({r['config']['neuron']})")
     if "baseline" in r:
@@ -47,19 +96,11 @@ def _plots(r: Dict[str, Any], out: Path) -> List[str]:
     ax.set(xlabel="time step", ylabel="spikes per sample", title="Spikes per time step (deployed network)")
     ax.legend(fontsize=7)
     names.append(_save(fig, out / "spikes_per_step.png"))
-
-    fig, ax = plt.subplots(figsize=(6, 3.5))
-    for row in sq:
-        ax.plot(row["agreement_per_step"], label=f"quant vs Lava, layer {row['layer']}")
-    for row in fq:
-        ax.plot(row["agreement_per_step"], "--", label=f"float vs quant, layer {row['layer']}")
-    ax.set(xlabel="time step", ylabel="spike agreement", ylim=(0, 1.02), title="Spike agreement per time step")
-    ax.legend(fontsize=7)
-    names.append(_save(fig, out / "spike_agreement_per_step.png"))
+    names.append(_mismatch_plot(r, out))
 
     hist = r.get("state_error_lsb_float_vs_fixed") or {}
     if hist:
-        fig, ax = plt.subplots(figsize=(6, 3.5))
+        fig, ax = plt.subplots(figsize=(6.4, 3.6))
         k = len(hist)
         for j, (name, h) in enumerate(hist.items()):
             x = np.arange(len(h["counts"]))
@@ -68,20 +109,13 @@ def _plots(r: Dict[str, Any], out: Path) -> List[str]:
         ax.set_xticks(range(len(edges) - 1))
         ax.set_xticklabels([f"[{int(a)},{int(b) if b < 1e9 else 'inf'})" for a, b in zip(edges, edges[1:])],
                            rotation=45, fontsize=7)
-        ax.set(ylabel="count", yscale="log", title="|float x 4096 - fixed| (LSB) per state")
-        ax.legend(fontsize=8)
+        ax.set(xlabel="|float x 4096 - fixed| (LSB = 1/4096 threshold)", ylabel="state values (count)",
+               yscale="log", title="State error float vs fixed point, per state")
+        ax.legend(fontsize=8, title="state")
         names.append(_save(fig, out / "state_error_lsb.png"))
 
-    log = r.get("training_log") or []
-    if log:
-        fig, ax = plt.subplots(figsize=(6, 3.5))
-        ep = [e["epoch"] for e in log]
-        ax.plot(ep, [e["loss"] for e in log], "o-", label="train loss")
-        ax2 = ax.twinx()
-        ax2.plot(ep, [e["test_accuracy"] for e in log], "s-", color="tab:green", label="test accuracy")
-        ax.set(xlabel="epoch", ylabel="loss", title="Training (float, then QAT)")
-        ax2.set_ylabel("test accuracy")
-        names.append(_save(fig, out / "training_curves.png"))
+    if r.get("training_log"):
+        names.append(_training_plot(r, out))
     return names
 
 
@@ -96,7 +130,8 @@ def _kernels_text(info: Dict[str, Any]) -> str:
 def _md(r: Dict[str, Any], plots: List[str], check_markdown: str) -> str:
     acc, pa = r["accuracy"], r["prediction_agreement"]
     lines = [f"# ilif-lava report: {r['config']['neuron']} {r['config']['arch']} on {r['config']['dataset']}",
-             "", f"{r['samples']} test samples, T = {r['time_steps']}; float engine on `{r['device_float']}`; "
+             "", f"Data: {r.get('data_description', 'the run configuration test split')}.", "",
+             f"{r['samples']} test samples, T = {r['time_steps']}; float engine on `{r['device_float']}`; "
              f"Lava CPU fixed_pt wall time {r['lava_wall_s']:.1f} s. ILIF kernels that ran in this process: "
              f"{_kernels_text(r.get('kernels', {}))}.", "",
              "## Accuracy and prediction agreement", "",
@@ -148,4 +183,31 @@ def write_report(report: Dict[str, Any], out_dir: Path, check_markdown: str = ""
     report.setdefault("kernels", kernels.describe())
     atomic.write_text(out / "report.json", json.dumps(report, indent=2, default=float))
     atomic.write_text(out / "report.md", _md(report, plots, check_markdown))
+    return out
+
+
+def write_lava_report(net_path: Path, data: Any, labels: np.ndarray, pred: np.ndarray, spikes: List[np.ndarray],
+                      wall_s: float, out_dir: Path) -> Path:
+    """Report of a bare netx file run in Lava (no float model to compare with): the data used (``data`` an
+    :class:`pipeline.evaluation.EvalData`-like object with ``to_dict``/``describe``), accuracy, firing rate per
+    layer ([N, neurons, T] spikes) and the Lava wall time. Writes ``report.json`` and ``report.md``."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    labels, pred = np.asarray(labels), np.asarray(pred)
+    layers = [{"layer": i, "neurons": int(s.shape[1]), "firing_rate": float(np.asarray(s).mean()),
+               "spikes_per_sample": float(np.asarray(s).sum() / max(1, s.shape[0]))} for i, s in enumerate(spikes)]
+    rep = {"network": str(Path(net_path).absolute()), "data": data.to_dict(), "data_description": data.describe(),
+           "accuracy": {"lava": float((pred == labels).mean()) if len(labels) else float("nan")},
+           "samples": int(len(labels)), "time_steps": int(spikes[0].shape[-1]) if spikes else 0,
+           "lava_wall_s": float(wall_s), "layers": layers, "kernels": kernels.describe()}
+    lines = [f"# ilif-lava report: {Path(net_path).name} in Lava fixed_pt", "",
+             f"Data: {data.describe()}.", "",
+             f"Network file `{rep['network']}`, no trained run folder, so no float or quantized model to compare "
+             f"with: Lava's results alone. Lava CPU fixed_pt wall time {wall_s:.1f} s.", "",
+             f"Accuracy (Lava fixed_pt): {rep['accuracy']['lava']:.4f} on {rep['samples']} samples.", "",
+             "| layer | neurons | firing rate | spikes per sample |", "|---|---|---|---|"]
+    lines += [f"| {l['layer']} | {l['neurons']} | {l['firing_rate']:.4f} | {l['spikes_per_sample']:.1f} |"
+              for l in layers]
+    atomic.write_text(out / "report.json", json.dumps(rep, indent=2, default=float))
+    atomic.write_text(out / "report.md", "\n".join(lines) + "\n")
     return out

@@ -87,7 +87,12 @@ def test_report_files_exist(ilif_run):
     assert (out / "report.json").is_file() and (out / "report.md").is_file()
     saved = json.loads((out / "report.json").read_text())
     assert saved["plots"] and set(saved["plots"]) >= {"firing_rate_per_layer.png", "spikes_per_step.png",
-                                                      "spike_agreement_per_step.png", "training_curves.png"}
+                                                      "spike_mismatches_per_step.png", "training_curves.png"}
+    for pair in ("quantized_vs_lava", "float_vs_quantized"):      # the mismatch plot's counts add up
+        for row in saved["spikes"][pair]:
+            assert sum(row["mismatches_per_step"]) == row["mismatches"]
+            assert len(row["mismatches_per_step"]) == saved["time_steps"]
+    assert "Data: digits test split" in (out / "report.md").read_text()
     for name in saved["plots"]:
         assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
     md = (out / "report.md").read_text()

@@ -1,0 +1,111 @@
+"""Evaluate anything from the command line: a trained run on another data folder, a bare netx file on a dataset,
+and every stage-order mistake answered with the command to run first (issue 12 item 4)."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.helpers import run_cli
+
+T = 8
+
+
+def _subset(src: Path, dst: Path, rows: slice) -> Path:
+    """A real N-MNIST folder holding some of ``src``'s test samples (files copied, listing rewritten)."""
+    dst.mkdir(parents=True)
+    lines = [l for l in (src / "test.txt").read_text().splitlines() if l.strip() and not l.startswith("#")]
+    chosen = lines[rows]
+    for line in chosen:
+        sid = line.split()[0]
+        shutil.copyfile(src / f"{sid}.bs2", dst / f"{sid}.bs2")
+    (dst / "test.txt").write_text("#sample #class\n" + "\n".join(chosen) + "\n")
+    (dst / "train.txt").write_text("#sample #class\n")
+    return dst
+
+
+@pytest.fixture(scope="module")
+def trained(nmnist_dir, tmp_path_factory):
+    """A tiny N-MNIST ILIF run, trained and exported through the CLI."""
+    run = tmp_path_factory.mktemp("evalrun") / "run"
+    from pipeline.cli import main
+    assert main(["train", "--dataset", "nmnist", "--data-dir", str(nmnist_dir), "--limit-train", "24",
+                 "--limit-test", "4", "-T", str(T), "--epochs", "1", "--qat-epochs", "1", "--hidden", "16",
+                 "--weight-scale", "6", "--device", "cpu", "--run-dir", str(run)]) == 0
+    assert main(["export", str(run)]) == 0
+    other = _subset(nmnist_dir, tmp_path_factory.mktemp("other") / "nmnist_other", slice(-5, None))
+    return run, other
+
+
+def test_stage_order_mistakes_name_the_command_to_run_first(tmp_path, capsys):
+    empty = tmp_path / "run"
+    empty.mkdir()
+    code, _, err = run_cli(["export", str(empty)], capsys)
+    assert code == 2 and f"ilif-lava train --run-dir {empty}" in err and err.count("\n") == 1
+    code, _, err = run_cli(["compare", str(empty)], capsys)
+    assert code == 2 and "train/model.pt" in err and "ilif-lava train" in err
+    code, _, err = run_cli(["simulate", str(empty)], capsys)
+    assert code == 2 and "train/config.json" in err and "ilif-lava train" in err
+    (empty / "train").mkdir()
+    (empty / "train" / "model.pt").write_bytes(b"placeholder: only its presence is checked here")
+    (empty / "train" / "config.json").write_text(json.dumps({"dataset": "digits", "time_bins": 4}))
+    code, _, err = run_cli(["simulate", str(empty)], capsys)
+    assert code == 2 and f"ilif-lava export {empty}" in err
+    (empty / "network.net").write_bytes(b"placeholder")
+    code, _, err = run_cli(["compare", str(empty), "--dataset", "nmnist"], capsys)
+    assert code == 2 and f"ilif-lava simulate {empty} --dataset nmnist" in err and "eval-nmnist-default-T4" in err
+    code, _, err = run_cli(["simulate", "--dataset", "digits"], capsys)
+    assert code == 2 and "--net FILE --dataset NAME" in err
+
+
+def test_run_evaluated_on_another_folder(trained, capsys):
+    run, other = trained
+    code, out, err = run_cli(["simulate", str(run), "--data-dir", str(other), "--limit", "3",
+                              "--state-samples", "1"], capsys)
+    assert code == 0, err
+    folder = run / f"eval-nmnist-{other.name}-T{T}"
+    rec = json.loads((folder / "data.json").read_text())
+    assert (rec["dataset"], rec["data_dir"], rec["samples"], rec["time_bins"]) == ("nmnist", str(other), 3, T)
+    assert str(other) in out
+    assert not (run / "lava_test.npz").exists()       # the run's own results are never overwritten
+    code, out, err = run_cli(["compare", str(run), "--data-dir", str(other)], capsys)
+    assert code == 0, err
+    rep = json.loads((folder / "report" / "report.json").read_text())
+    assert rep["data"]["data_dir"] == str(other) and rep["samples"] == 3
+    assert str(other) in (folder / "report" / "report.md").read_text()
+    assert sum(r["mismatches"] for r in rep["spikes"]["quantized_vs_lava"]) == 0
+    labels = [int(l.split()[1]) for l in (other / "test.txt").read_text().splitlines()[1:4]]
+    assert np.load(folder / "lava_test.npz")["labels"].tolist() == labels
+
+    # the data changed under the results: compare refuses instead of comparing other samples
+    lines = (other / "test.txt").read_text().splitlines()
+    (other / "test.txt").write_text("\n".join([lines[0], lines[2], lines[1], *lines[3:]]) + "\n")
+    try:
+        code, _, err = run_cli(["compare", str(run), "--data-dir", str(other)], capsys)
+        assert code == 2 and "simulate' again" in err
+    finally:
+        (other / "test.txt").write_text("\n".join(lines) + "\n")
+
+
+def test_bare_network_file_on_a_dataset(trained, tmp_path, capsys):
+    run, other = trained
+    out_dir = tmp_path / "bare"
+    code, out, err = run_cli(["simulate", "--net", str(run / "network.net"), "--dataset", "nmnist",
+                              "--data-dir", str(other), "-T", str(T), "--out", str(out_dir),
+                              "--state-samples", "0"], capsys)
+    assert code == 0, err
+    rep = json.loads((out_dir / "report" / "report.json").read_text())
+    z = np.load(out_dir / "lava_test.npz")
+    assert rep["samples"] == 5 and rep["data"]["data_dir"] == str(other)
+    assert rep["accuracy"]["lava"] == pytest.approx(float((z["pred"] == z["labels"]).mean()))
+    assert [l["neurons"] for l in rep["layers"]] == [16, 10]
+    md = (out_dir / "report" / "report.md").read_text()
+    assert str(other) in md and "Accuracy (Lava fixed_pt)" in md
+
+    code, _, err = run_cli(["simulate", "--net", str(run / "network.net"), "--dataset", "digits",
+                            "--out", str(tmp_path / "wrong"), "--state-samples", "0"], capsys)
+    assert code == 2 and err.count("\n") == 1
+    assert "layer 0" in err and "2312" in err and "[1, 8, 8]" in err     # N-MNIST's 2x34x34 net vs 1x8x8 digits
