@@ -27,7 +27,7 @@ from __future__ import annotations
 import contextlib
 import os
 import stat as _stat
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
@@ -45,41 +45,7 @@ MAX_NEURONS = 1 << 24               # per layer: guards against allocation bombs
 MAX_ELEMENTS = 1 << 26              # per dataset: read nothing larger (a corrupted header can claim huge dims)
 
 
-@dataclass(frozen=True)
-class FileLimits:
-    """Size limits of a network file, all checked from HDF5 metadata before any array is read.
-
-    Defaults are one Loihi 2 chip as stated in :mod:`ilif_lava.loihi2`: at most ``CHIP_CORES`` (128) layers (every
-    layer takes at least one core), ``CHIP_NEURONS`` (1 M) neurons per layer and in total, ``CHIP_SYNAPSES``
-    (120 M) synapses (fan-in x neurons, as :func:`ilif_lava.loihi2.estimate_resources` counts them), and bytes:
-    the chip's SRAM (``CHIP_CORES * SRAM_BYTES_PER_CORE`` = 16 MiB) holds at most 16 M 8-bit weights; a file
-    stores each as up to 8 bytes (float64), so 128 MiB per dataset and in total. Keys other than
-    ``weight``/``bias``/``delay`` (``type``, ``shape``, neuron parameters, ...) may hold ``max_key_bytes`` each.
-    """
-
-    max_layers: int = loihi2.CHIP_CORES
-    max_neurons_per_layer: int = loihi2.CHIP_NEURONS
-    max_neurons: int = loihi2.CHIP_NEURONS
-    max_synapses: int = loihi2.CHIP_SYNAPSES
-    max_dataset_bytes: int = loihi2.CHIP_CORES * loihi2.SRAM_BYTES_PER_CORE * 8
-    max_total_bytes: int = loihi2.CHIP_CORES * loihi2.SRAM_BYTES_PER_CORE * 8
-    max_key_bytes: int = 4096
-    max_links: int = 64 * loihi2.CHIP_CORES + 16       # links walked in the whole file (groups + datasets)
-    max_depth: int = 6                                  # layer/<i>/neuron/<key> is depth 4
-
-    def scaled(self, **overrides: Optional[int]) -> "FileLimits":
-        """A copy with the given limits replaced (``None`` keeps the current value); the link budget follows
-        ``max_layers``."""
-        over = {k: int(v) for k, v in overrides.items() if v is not None}
-        if "max_layers" in over and "max_links" not in over:
-            over["max_links"] = 64 * over["max_layers"] + 16
-        for k, v in over.items():
-            if v <= 0:
-                raise ValueError(f"limit {k} must be positive, got {v}")
-        return replace(self, **over)
-
-
-DEFAULT_LIMITS = FileLimits()
+from ilif_lava.file_limits import DEFAULT_LIMITS, FileLimits  # noqa: E402,F401  (light to import)
 _active_limits: List[FileLimits] = []
 BIG_KEYS = ("weight", "bias", "delay", "real", "imag", "weight_rec")    # datasets that may be large
 # HDF5's built-in filters (gzip, shuffle, fletcher32, szip) and h5py's LZF; anything else (a user-defined or

@@ -28,6 +28,7 @@ from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 import h5py
 import numpy as np
 
+from ilif_lava.file_limits import CHIP_CORES, CHIP_NEURONS, CHIP_SYNAPSES, SRAM_BYTES_PER_CORE  # noqa: F401
 from ilif_lava.metrics import fan_out_conv
 
 
@@ -80,16 +81,12 @@ NEURONS_PER_CORE_MAX = 8192
 NEURONS_PER_CORE_OBSERVED_CONV = (2048, 3168)
 # * synaptic memory register seen in the same notebook's compiler log: ``registers[SynMem]=12000``.
 SYNMEM_WORDS_PER_CORE = 12000
-# * ~128 KB of flexibly partitioned SRAM per core: secondary sources.
-SRAM_BYTES_PER_CORE = 128 * 1024
+# * ~128 KB of flexibly partitioned SRAM per core (SRAM_BYTES_PER_CORE): see ilif_lava/file_limits.py.
 # * Stored synapses per SynMem word: our calibration, not a documented figure. In the PilotNet log a dense layer
 #   with 2560 inputs ends at 8 neurons per core after ``allocation=61440 ... max_ratio=6``; 61440 words hold
 #   48 neurons * 2560 inputs at 2 synapses per word, and 48 / 6 = 8 neurons per core, matching the table.
 SYNAPSES_PER_WORD = 2
-# * Chip: 128 neuro-cores, up to 1 M neurons and 120 M synapses (Intel newsroom / Loihi 2 brief, 2021).
-CHIP_CORES = 128
-CHIP_NEURONS = 1_000_000
-CHIP_SYNAPSES = 120_000_000
+# * Chip: 128 neuro-cores, up to 1 M neurons and 120 M synapses: see ilif_lava/file_limits.py.
 # Neuron state words the per-core neuron cap refers to (CUBA/LIF: u and v).
 REFERENCE_STATE_WORDS = 2
 

@@ -46,7 +46,7 @@ def _quiet_imports() -> None:
         import lava.lib.dl.slayer  # noqa: F401
 
 def _add_limit_args(p: argparse.ArgumentParser) -> None:
-    from ilif_lava.hdf5_validate import DEFAULT_LIMITS as L
+    from ilif_lava.file_limits import DEFAULT_LIMITS as L
     g = p.add_argument_group("network file limits (checked from HDF5 metadata before any array is read; "
                              "defaults: one Loihi 2 chip)")
     g.add_argument("--max-layers", type=_positive_int, default=None, help=f"default {L.max_layers}")
@@ -73,7 +73,7 @@ def _add_eval_data_args(p: argparse.ArgumentParser) -> None:
 
 
 def _limits(args: argparse.Namespace):
-    from ilif_lava.hdf5_validate import DEFAULT_LIMITS
+    from ilif_lava.file_limits import DEFAULT_LIMITS
     n, b = getattr(args, "max_neurons", None), getattr(args, "max_bytes", None)
     return DEFAULT_LIMITS.scaled(max_layers=getattr(args, "max_layers", None), max_neurons=n,
                                  max_neurons_per_layer=n, max_synapses=getattr(args, "max_synapses", None),
