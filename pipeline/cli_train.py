@@ -5,25 +5,38 @@ import argparse
 
 from pipeline.cli_types import (bounded_int, device, finite, nonneg_float, positive_float, positive_int, tau,
                                 unit_float)
-from training.limits import MAX_BATCH, MAX_EPOCHS, MAX_HIDDEN, MAX_TIME_BINS
+from training.limits import AMP_DTYPES, ARCHS, MAX_BATCH, MAX_EPOCHS, MAX_HIDDEN, MAX_TIME_BINS
 
 NEURON_CHOICES = ("ILIF", "MPIU", "CIU", "LIF", "PLIF", "IPLIF", "CUBA")
 
 
 def add_train_args(p: argparse.ArgumentParser) -> None:
+    from pipeline.recipes import NAMED
     from training.datasets import DATASETS
+    p.add_argument("--recipe", choices=sorted(NAMED), default=None,
+                   help="a paper row's settings (Table 4: dataset, network, T, epochs, optimiser, loss, dropout); "
+                        "other flags override single values")
     g = p.add_argument_group("data")
-    g.add_argument("--dataset", choices=DATASETS, default="digits",
+    g.add_argument("--dataset", choices=DATASETS, default=None,
                    help="digits (sklearn, offline, default), nmnist, pokerdvs (offline from --data-dir or "
-                        "../shared/data), dvsgesture, cifar10dvs (tonic download)")
+                        "../shared/data), dvsgesture, cifar10dvs (tonic), cifar10, cifar100 (torchvision format)")
     g.add_argument("--data-dir", default=None, help="folder with the dataset files (default: $ILIF_LAVA_DATA, "
                                                     "then ../shared/data)")
+    g.add_argument("--download", action="store_true",
+                   help="fetch a missing dataset (cifar10/100, dvsgesture, cifar10dvs, nmnist) into --data-dir or "
+                        "the cache ($ILIF_LAVA_CACHE, ~/.cache/ilif-lava)")
+    g.add_argument("--augment", action="store_true", help="cifar10/100 only: random crop (pad 4) + horizontal flip")
+    g.add_argument("--workers", type=bounded_int(0, 64), default=None,
+                   help="DataLoader worker processes per training process (default 0: load in the main process)")
     g.add_argument("-T", "--time-bins", type=bounded_int(1, MAX_TIME_BINS), default=None,
                    help=f"time steps per sample (at most {MAX_TIME_BINS})")
     g.add_argument("--limit-train", type=positive_int, default=None, help="use only the first N training samples")
     g.add_argument("--limit-test", type=positive_int, default=None, help="use only the first N test samples")
     g = p.add_argument_group("network")
-    g.add_argument("--arch", choices=("mlp", "cnn", "vgg11"), default="mlp")
+    g.add_argument("--arch", choices=ARCHS, default=None,
+                   help="mlp (default), cnn, vgg11 (deployable slayer blocks); resnet18, vgg11bn (the paper's "
+                        "batch-norm networks, logit outputs, not deployable)")
+    g.add_argument("--dropout", type=unit_float, default=None, help="dropout of resnet18 / vgg11bn (paper 0.1-0.4)")
     g.add_argument("--neuron", choices=NEURON_CHOICES, default="ILIF",
                    help="ILIF variant (paper Table 2/3) or stock lava-dl CUBA-LIF")
     g.add_argument("--hidden", type=bounded_int(1, MAX_HIDDEN), default=None,
@@ -49,18 +62,23 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--weight-decay", type=nonneg_float, default=None)
     g.add_argument("--seed", type=bounded_int(0, 2 ** 32 - 1), default=None)
     g.add_argument("--device", type=device, default="auto", help="auto (CUDA when present), cpu, cuda, cuda:1 ...")
+    g.add_argument("--amp", choices=AMP_DTYPES, default=None, help="mixed precision on CUDA (bf16 or fp16)")
 
 
 def train_config(args: argparse.Namespace):
-    from pipeline.recipes import recipe
+    """The run's :class:`TrainConfig`. Resolves ``--recipe`` / defaults into ``args.dataset`` and ``args.arch``
+    (so the default run folder follows the recipe)."""
+    from pipeline.recipes import resolve
     from training.train import TrainConfig
-    base = recipe(args.dataset, args.arch)
+    base = resolve(args.recipe, args.dataset, args.arch)
+    args.dataset, args.arch = base["dataset"], base["arch"]
     over = {k: v for k, v in {"time_bins": args.time_bins, "limit_train": args.limit_train,
                               "limit_test": args.limit_test, "hidden": args.hidden,
                               "weight_scale": args.weight_scale, "epochs": args.epochs,
                               "qat_epochs": args.qat_epochs, "batch_size": args.batch_size, "lr": args.lr,
                               "optimizer": args.optimizer, "loss": args.loss, "seed": args.seed,
-                              "momentum": args.momentum, "weight_decay": args.weight_decay}.items()
+                              "momentum": args.momentum, "weight_decay": args.weight_decay,
+                              "dropout": args.dropout, "workers": args.workers, "amp": args.amp}.items()
             if v is not None}
     neuron_over = dict(base.get("neuron_overrides", {}))
     neuron_over.update({k: v for k, v in {"tau": args.tau, "kappa": args.kappa, "threshold": args.threshold,
@@ -68,7 +86,8 @@ def train_config(args: argparse.Namespace):
                         if v is not None})
     if args.neuron == "CUBA":
         neuron_over = {k: v for k, v in neuron_over.items() if k == "threshold"}
-    cfg = TrainConfig(**{**base, **over, "dataset": args.dataset, "data_dir": args.data_dir, "arch": args.arch,
-                         "neuron": args.neuron, "neuron_overrides": neuron_over, "device": args.device})
+    cfg = TrainConfig(**{**base, **over, "data_dir": args.data_dir, "neuron": args.neuron,
+                         "neuron_overrides": neuron_over, "device": args.device, "download": args.download,
+                         "augment": args.augment or base.get("augment", False)})
     cfg.validate()
     return cfg

@@ -78,6 +78,8 @@ def test_dataset_info_all():
         "pokerdvs": ((2, 35, 35), 4),
         "dvsgesture": ((2, 128, 128), 11),
         "cifar10dvs": ((2, 128, 128), 10),
+        "cifar10": ((3, 32, 32), 10),
+        "cifar100": ((3, 32, 32), 100),
     }
     assert set(DATASETS) == set(expected)
     for name, (shape, classes) in expected.items():

@@ -30,7 +30,14 @@ Datasets
     ``<repo>/../shared/data``, ``cache_dir``) is a tonic ``save_to`` folder holding ``DVSGesture/`` or
     ``CIFAR10DVS/``; ``download=True`` lets tonic fetch into ``data_dir`` or ``cache_dir``. CIFAR10-DVS has no
     official split: per class, files sorted by path, the first 90 % (floor) are train and the rest test.
-    Reading CIFAR10-DVS needs the optional ``aedat`` package.
+    Reading CIFAR10-DVS needs the optional ``aedat`` package. Both are binned once per (split, T, source files)
+    into a memory-mapped disk cache (:mod:`training.dvs_cache`, under ``cache_dir``): later loads and every
+    epoch read the cache, never the raw events. ``--download`` without network is one ``OSError`` line.
+``cifar10`` (3, 32, 32), 10 classes; ``cifar100`` (3, 32, 32), 100 classes
+    Direct encoding (:mod:`training.cifar`): float32 normalised images repeated over T (not spikes), optional
+    ``augment`` (random crop + flip). ``data_dir`` (or ``$ILIF_LAVA_DATA``, ``<repo>/../shared/data``,
+    ``cache_dir``) holds torchvision's ``cifar-10-batches-py/`` / ``cifar-100-python/`` (or is that folder);
+    ``download=True`` fetches the official archive into ``data_dir`` or ``cache_dir``.
 
 Event binning (event datasets)
 ------------------------------
@@ -63,7 +70,8 @@ from typing import Any
 import numpy as np
 import torch
 
-DATASETS = ("digits", "nmnist", "pokerdvs", "dvsgesture", "cifar10dvs")
+DATASETS = ("digits", "nmnist", "pokerdvs", "dvsgesture", "cifar10dvs", "cifar10", "cifar100")
+IMAGE_DATASETS = ("cifar10", "cifar100")    # analog input (direct encoding), not spikes
 SPLITS = ("train", "test")
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -75,6 +83,7 @@ _POKER_ARCHIVES = {  # split -> (archive, md5 (the ones tonic 1.7.0 lists), extr
     "train": ("pips_train.tar.gz", "412bcfb96826e4fcb290558e8c150aae", "pips_train", 48),
     "test": ("pips_test.tar.gz", "eef2bf7d0d3defae89a6fa98b07c17af", "pips_test", 20),
 }
+_DISK_CACHED = ("dvsgesture", "cifar10dvs")     # binned once into training.dvs_cache
 _TONIC_CLASS = {"nmnist": "NMNIST", "pokerdvs": "POKERDVS", "dvsgesture": "DVSGesture", "cifar10dvs": "CIFAR10DVS"}
 
 
@@ -97,6 +106,8 @@ _INFO = {
     "pokerdvs": DatasetInfo("pokerdvs", (2, 35, 35), 4),
     "dvsgesture": DatasetInfo("dvsgesture", (2, 128, 128), 11),
     "cifar10dvs": DatasetInfo("cifar10dvs", (2, 128, 128), 10),
+    "cifar10": DatasetInfo("cifar10", (3, 32, 32), 10),
+    "cifar100": DatasetInfo("cifar100", (3, 32, 32), 100),
 }
 
 
@@ -175,12 +186,16 @@ def load_split(
     download: bool = False,
     limit: int | None = None,
     cache_dir: str | Path | None = None,
-) -> SpikeDataset:
-    """Load one split (``"train"`` / ``"test"``) of ``name`` as binary spikes ``[C, H, W, time_bins]``.
+    augment: bool = False,
+) -> Any:
+    """Load one split (``"train"`` / ``"test"``) of ``name``: samples ``[C, H, W, time_bins]``, time last.
 
+    Event and digit sets give a :class:`SpikeDataset` (binary spikes); ``cifar10``/``cifar100`` a
+    :class:`training.cifar.ImageDataset` (analog, direct encoding; ``augment`` applies to it only). Both have
+    ``len``, ``ds[i]``, ``tensors(indices)``, ``labels``, ``info`` and ``time_bins``.
     ``data_dir`` overrides the default lookup (see the module docstring); ``limit`` keeps the first ``limit``
-    samples; ``cache_dir`` is where tonic data / POKER-DVS links live. Raises :class:`DatasetNotFoundError`
-    when the data are absent and ``ValueError`` for bad arguments.
+    samples; ``cache_dir`` is where tonic data / POKER-DVS links / binned caches live. Raises
+    :class:`DatasetNotFoundError` when the data are absent and ``ValueError`` for bad arguments.
     """
     _check_name(name)
     if split not in SPLITS:
@@ -197,8 +212,11 @@ def load_split(
         download=bool(download),
         limit=None if limit is None else int(limit),
         cache=_cache_root(cache_dir),
+        augment=bool(augment),
     )
-    loader = {"digits": _load_digits, "nmnist": _load_nmnist, "pokerdvs": _load_pokerdvs}.get(name, _load_tonic_only)
+    loaders = {"digits": _load_digits, "nmnist": _load_nmnist, "pokerdvs": _load_pokerdvs, "cifar10": _load_cifar,
+               "cifar100": _load_cifar}
+    loader = loaders.get(name, _load_tonic_only)
     return loader(req)
 
 
@@ -213,6 +231,7 @@ class _Request:
     download: bool
     limit: int | None
     cache: Path
+    augment: bool = False
 
 
 # ----------------------------------------------------------------------------------------------------------- digits
@@ -237,6 +256,28 @@ def _load_digits(req: _Request) -> SpikeDataset:
     check_memory(req.name, req.split, len(idx), _INFO[req.name].shape, req.time_bins)
     spikes = rate_code(images[idx][:, None], req.time_bins)  # [N, 1, 8, 8, T]
     return SpikeDataset(spikes, labels[idx], _INFO[req.name])
+
+
+# --------------------------------------------------------------------------------------------------------- CIFAR
+
+
+def _load_cifar(req: _Request) -> Any:
+    from training import cifar
+
+    roots = [req.data_dir] if req.data_dir is not None else [*_default_dirs(""), req.cache]
+    folder = cifar.find_folder(req.name, roots)
+    fmt = cifar.FORMATS[req.name]
+    if folder is None and req.download:
+        folder = cifar.download(req.name, req.data_dir if req.data_dir is not None else req.cache)
+    if folder is None:
+        where = ", ".join(str(r / fmt.folder) for r in roots)
+        raise DatasetNotFoundError(f"dataset {req.name!r} not found: no {fmt.folder}/ with "
+                                   f"{' '.join((*fmt.train, *fmt.test))} in {where}; pass --data-dir DIR (the "
+                                   f"folder holding {fmt.folder}/) or --download")
+    images, labels = cifar.read_split(req.name, folder, req.split, req.limit)
+    check_memory(req.name, req.split, len(labels), _INFO[req.name].shape, 1)
+    return cifar.ImageDataset(images, labels, _INFO[req.name], req.time_bins, fmt.mean, fmt.std,
+                              augment=req.augment and req.split == "train")
 
 
 # ------------------------------------------------------------------------------------------------- event binning
@@ -501,14 +542,31 @@ def _load_via_tonic(req: _Request, save_to: Path, looked: list[Path]) -> SpikeDa
         ds = cls(save_to=str(save_to)) if name == "cifar10dvs" else cls(save_to=str(save_to), train=split == "train")
     except _DownloadRefused:
         raise _not_found(name, [*looked, location], _how_to_get(name)) from None
+    except Exception as exc:  # noqa: BLE001 - only reached with --download: network, checksum, archive errors
+        if not req.download:
+            raise
+        detail = " ".join(str(exc).split())[:200]
+        raise OSError(f"dataset {name!r}: --download failed into {location} ({type(exc).__name__}: {detail}); "
+                      f"without network copy a tonic {cls.__name__}/ folder there and pass --data-dir "
+                      f"{save_to}") from None
     labels = np.asarray(ds.targets, dtype=np.int64)
     order = _split_order(name, ds, labels, split)[: req.limit]
-    if name == "cifar10dvs":
-        _require_aedat()
     sensor = tuple(cls.sensor_size)
-    check_memory(name, split, len(order), _INFO[name].shape, time_bins)
-    packed = _bin_all((ds[int(i)][0] for i in order), len(order), sensor, time_bins, f"{name} {split}")
-    return SpikeDataset.from_packed(packed, time_bins, labels[order], _INFO[name])
+
+    def build() -> np.ndarray:
+        if name == "cifar10dvs":
+            _require_aedat()
+        check_memory(name, split, len(order), _INFO[name].shape, time_bins)
+        return _bin_all((ds[int(i)][0] for i in order), len(order), sensor, time_bins, f"{name} {split}")
+
+    if name in _DISK_CACHED:
+        from training.dvs_cache import cached_packed
+        packed, cached_labels, hit = cached_packed(req.cache, name, split, time_bins,
+                                                   [ds.data[int(i)] for i in order], labels[order], build)
+        out = SpikeDataset.from_packed(packed, time_bins, cached_labels, _INFO[name])
+        out.cache_hit = hit
+        return out
+    return SpikeDataset.from_packed(build(), time_bins, labels[order], _INFO[name])
 
 
 class _DownloadRefused(Exception):

@@ -19,15 +19,17 @@ def predict(out_spikes) -> np.ndarray:
     return np.asarray(counts).argmax(-1)
 
 
-def rate_ce(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Cross-entropy on the mean firing rate of each output neuron (scaled to logits)."""
-    return F.cross_entropy(LOGIT_SCALE * out.mean(-1), y)
+def rate_ce(out: torch.Tensor, y: torch.Tensor, logit_scale: float = LOGIT_SCALE) -> torch.Tensor:
+    """Cross-entropy on the mean of each output over time, times ``logit_scale`` (1 for logit outputs)."""
+    return F.cross_entropy(logit_scale * out.mean(-1), y)
 
 
-def tet(out: torch.Tensor, y: torch.Tensor, lam: float = 0.05) -> torch.Tensor:
-    """The paper's TET-style loss: (1 - lam) * CE over per-step outputs + lam * MSE(per-step outputs, 1)."""
+def tet(out: torch.Tensor, y: torch.Tensor, lam: float = 0.05, logit_scale: float = LOGIT_SCALE) -> torch.Tensor:
+    """The paper's TET-style loss: (1 - lam) * CE over per-step outputs + lam * MSE(per-step outputs, 1).
+
+    Spike outputs are scaled by ``logit_scale`` first; logit outputs (training/paper_models.py) use 1."""
     n, k, t = out.shape
-    logits = LOGIT_SCALE * out.permute(2, 0, 1).reshape(t * n, k)
+    logits = logit_scale * out.permute(2, 0, 1).reshape(t * n, k)
     return (1 - lam) * F.cross_entropy(logits, y.repeat(t)) + lam * F.mse_loss(logits, torch.ones_like(logits))
 
 
@@ -38,8 +40,14 @@ def spike_count(out: torch.Tensor, y: torch.Tensor, true_rate: float = 0.5, fals
     return F.mse_loss(out.mean(-1), target)
 
 
-def get_loss(name: str) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+def get_loss(name: str, logits: bool = False) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """The loss ``name``; ``logits=True`` for networks whose outputs are logits, not spikes ('count' refused)."""
     table = {"rate": rate_ce, "tet": tet, "count": spike_count}
     if name not in table:
         raise ValueError(f"unknown loss {name!r}; choose one of {LOSSES}")
-    return table[name]
+    if not logits:
+        return table[name]
+    if name == "count":
+        raise ValueError("--loss count compares spike rates; this network outputs logits: use --loss tet or rate")
+    fn = table[name]
+    return lambda out, y: fn(out, y, logit_scale=1.0)

@@ -1,4 +1,5 @@
-"""Network definitions: MLP, small conv net, VGG-11 (paper, for DVS data), with ILIF or stock CUBA-LIF blocks.
+"""Network definitions: MLP, small conv net, VGG-11 (paper, for DVS data), with ILIF or stock CUBA-LIF blocks;
+the paper's batch-norm networks ``resnet18`` and ``vgg11bn`` are in training/paper_models.py (same interface).
 
 All networks take spikes [N, C, H, W, T] and return output spikes [N, classes, T] plus the spikes of every
 block (for metrics). Every block uses ``delay_shift=True`` so slayer indices line up with Lava's (one step of
@@ -13,7 +14,8 @@ from lava.lib.dl.slayer.block import cuba
 
 from ilif_lava import block as ilif_block
 
-ARCHS = ("mlp", "cnn", "vgg11")
+from training.limits import ARCHS
+
 NEURONS = ("ILIF", "MPIU", "CIU", "LIF", "PLIF", "IPLIF", "CUBA")
 
 DEFAULT_ILIF = {"threshold": 1.0, "tau": 2.0, "beta": 1.0, "kappa": 0.03, "inhibition": "plan",
@@ -35,7 +37,22 @@ def _blocks_module(neuron: str):
     return cuba if neuron == "CUBA" else ilif_block
 
 
-class SpikingNet(torch.nn.Module):
+class NeuronSwitches:
+    """``set_quantized`` / ``set_record_states`` for a network whose ``spiking_blocks()`` each have a ``.neuron``."""
+
+    def set_quantized(self, on: bool) -> None:
+        """Switch every ILIF neuron to the bit-exact integer forward (QAT / deployment twin)."""
+        for b in self.spiking_blocks():
+            if hasattr(b.neuron, "quantized"):
+                b.neuron.quantized = on
+
+    def set_record_states(self, on: bool) -> None:
+        for b in self.spiking_blocks():
+            if hasattr(b.neuron, "record_states"):
+                b.neuron.record_states = on
+
+
+class SpikingNet(NeuronSwitches, torch.nn.Module):
     """A feed-forward stack of slayer-style blocks. ``forward(x [N, C, H, W, T]) -> (out [N, K, T], spikes list)``."""
 
     def __init__(self, blocks: Sequence[torch.nn.Module], flatten_input: bool, meta: Dict[str, Any]) -> None:
@@ -57,27 +74,24 @@ class SpikingNet(torch.nn.Module):
     def spiking_blocks(self) -> List[torch.nn.Module]:
         return [b for b in self.blocks if getattr(b, "neuron", None) is not None]
 
-    def set_quantized(self, on: bool) -> None:
-        """Switch every ILIF neuron to the bit-exact integer forward (QAT / deployment twin)."""
-        for b in self.spiking_blocks():
-            if hasattr(b.neuron, "quantized"):
-                b.neuron.quantized = on
-
-    def set_record_states(self, on: bool) -> None:
-        for b in self.spiking_blocks():
-            if hasattr(b.neuron, "record_states"):
-                b.neuron.record_states = on
 
 
 def build_model(arch: str, in_shape: Sequence[int], num_classes: int, neuron: str = "ILIF",
                 neuron_overrides: Optional[Dict[str, Any]] = None, hidden: int = 128,
-                weight_norm: bool = False, weight_scale: float = 2.0) -> SpikingNet:
-    """Build a network for inputs shaped (C, H, W) with ``num_classes`` spiking outputs."""
+                weight_norm: bool = False, weight_scale: float = 2.0, dropout: float = 0.0) -> Any:
+    """Build a network for inputs shaped (C, H, W) with ``num_classes`` outputs (spikes; logits for the paper
+    nets ``resnet18``/``vgg11bn``, whose ``dropout`` is the paper's; the slayer-block nets have none)."""
     if arch not in ARCHS:
         raise ValueError(f"unknown network {arch!r}; choose one of {ARCHS}")
-    mod = _blocks_module(neuron)
     p = neuron_params_for(neuron, neuron_overrides)
     c, h, w = (int(v) for v in in_shape)
+    from training import paper_models
+    if arch in paper_models.PAPER_ARCHS:
+        paper_models.in_shape_ok(arch, (c, h, w))
+        return paper_models.build_paper_model({"arch": arch, "in_shape": [c, h, w], "num_classes": num_classes,
+                                               "neuron": neuron, "neuron_params": p, "hidden": hidden,
+                                               "dropout": float(dropout)})
+    mod = _blocks_module(neuron)
     kw = dict(weight_norm=weight_norm, delay_shift=True)
     ws = weight_scale  # initial weight scale (slayer's); sparse DVS input needs more to start spiking
     meta = {"arch": arch, "in_shape": [c, h, w], "num_classes": num_classes, "neuron": neuron,
@@ -136,4 +150,4 @@ def model_from_meta(meta: Dict[str, Any]) -> SpikingNet:
     p.pop("variant", None) if meta["neuron"] != "CUBA" else None
     return build_model(meta["arch"], meta["in_shape"], meta["num_classes"], meta["neuron"],
                        neuron_overrides=p, hidden=meta["hidden"], weight_norm=meta.get("weight_norm", False),
-                       weight_scale=meta.get("weight_scale", 2.0))
+                       weight_scale=meta.get("weight_scale", 2.0), dropout=meta.get("dropout", 0.0))

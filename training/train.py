@@ -3,6 +3,11 @@
 Writes into ``out_dir``: ``checkpoint.pt`` (latest, atomic), ``model.pt`` (final), ``config.json`` and
 ``log.jsonl`` (one JSON object per epoch: loss, train/test accuracy, per-layer firing rates, phase).
 Resuming from ``checkpoint.pt`` continues the same run: same seed, same per-epoch data order.
+
+Under ``torchrun`` (training/distributed.py) every process trains its share of each global batch with
+DistributedDataParallel and evaluates its share of the test set; only rank 0 writes files, prints and shows the
+progress bar, and every rank resumes from the same ``checkpoint.pt``. ``amp`` ('bf16' / 'fp16', CUDA only) runs
+the forward pass under ``torch.autocast`` (fp16 with a gradient scaler).
 """
 from __future__ import annotations
 
@@ -23,12 +28,16 @@ import torch
 from tqdm import tqdm
 
 from ilif_lava import atomic, metrics
+from training import distributed
 from training.datasets import dataset_info, load_split
-from training.limits import MAX_BATCH, MAX_EPOCHS, MAX_HIDDEN, MAX_TIME_BINS
+from training.limits import AMP_DTYPES, ARCHS, MAX_BATCH, MAX_EPOCHS, MAX_HIDDEN, MAX_TIME_BINS
 from training.losses import get_loss, predict
 from training.models import SpikingNet, build_model, model_from_meta
 
 OPTIMIZERS = ("adam", "sgd")
+MAX_WORKERS = 64
+RUNTIME_KEYS = ("download", "workers")   # config keys that may differ between a run and its resume
+EVAL_BATCH = 128
 
 
 class TrainingError(RuntimeError):
@@ -72,12 +81,17 @@ class TrainConfig:
     device: str = "auto"
     limit_train: Optional[int] = None
     limit_test: Optional[int] = None
+    dropout: float = 0.0
+    augment: bool = False
+    amp: Optional[str] = None
+    download: bool = False
+    workers: int = 0
 
     def validate(self) -> None:
         """Raise ``ValueError`` (one line naming the field) for a value training cannot use."""
         for name, typ in (("time_bins", int), ("epochs", int), ("qat_epochs", int), ("batch_size", int),
                           ("hidden", int), ("seed", int), ("lr", float), ("weight_scale", float),
-                          ("momentum", float), ("weight_decay", float)):
+                          ("momentum", float), ("weight_decay", float), ("dropout", float), ("workers", int)):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, float) if typ is float else int):
                 raise ValueError(f"{name} must be {'a number' if typ is float else 'an integer'}, got {v!r}")
@@ -115,7 +129,28 @@ class TrainConfig:
         check_device(self.device)
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"unknown optimizer {self.optimizer!r}; choose one of {OPTIMIZERS}")
-        get_loss(self.loss)
+        if self.arch not in ARCHS:
+            raise ValueError(f"unknown arch {self.arch!r}; choose one of {ARCHS}")
+        if not 0 <= self.dropout < 1:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        if not 0 <= self.workers <= MAX_WORKERS:
+            raise ValueError(f"workers must be in [0, {MAX_WORKERS}], got {self.workers}")
+        for name in ("augment", "download"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
+        check_amp(self.amp, self.device)
+        from training.paper_models import PAPER_ARCHS
+        get_loss(self.loss, logits=self.arch in PAPER_ARCHS)
+
+
+def check_amp(amp: Optional[str], device: str) -> None:
+    """Raise a one-line ``ValueError`` unless ``amp`` is None or a CUDA-capable choice for ``device``."""
+    if amp is None:
+        return
+    if amp not in AMP_DTYPES:
+        raise ValueError(f"--amp must be one of {', '.join(AMP_DTYPES)}, got {amp!r}")
+    if device == "cpu" or not torch.cuda.is_available():
+        raise ValueError(f"--amp {amp} needs a CUDA device; this run trains on the CPU (drop --amp)")
 
 
 def check_device(name: str) -> None:
@@ -255,9 +290,17 @@ def read_torch_file(path: Path, kind: str = "model", device: Any = "cpu") -> Dic
     return ck
 
 
+def load_datasets(cfg: TrainConfig) -> Tuple[Any, Any]:
+    """(train, test) datasets of ``cfg`` (``len``, ``tensors(indices)``, ``labels``; training/datasets.py)."""
+    common = dict(time_bins=cfg.time_bins, data_dir=cfg.data_dir, download=cfg.download)
+    tr = load_split(cfg.dataset, "train", limit=cfg.limit_train, augment=cfg.augment, **common)
+    te = load_split(cfg.dataset, "test", limit=cfg.limit_test, **common)
+    return tr, te
+
+
 def load_data(cfg: TrainConfig) -> Tuple[Tuple[torch.Tensor, torch.Tensor], Tuple[torch.Tensor, torch.Tensor]]:
-    tr = load_split(cfg.dataset, "train", time_bins=cfg.time_bins, data_dir=cfg.data_dir, limit=cfg.limit_train)
-    te = load_split(cfg.dataset, "test", time_bins=cfg.time_bins, data_dir=cfg.data_dir, limit=cfg.limit_test)
+    """Both splits as whole tensors ``x [N, C, H, W, T]``, ``y [N]``."""
+    tr, te = load_datasets(cfg)
     return tr.tensors(), te.tensors()
 
 
@@ -280,6 +323,39 @@ def evaluate(model: SpikingNet, x: torch.Tensor, y: torch.Tensor, batch_size: in
     return res
 
 
+@torch.no_grad()
+def evaluate_dataset(model: torch.nn.Module, ds: Any, device: torch.device,
+                     env: distributed.DistEnv = distributed.DistEnv(), batch_size: int = EVAL_BATCH,
+                     workers: int = 0) -> Dict[str, Any]:
+    """Accuracy, predictions ``[N]`` and per-layer firing / continuous firing rates of ``model`` on ``ds``, each
+    rank evaluating its share (training/distributed.py) and every rank receiving the totals."""
+    model.eval()
+    batches = distributed.eval_batches(len(ds), batch_size, env)
+    idx_all: List[int] = []
+    preds: List[np.ndarray] = []
+    sums: Optional[np.ndarray] = None   # per layer: spikes, elements, continuously active pairs, pairs
+    for idx, (x, _) in zip(batches, distributed.loader(ds, batches, workers, device.type == "cuda")):
+        out, spikes = model(x.to(device, non_blocking=True))
+        preds.append(predict(out))
+        idx_all += idx
+        part = []
+        for sp in spikes:
+            sp = sp.float()
+            pairs = sp[..., 0].numel()
+            part += [metrics.firing_rate(sp) * sp.numel(), sp.numel(),
+                     metrics.continuous_firing_rate(sp) * pairs, pairs]
+        sums = np.asarray(part) if sums is None else sums + np.asarray(part)
+    n_layers = len(model.spiking_blocks())
+    local = sums if sums is not None else np.zeros(4 * n_layers)
+    total = np.asarray(distributed.all_sum(local, env, device)).reshape(-1, 4)
+    pred = distributed.gather_predictions(np.asarray(idx_all, dtype=np.int64),
+                                          np.concatenate(preds) if preds else np.zeros(0, np.int64), len(ds), env)
+    y = ds.labels.numpy()
+    return {"accuracy": float((pred == y).mean()) if len(y) else math.nan, "pred": pred,
+            "firing_rate_per_layer": [float(a / max(b, 1)) for a, b, _, _ in total],
+            "continuous_firing_rate_per_layer": [float(c / max(d, 1)) for _, _, c, d in total]}
+
+
 def _make_optimizer(cfg: TrainConfig, model: torch.nn.Module, lr: float):
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(model.parameters(), lr=lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
@@ -291,23 +367,48 @@ def _phase(cfg: TrainConfig, epoch: int) -> str:
 
 
 def train(cfg: TrainConfig, out_dir: Path, resume: bool = True, progress: bool = True) -> Path:
-    """Train (float, then QAT) and return the path of the final ``model.pt``."""
+    """Train (float, then QAT) and return the path of the final ``model.pt`` (under torchrun: data parallel)."""
     cfg.validate()
-    out_dir = Path(out_dir)
-    device = pick_device(cfg.device)
-    (xtr, ytr), (xte, yte) = load_data(cfg)  # before creating the folder: a missing dataset leaves nothing behind
-    out_dir.mkdir(parents=True, exist_ok=True)
+    env = distributed.env_from_torchrun()
+    device = pick_device(distributed.device_for(cfg.device, env))
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    owns_group = env.distributed and not torch.distributed.is_initialized()
+    env = distributed.setup(device)
+    try:
+        return _train(cfg, Path(out_dir), resume, progress and env.main, env, device)
+    finally:
+        if owns_group:
+            distributed.shutdown(env)
+
+
+def _same_run(saved: Dict[str, Any], cfg: TrainConfig) -> bool:
+    """``saved`` (a checkpoint's config, older ones without the newer keys) describes the run ``cfg``."""
+    now = {k: v for k, v in asdict(cfg).items() if k not in RUNTIME_KEYS}
+    defaults = asdict(TrainConfig())
+    return {k: saved.get(k, defaults[k]) for k in now} == now
+
+
+def _train(cfg: TrainConfig, out_dir: Path, resume: bool, progress: bool, env: distributed.DistEnv,
+           device: torch.device) -> Path:
+    if not env.main:
+        distributed.barrier(env)        # rank 0 fills the dataset caches first
+    tr, te = load_datasets(cfg)         # before creating the folder: a missing dataset leaves nothing behind
+    if env.main:
+        distributed.barrier(env)
+        out_dir.mkdir(parents=True, exist_ok=True)
+    batch = distributed.per_rank_batch(cfg.batch_size, env)
     info = dataset_info(cfg.dataset)
     torch.manual_seed(cfg.seed)
     model = build_model(cfg.arch, info.shape, info.num_classes, cfg.neuron, cfg.neuron_overrides, cfg.hidden,
-                        weight_scale=cfg.weight_scale).to(device)
-    loss_fn = get_loss(cfg.loss)
+                        weight_scale=cfg.weight_scale, dropout=cfg.dropout).to(device)
+    loss_fn = get_loss(cfg.loss, logits=getattr(model, "output_is_logits", False))
     total = cfg.epochs + cfg.qat_epochs
     ckpt_path, log_path = out_dir / "checkpoint.pt", out_dir / "log.jsonl"
     start, opt, sched = 0, None, None
     if resume and ckpt_path.exists():
         ck = read_torch_file(ckpt_path, "checkpoint", device)
-        if ck["config"] != asdict(cfg):
+        if not _same_run(ck["config"], cfg):
             raise TrainingError(f"{ckpt_path}: checkpoint was written with a different configuration; "
                                 "use a new output folder or --no-resume")
         if ck["epoch"] >= total:
@@ -321,57 +422,82 @@ def train(cfg: TrainConfig, out_dir: Path, resume: bool = True, progress: bool =
         except (RuntimeError, ValueError, KeyError, TypeError, IndexError) as exc:
             raise ModelFileError(f"{ckpt_path}: does not fit this network ({type(exc).__name__}: "
                                  f"{' '.join(str(exc).split())[:160]})") from None
-        _truncate_log(log_path, start)
-    elif log_path.exists():
+        if env.main:
+            _truncate_log(log_path, start)
+            if progress:
+                print(f"resumed from {ckpt_path} after epoch {start}/{total}", flush=True)
+    elif env.main and log_path.exists():
         log_path.unlink()
     # written only after the checkpoint check: a refused resume must not relabel the existing run
-    atomic.write_json(out_dir / "config.json", asdict(cfg), indent=2)
+    if env.main:
+        atomic.write_json(out_dir / "config.json", asdict(cfg), indent=2)
+    net = _parallel(model, env, device)
+    amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.amp or "")
+    scaler = torch.amp.GradScaler("cuda", enabled=cfg.amp == "fp16")
+    pin = device.type == "cuda"
     for epoch in range(start, total):
         phase = _phase(cfg, epoch)
         if opt is None or epoch == cfg.epochs:  # a fresh optimizer at the start of each phase
             opt, sched = _phase_optim(cfg, model, epoch)
         model.set_quantized(phase == "qat")
-        model.train()
-        gen = torch.Generator().manual_seed(cfg.seed * 100003 + epoch)
-        order = torch.randperm(xtr.shape[0], generator=gen)
+        net.train()
+        batches = distributed.train_batches(len(tr), batch, env, cfg.seed, epoch)
         losses: List[float] = []
-        bar = tqdm(range(0, len(order), cfg.batch_size), desc=f"epoch {epoch + 1}/{total} ({phase})",
-                   unit="batch", disable=not (progress and sys.stderr.isatty()), leave=False)
-        for i in bar:
-            idx = order[i:i + cfg.batch_size]
-            out, _ = model(xtr[idx].to(device))
-            loss = loss_fn(out, ytr[idx].to(device))
+        bar = tqdm(distributed.loader(tr, batches, cfg.workers, pin), total=len(batches),
+                   desc=f"epoch {epoch + 1}/{total} ({phase})", unit="batch",
+                   disable=not (progress and sys.stderr.isatty()), leave=False)
+        for step, (xb, yb) in enumerate(bar):
+            with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+                out, _ = net(xb.to(device, non_blocking=pin))
+            loss = loss_fn(out.float(), yb.to(device, non_blocking=pin))
             if not torch.isfinite(loss):
-                raise TrainingError(f"non-finite loss ({loss.item()}) at epoch {epoch + 1}, batch {i // cfg.batch_size}; "
+                raise TrainingError(f"non-finite loss ({loss.item()}) at epoch {epoch + 1}, batch {step}; "
                                     f"last good checkpoint kept at {ckpt_path}")
             opt.zero_grad()
-            loss.backward()
-            bad = [n for n, p in model.named_parameters() if p.grad is not None and not torch.isfinite(p.grad).all()]
+            scaler.scale(loss).backward()
+            bad = [] if scaler.is_enabled() else [n for n, p in model.named_parameters()
+                                                  if p.grad is not None and not torch.isfinite(p.grad).all()]
             if bad:
                 raise TrainingError(f"non-finite gradient in {bad[0]} at epoch {epoch + 1}; "
                                     f"last good checkpoint kept at {ckpt_path}")
-            opt.step()
+            scaler.step(opt)
+            scaler.update()
             losses.append(loss.item())
             bar.set_postfix(loss=f"{np.mean(losses):.4f}")
         sched.step()
-        ev = evaluate(model, xte, yte, device=device, keep_spikes=True)
-        rates = [metrics.firing_rate(s.float()) for s in ev["spikes"]]
-        rec = {"epoch": epoch + 1, "phase": phase, "loss": float(np.mean(losses)) if losses else math.nan,
+        ev = evaluate_dataset(model, te, device, env, workers=cfg.workers)
+        mean_loss = distributed.all_sum([float(np.sum(losses)), float(len(losses))], env, device)
+        rates = ev["firing_rate_per_layer"]
+        rec = {"epoch": epoch + 1, "phase": phase, "loss": mean_loss[0] / mean_loss[1] if mean_loss[1] else math.nan,
                "test_accuracy": ev["accuracy"], "firing_rate_per_layer": rates,
-               "continuous_firing_rate_per_layer": [metrics.continuous_firing_rate(s.float()) for s in ev["spikes"]],
+               "continuous_firing_rate_per_layer": ev["continuous_firing_rate_per_layer"],
                "lr": opt.param_groups[0]["lr"], "time": time.time()}
-        with open(log_path, "a") as fh:
-            fh.write(json.dumps(rec) + "\n")
-        if progress:
-            print(f"epoch {epoch + 1}/{total} [{phase}] loss {rec['loss']:.4f} test acc {ev['accuracy']:.3f} "
-                  f"firing {np.mean(rates):.3f}", flush=True)
-        atomic_save({"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                     "epoch": epoch, "config": asdict(cfg), "meta": model.meta}, ckpt_path)
+        if env.main:
+            with open(log_path, "a") as fh:
+                fh.write(json.dumps(rec) + "\n")
+            if progress:
+                print(f"epoch {epoch + 1}/{total} [{phase}] loss {rec['loss']:.4f} test acc {ev['accuracy']:.3f} "
+                      f"firing {np.mean(rates):.3f}", flush=True)
+            atomic_save({"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                         "epoch": epoch, "config": asdict(cfg), "meta": model.meta}, ckpt_path)
     model.set_quantized(cfg.qat_epochs > 0)
     final = out_dir / "model.pt"
-    atomic_save({"model": model.state_dict(), "meta": model.meta, "config": asdict(cfg),
-                 "quantized": cfg.qat_epochs > 0}, final)
+    if env.main:
+        atomic_save({"model": model.state_dict(), "meta": model.meta, "config": asdict(cfg),
+                     "quantized": cfg.qat_epochs > 0}, final)
+    distributed.barrier(env)
     return final
+
+
+def _parallel(model: torch.nn.Module, env: distributed.DistEnv, device: torch.device) -> torch.nn.Module:
+    """``model`` itself in one process; under torchrun wrapped in DistributedDataParallel (batch norm
+    synchronised across GPUs; on CPUs, where SyncBatchNorm does not run, each rank keeps its own statistics)."""
+    if not env.distributed:
+        return model
+    if device.type == "cuda":
+        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    return torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda"
+                                                     else None)
 
 
 def _phase_optim(cfg: TrainConfig, model: torch.nn.Module, epoch: int):

@@ -1,0 +1,93 @@
+"""The paper's batch-norm networks (training/paper_models.py) at tiny width on the CPU: shape of the layout,
+forward, backward, save/load, batch-norm folding, and the export refusal naming the layer."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from export.export_net import ExportRefused, export_model
+from training.losses import get_loss
+from training.models import build_model, model_from_meta
+from training.paper_models import SpikingUnit, fold_batchnorm
+
+TINY = dict(neuron_overrides={"tau": 1.1, "surrogate": "rectangle"}, hidden=8, dropout=0.1)
+
+
+def tiny(arch: str, neuron: str = "ILIF", in_shape=(3, 32, 32), classes: int = 10):
+    torch.manual_seed(0)
+    return build_model(arch, in_shape, classes, neuron, **({} if neuron == "CUBA" else TINY))
+
+
+@pytest.mark.parametrize("arch,in_shape,units,convs", [("resnet18", (3, 32, 32), 17, 20),
+                                                       ("vgg11bn", (2, 48, 48), 8, 8)])
+def test_layout_forward_backward(arch, in_shape, units, convs):
+    net = tiny(arch, in_shape=in_shape)
+    assert len(net.spiking_blocks()) == units
+    # ResNet-18: stem + 16 block convs + 3 1x1 shortcuts; VGG-11: 8 convs
+    assert sum(isinstance(m, torch.nn.Conv2d) for m in net.modules()) == convs
+    x = torch.randn(3, *in_shape, 4)
+    out, spikes = net(x)
+    assert out.shape == (3, 10, 4) and len(spikes) == units
+    assert all(set(torch.unique(s).tolist()) <= {0.0, 1.0} for s in spikes)
+    assert any(s.sum() > 0 for s in spikes)
+    loss = get_loss("tet", logits=True)(out, torch.tensor([0, 3, 9]))
+    loss.backward()
+    grads = [p.grad for p in net.parameters()]
+    assert all(g is not None and torch.isfinite(g).all() for g in grads)
+    assert net.stem.weight.grad.abs().sum() > 0 if arch == "resnet18" else net.convs[0].weight.grad.abs().sum() > 0
+
+
+def test_resnet_lif_and_cuba_build_and_run():
+    for neuron in ("LIF", "CUBA"):
+        net = tiny("resnet18", neuron)
+        out, _ = net(torch.randn(2, 3, 32, 32, 2))
+        assert out.shape == (2, 10, 2)
+
+
+def test_meta_round_trip_gives_the_same_network():
+    net = tiny("resnet18").eval()
+    again = model_from_meta(net.meta)
+    again.load_state_dict(net.state_dict())
+    again.eval()
+    x = torch.randn(2, 3, 32, 32, 3)
+    assert torch.equal(net(x)[0], again(x)[0])
+
+
+def test_fold_batchnorm_matches_conv_then_bn():
+    torch.manual_seed(1)
+    conv = torch.nn.Conv2d(3, 5, 3, padding=1, bias=True)
+    bn = torch.nn.BatchNorm2d(5)
+    bn.running_mean.uniform_(-1, 1)
+    bn.running_var.uniform_(0.5, 2)
+    bn.weight.data.uniform_(0.5, 1.5)
+    bn.bias.data.uniform_(-0.5, 0.5)
+    bn.eval()
+    x = torch.randn(4, 3, 8, 8)
+    w, b = fold_batchnorm(conv.weight, conv.bias, bn)
+    torch.testing.assert_close(torch.nn.functional.conv2d(x, w, b, padding=1), bn(conv(x)), rtol=1e-5, atol=1e-5)
+
+
+def test_quantized_switch_reaches_every_ilif_neuron():
+    net = tiny("vgg11bn", in_shape=(2, 32, 32))
+    net.set_quantized(True)
+    assert all(u.neuron.quantized for u in net.modules() if isinstance(u, SpikingUnit))
+    out, _ = net.eval()(torch.rand(1, 2, 32, 32, 2))
+    assert torch.isfinite(out).all()
+
+
+@pytest.mark.parametrize("arch,in_shape,layer", [("resnet18", (3, 32, 32), "layers.0: residual addition"),
+                                                 ("vgg11bn", (2, 32, 32), "convs.0+units.0.bn")])
+def test_export_is_refused_naming_the_layer(tmp_path, arch, in_shape, layer):
+    net = tiny(arch, in_shape=in_shape)
+    path = tmp_path / "net.net"
+    with pytest.raises(ExportRefused) as err:
+        export_model(net, path)
+    msg = str(err.value)
+    assert "\n" not in msg and layer in msg and arch in msg and str(path) in msg
+    assert not path.exists() and list(tmp_path.iterdir()) == []
+
+
+def test_deployable_vgg11_still_exports(tmp_path):
+    net = build_model("vgg11", (2, 32, 32), 4, "ILIF", hidden=16)
+    path, report = export_model(net, tmp_path / "vgg.net", force=True)
+    assert path.is_file()
