@@ -93,34 +93,28 @@ def cell_config(base: TrainConfig, variant: str, seed: int, param: Optional[str]
     return cfg
 
 
-def membrane_before_reset(states: Dict[str, np.ndarray], spikes: np.ndarray, p: fx.ILIFParams) -> np.ndarray:
-    """The membrane potential H each step compared with the threshold (before the soft reset and the MPIU
-    inhibition), in integer state units, from the recorded after-reset ``v``, MPIU ``m`` and the spikes.
-
-    Inverts the reset of :func:`ilif_lava.fixed_point.ilif_step`: ``v = H - s * vth - s * inhibition(m)``.
-    ``states[k]``, ``spikes``: [N, neurons, T] (int). Returns int64 [N, neurons, T].
-    """
-    s = np.asarray(spikes, dtype=np.int64)
-    vth = int(p.vth_mant) << fx.VTH_SHIFT
-    h = np.asarray(states["v"], dtype=np.int64) + s * vth
-    if p.mpiu:
-        h = h + s * np.asarray(fx.INHIBITION_INT[p.inhibition](np.asarray(states["m"], dtype=np.int64)))
-    return h
+def membrane_before_reset(states: Dict[str, np.ndarray], p: fx.ILIFParams) -> np.ndarray:
+    """The membrane potential H each step compares with the threshold (after integration, before the soft reset
+    and the MPIU inhibition), in integer state units: ``H[t] = saturate(decay(v[t-1]) + u[t] - max(c[t], 0))``,
+    the ``h`` line of :func:`ilif_lava.fixed_point.ilif_step`, from the recorded states (v after both resets,
+    current u, CIU c after its update). ``states[k]``: int [N, neurons, T]. Returns int64 [N, neurons, T]."""
+    v = np.asarray(states["v"], dtype=np.int64)
+    v_prev = np.concatenate([np.zeros_like(v[..., :1]), v[..., :-1]], axis=-1)
+    rect = np.maximum(np.asarray(states["c"], dtype=np.int64), 0) if p.ciu else 0
+    return np.asarray(fx.saturate(fx.decay(v_prev, p.v_decay) + np.asarray(states["u"], dtype=np.int64) - rect))
 
 
-def overactivation(model: Any, states: Dict[int, Dict[str, np.ndarray]],
-                   layer_spikes: Sequence[np.ndarray]) -> Dict[str, Any]:
+def overactivation(model: Any, states: Dict[int, Dict[str, np.ndarray]]) -> Dict[str, Any]:
     """Share of membrane-potential values H (sample, neuron, step) above 2 x threshold, per spiking layer and
     pooled over layers, in the deployed integer model. ``states``: layer -> recorded integer states
-    [n, neurons, T] (:func:`pipeline.run._engine` with ``record=True``: its first batch); ``layer_spikes``:
-    the same model's spikes [N, neurons, T] (the first n samples are used)."""
+    [n, neurons, T] (:func:`pipeline.run._engine` with ``record=True``: its first batch)."""
     per, over, total = [], 0, 0
     for li, blk in enumerate(model.spiking_blocks()):
         if li not in states:
             raise ValueError(f"layer {li}: no recorded membrane states (neuron {type(blk.neuron).__name__})")
         p = blk.neuron.int_params
         n = states[li]["v"].shape[0]
-        h = membrane_before_reset(states[li], np.asarray(layer_spikes[li])[:n], p)
+        h = membrane_before_reset(states[li], p)
         limit = OVERACTIVATION_FACTOR * (int(p.vth_mant) << fx.VTH_SHIFT)
         k = int((h > limit).sum())
         per.append(k / h.size)
@@ -129,7 +123,10 @@ def overactivation(model: Any, states: Dict[int, Dict[str, np.ndarray]],
 
 
 def run_cell(cfg: TrainConfig, train_dir: Path) -> Dict[str, Any]:
-    """Train one cell (resuming from ``train_dir``'s checkpoint) and measure it; a JSON-able dict."""
+    """Train one cell (resuming from ``train_dir``'s checkpoint) and measure it; a JSON-able dict.
+
+    Rates are spikes per neuron per step; ``layers[i]['spikes_per_step']`` is [T], spikes of the layer per test
+    sample; ``overactivation`` uses the first test batch (up to 64 samples) whose states are recorded."""
     t0 = time.time()
     model_path = train(cfg, train_dir, resume=True, progress=False)
     t_train = time.time() - t0
@@ -140,7 +137,7 @@ def run_cell(cfg: TrainConfig, train_dir: Path) -> Dict[str, Any]:
     float_spikes, _ = _engine(model, x, pick_device(cfg.device), quantized=False, record=False)
     quant_spikes, quant_states = _engine(model, x, torch.device("cpu"), quantized=True, record=True)
     act = network_activity(model, x.numpy(), quant_spikes, cfg.neuron)
-    over = overactivation(model, quant_states, quant_spikes)
+    over = overactivation(model, quant_states)
     log = [json.loads(l) for l in (Path(train_dir) / "log.jsonl").read_text().splitlines() if l.strip()]
     return {
         "float_accuracy": float((predict(float_spikes[-1]) == y).mean()),

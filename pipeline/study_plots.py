@@ -73,9 +73,9 @@ def write_plots(study: Dict[str, Any], out: Path) -> List[str]:
                 continue
             s = r["spikes_per_step_per_layer"][li]
             m, sd = np.asarray(s["mean"]), np.asarray(s["std"])
-            ax.plot(np.arange(len(m)), m, label=_label(r, param))
-            ax.fill_between(np.arange(len(m)), m - sd, m + sd, alpha=0.2)
-        ax.set(xlabel="time step", ylabel="spikes (all test samples)", title=f"Spikes per time step, layer {li}")
+            line, = ax.plot(np.arange(len(m)), m, label=_label(r, param))
+            ax.fill_between(np.arange(len(m)), m - sd, m + sd, alpha=0.15, color=line.get_color())
+        ax.set(xlabel="time step", ylabel="spikes per sample (layer total)", title=f"Spikes per time step, layer {li}")
     axs[0][0].legend(fontsize=6)
     names.append(_save(fig, out / "spikes_per_step.png"))
 
@@ -84,8 +84,8 @@ def write_plots(study: Dict[str, Any], out: Path) -> List[str]:
         c = r["loss_curve"]
         m, sd = np.asarray(c["mean"]), np.asarray(c["std"])
         ep = np.arange(1, len(m) + 1)
-        ax.plot(ep, m, marker=".", label=_label(r, param))
-        ax.fill_between(ep, m - sd, m + sd, alpha=0.2)
+        line, = ax.plot(ep, m, marker=".", label=_label(r, param))
+        ax.fill_between(ep, m - sd, m + sd, alpha=0.15, color=line.get_color())
     ax.set(xlabel="epoch (float, then QAT)", ylabel="training loss", title="Training loss (mean ± std over seeds)")
     ax.set_yscale("log")
     ax.legend(fontsize=6, ncol=2)

@@ -81,6 +81,9 @@ def test_study_end_to_end_resume_and_tables(tmp_path, capsys):
                                    np.array([[r["loss"] for r in g["loss_curve"]] for g in group]).std(0, ddof=1),
                                    atol=1e-12)
 
+    # the membrane potential H behind the overactivation share equals the forward formula of fixed_point.ilif_step
+    _check_membrane_reconstruction(tmp_path / "work")
+
     # resume: an interrupted cell (no cell file yet) reruns; finished cells are not trained again
     mtimes = {p.name: p.stat().st_mtime_ns for p in (out / "cells").glob("*.json")}
     (out / "cells" / f"{CELLS[-1]}.json").unlink()
@@ -103,6 +106,30 @@ def test_study_end_to_end_resume_and_tables(tmp_path, capsys):
     code, _, stderr = run_cli([*argv, "--report-only"], capsys)
     assert code == 0, stderr
     assert _main_table((out / "study.md").read_text()) == rows
+
+
+def _check_membrane_reconstruction(work: Path) -> None:
+    """H (pipeline.study.membrane_before_reset, integrated forward) equals the after-reset v plus what the resets
+    took: s * (vth + inhibition(m)) for MPIU variants, s * vth otherwise, with s the neuron's own spikes (the
+    block output is shifted one step by delay_shift, so steps 0..T-2); and H >= vth exactly where s = 1."""
+    import torch
+    from ilif_lava import fixed_point as fx
+    from pipeline.run import _engine
+    from pipeline.study import membrane_before_reset
+    from training.datasets import load_split
+    from training.train import load_model
+    x, _ = load_split("digits", "test", time_bins=4, limit=16).tensors()
+    for cell in ("LIF-gamma2-seed0", "ILIF-gamma2-seed0"):
+        model = load_model(work / cell / "model.pt")
+        spikes, states = _engine(model, x, torch.device("cpu"), quantized=True, record=True)
+        for li, blk in enumerate(model.spiking_blocks()):
+            p, st = blk.neuron.int_params, states[li]
+            h = membrane_before_reset(st, p)[..., :-1]
+            s = spikes[li][..., 1:].astype(np.int64)
+            vth = int(p.vth_mant) << fx.VTH_SHIFT
+            inh = fx.INHIBITION_INT[p.inhibition](st["m"][..., :-1]) if p.mpiu else 0
+            np.testing.assert_array_equal(h, st["v"][..., :-1] + s * (vth + inh), err_msg=f"{cell} layer {li}")
+            assert ((h >= vth) == (s == 1)).all()
 
 
 @pytest.mark.parametrize("extra, needle", [
