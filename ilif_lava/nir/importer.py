@@ -181,7 +181,7 @@ class _Builder:
             layer = {"source": "nir", "threshold_scale": theta / vth, "input_gain": gain,
                      "notes": ["reset: NIR resets v to 0, ours subtracts the threshold (soft reset)",
                                "firing: NIR v > v_threshold, ours v >= threshold"]}
-        blk = self._block(p, params)
+        blk = self._block(p, weight, params)
         if rec is not None:
             _restore(blk.neuron, rec)
         self.blocks.append(blk)
@@ -189,8 +189,8 @@ class _Builder:
                             "variant": params.get("variant", "ILIF"), **layer})
         self.pending, self.shape = None, tuple(int(v) for v in p["out"])
 
-    def _block(self, p: Dict[str, Any], params: Dict[str, Any]) -> torch.nn.Module:
-        w = torch.as_tensor(np.asarray(p["weight"]), dtype=torch.float32)
+    def _block(self, p: Dict[str, Any], weight: np.ndarray, params: Dict[str, Any]) -> torch.nn.Module:
+        w = torch.as_tensor(np.asarray(weight), dtype=torch.float32)
         if p["kind"] == "dense":
             blk = ilif_block.Dense(params, w.shape[1], w.shape[0], weight_scale=1, delay_shift=True)
             w = w.reshape(blk.synapse.weight.shape)
