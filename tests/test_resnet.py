@@ -91,3 +91,36 @@ def test_deployable_vgg11_still_exports(tmp_path):
     net = build_model("vgg11", (2, 32, 32), 4, "ILIF", hidden=16)
     path, report = export_model(net, tmp_path / "vgg.net", force=True)
     assert path.is_file()
+
+
+def _config(argv: list):
+    from pipeline.cli import build_parser
+    from pipeline.cli_train import train_config
+    args = build_parser().parse_args(["train", *argv])
+    return train_config(args), args
+
+
+@pytest.mark.parametrize("name,dataset,arch,T,batch,lr,wd,drop,kappa", [
+    ("paper-cifar10-resnet18", "cifar10", "resnet18", 6, 128, 0.1, 5e-5, 0.1, 0.03),
+    ("paper-cifar100-resnet18", "cifar100", "resnet18", 6, 128, 0.1, 5e-4, 0.1, 0.03),
+    ("paper-cifar10dvs-vgg11", "cifar10dvs", "vgg11bn", 10, 128, 0.05, 5e-4, 0.3, 0.03),
+    ("paper-dvsgesture-vgg11", "dvsgesture", "vgg11bn", 20, 16, 0.1, 5e-4, 0.4, 0.05)])
+def test_named_recipes_are_table_4(name, dataset, arch, T, batch, lr, wd, drop, kappa):
+    cfg, args = _config(["--recipe", name])
+    assert (cfg.dataset, cfg.arch, cfg.time_bins, cfg.batch_size, cfg.lr, cfg.weight_decay, cfg.dropout) == \
+        (dataset, arch, T, batch, lr, wd, drop)
+    assert (cfg.epochs, cfg.optimizer, cfg.momentum, cfg.loss) == (200, "sgd", 0.9, "tet")
+    assert cfg.neuron_overrides["kappa"] == kappa and cfg.neuron_overrides["beta"] == 1.0
+    assert (args.dataset, args.arch) == (dataset, arch)            # the default run folder follows the recipe
+    over, _ = _config(["--recipe", name, "-T", "4", "--epochs", "3"])
+    assert (over.time_bins, over.epochs, over.lr) == (4, 3, lr)
+
+
+def test_recipe_for_another_dataset_and_amp_on_cpu_are_one_line_errors(capsys):
+    from tests.helpers import run_cli
+    for argv, needle in ((["--recipe", "paper-cifar10-resnet18", "--dataset", "digits"], "--recipe"),
+                         (["--amp", "bf16", "--device", "cpu"], "--amp bf16 needs a CUDA device"),
+                         (["--arch", "resnet18", "--loss", "count"], "--loss count")):
+        code, _, err = run_cli(["train", *argv, "--run-dir", "/nonexistent/never"], capsys)
+        lines = [ln for ln in err.splitlines() if ln.startswith("ilif-lava")]
+        assert code == 2 and len(lines) == 1 and needle in lines[0], err
