@@ -114,3 +114,24 @@ def test_download_without_network_is_one_line(tmp_path, monkeypatch):
     msg = str(err.value)
     assert "\n" not in msg and "--download failed" in msg and str(tmp_path / "DVSGesture") in msg
     assert "--data-dir" in msg
+
+
+def test_cifar10dvs_folder_without_the_aedat_reader_is_one_line(tmp_path):
+    """tonic's CIFAR10DVS layout (<class>/<k>.aedat4, >= 1000 files, the archive name present); this
+    environment has no 'aedat' package, so reading stops with one line naming it (nothing cached)."""
+    import importlib.util
+    if importlib.util.find_spec("aedat") is not None:
+        pytest.skip("the 'aedat' reader is installed; these placeholder files are not real recordings")
+    from training.datasets import MissingPackageError
+    base = tmp_path / "CIFAR10DVS"
+    base.mkdir()
+    (base / "CIFAR10DVS.zip").write_bytes(b"")
+    for cls in ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"):
+        (base / cls).mkdir()
+        for k in range(100):
+            (base / cls / f"cifar10_{cls}_{k}.aedat4").write_bytes(b"")
+    with pytest.raises(MissingPackageError) as err:
+        load_split("cifar10dvs", "test", time_bins=T, data_dir=tmp_path, cache_dir=tmp_path / "cache")
+    msg = str(err.value)
+    assert "\n" not in msg and "aedat" in msg and str(base) in msg
+    assert not (tmp_path / "cache" / "binned").exists()

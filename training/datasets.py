@@ -555,7 +555,7 @@ def _load_via_tonic(req: _Request, save_to: Path, looked: list[Path]) -> SpikeDa
 
     def build() -> np.ndarray:
         if name == "cifar10dvs":
-            _require_aedat()
+            _require_aedat(location)
         check_memory(name, split, len(order), _INFO[name].shape, time_bins)
         return _bin_all((ds[int(i)][0] for i in order), len(order), sensor, time_bins, f"{name} {split}")
 
@@ -591,11 +591,16 @@ def _split_order(name: str, ds: Any, labels: np.ndarray, split: str) -> np.ndarr
     return np.array([i for _, _, i in sorted(keyed)], dtype=np.int64)
 
 
-def _require_aedat() -> None:
+class MissingPackageError(ValueError):
+    """An optional package a dataset's reader needs is not installed; one line naming it and the files."""
+
+
+def _require_aedat(location: Path) -> None:
     import importlib.util
 
     if importlib.util.find_spec("aedat") is None:
-        raise ModuleNotFoundError("cifar10dvs needs the optional 'aedat' package to read .aedat4 files")
+        raise MissingPackageError(f"dataset 'cifar10dvs': reading the .aedat4 recordings in {location} needs the "
+                                  f"optional 'aedat' package (pip install aedat), which is not installed")
 
 
 # ----------------------------------------------------------------------------------------------------- lookup help
