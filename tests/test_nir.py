@@ -211,3 +211,61 @@ def test_hostile_nir_files_refused(tmp_path):
     os.mkfifo(tmp_path / "fifo.nir")
     with pytest.raises(NetworkFileError, match="FIFO"):
         read_nir(tmp_path / "fifo.nir")
+
+
+def test_foreign_conv_pool_graph_matches_nir_semantics_exactly():
+    """Conv2d / SumPool2d / Scale / Flatten / Linear from the nir API (dt = 1, SpikingJelly-style), built so that
+    NIR's float semantics equal ours (see _exact_graph): our float and quantized spikes, aligned by the block
+    latency, equal simulate_nir's for every layer."""
+    rng = np.random.default_rng(5)
+    vth = 65 / 64
+
+    def lif(shape):
+        return nir.LIF(tau=np.ones(shape), r=np.ones(shape), v_leak=np.zeros(shape), v_threshold=np.full(shape, vth))
+    wc = rng.integers(-30, 50, (4, 2, 3, 3)) / 32
+    wc[0, 0, 0, 0] = 126 / 32
+    wl = rng.integers(-40, 60, (3, 36)) / 32
+    wl[0, 0] = 126 / 32
+    g = nir.NIRGraph.from_list(
+        nir.Conv2d(input_shape=(6, 6), weight=wc, stride=1, padding=1, dilation=1, groups=1, bias=np.zeros(4)),
+        lif((4, 6, 6)), nir.SumPool2d(kernel_size=np.array([2, 2]), stride=np.array([2, 2]), padding=np.array([0, 0])),
+        nir.Scale(scale=np.full((4, 3, 3), 126 / 32)), lif((4, 3, 3)), nir.Flatten(input_type={"input": np.array([4, 3, 3])},
+                                                                                start_dim=0),
+        nir.Linear(weight=wl), lif((3,)))
+    imp = from_nir(g, dt=1.0)
+    assert [type(b).__name__ for b in imp.blocks] == ["Conv", "Pool", "Flatten", "Dense"]
+    assert [layer["threshold_scale"] for layer in imp.layers] == [1.0] * 3 and imp.lags == [1, 2, 3]
+    x = (np.random.default_rng(6).random((2, 2, 6, 6, 10)) < 0.4).astype(np.float32)
+    ref = simulate_nir(g, x)
+    net = _net(imp.blocks, imp.input_shape)
+    xp = torch.from_numpy(np.concatenate([x, np.zeros(x.shape[:-1] + (3,), np.float32)], axis=-1))
+    for quantized in (False, True):
+        net.set_quantized(quantized)
+        with torch.no_grad():
+            ours = net(xp)[1]
+        for layer, lag, s in zip(imp.layers, imp.lags, ours):
+            r = ref[layer["node"]]
+            assert r.sum() > 0
+            assert np.array_equal(s.numpy()[..., lag:lag + 10].reshape(r.shape), r), layer["node"]
+
+
+def test_snntorch_written_graph_imports():
+    """A graph written by snnTorch's own exporter (Linear + Leaky, dt = 1e-4) converts: beta -> our leak, input
+    gain 1, hard-reset semantics noted. Skipped where snnTorch/nirtorch are not installed (not pinned)."""
+    snn = pytest.importorskip("snntorch")
+    pytest.importorskip("nirtorch")
+    from snntorch.export_nir import export_to_nir
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(16, 8, bias=False),
+                              snn.Leaky(beta=torch.full((8,), 0.9), threshold=torch.ones(8), init_hidden=True),
+                              torch.nn.Linear(8, 3, bias=False),
+                              snn.Leaky(beta=torch.full((3,), 0.75), threshold=torch.ones(3), init_hidden=True,
+                                        output=True))
+    imp = from_nir(export_to_nir(net, torch.zeros(16)), dt=1e-4)
+    assert [layer["type"] for layer in imp.layers] == ["LIF", "LIF"]
+    lams = [float(b.neuron.lam[0]) for b in imp.blocks]
+    assert lams == pytest.approx([0.9, 0.75], abs=1e-5)
+    assert [layer["input_gain"] for layer in imp.layers] == pytest.approx([1.0, 1.0], abs=1e-5)
+    w = net[0].weight.detach().numpy()
+    got = imp.blocks[0].synapse.weight.detach().numpy().reshape(8, 16) / imp.layers[0]["threshold_scale"]
+    assert np.abs(got - w).max() < 1e-5 and any("reset" in n for n in imp.layers[0]["notes"])
