@@ -102,6 +102,12 @@ def dynamics_of(name: str, node: nir.NIRNode, dt: float) -> Tuple[float, Optiona
     raise node_error(name, node, "is not a neuron node (LIF, CubaLIF, IF)")
 
 
+def pair(v: Any) -> Tuple[int, int]:
+    """A NIR int / 1- or 2-element array field (stride, padding, kernel size, ...) as (height, width)."""
+    a = np.asarray(v).ravel()
+    return (int(a[0]), int(a[0])) if a.size == 1 else (int(a[0]), int(a[1]))
+
+
 def tau_from_lam(lam: float) -> float:
     """Our ``tau`` (lambda = 1 - 1/tau, :func:`ilif_lava.neuron.membrane_tau`) for a kept fraction ``lam``."""
     return math.inf if lam >= 1.0 else 1.0 / (1.0 - lam)

@@ -29,7 +29,9 @@ import torch
 
 from ilif_lava import block as ilif_block
 from ilif_lava import fixed_point as fx
-from ilif_lava.nir.convention import NIRConversionError, dynamics_of, node_error, steps_of_delay, tau_from_lam
+from ilif_lava.hdf5_validate import _conv_out          # Lava's conv output size, defined once there
+from ilif_lava.nir.convention import (NIRConversionError, dynamics_of, node_error, pair as _pair, steps_of_delay,
+                                      tau_from_lam)
 from ilif_lava.nir.files import read_nir
 from ilif_lava.nir.reference import COMPOSITE_KEY, graph_chain
 
@@ -83,15 +85,6 @@ def _restore(neuron: Any, rec: Dict[str, Any]) -> None:
             neuron.plif_w.fill_(float(rec["plif_w"]))
         elif "voltage_decay" in rec:
             neuron.voltage_decay.fill_(float(rec["voltage_decay"]))
-
-
-def _pair(v: Any) -> Tuple[int, int]:
-    a = np.asarray(v).ravel()
-    return (int(a[0]), int(a[0])) if a.size == 1 else (int(a[0]), int(a[1]))
-
-
-def _conv_out(n: int, k: int, s: int, p: int, d: int) -> int:
-    return (n + 2 * p - d * (k - 1) - 1) // s + 1
 
 
 class _Builder:

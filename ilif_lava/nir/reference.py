@@ -9,14 +9,14 @@ its input, because NIR has no primitive for the inhibitory units.
 """
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional
 
 import nir
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ilif_lava.nir.convention import NIRConversionError, node_error, steps_of_delay
+from ilif_lava.nir.convention import NIRConversionError, node_error, pair as _pair, steps_of_delay
 
 COMPOSITE_KEY = "ilif_lava_composite"      # metadata key marking an ILIF/MPIU/CIU composite (value: the variant)
 
@@ -59,11 +59,6 @@ def graph_chain(graph: nir.NIRGraph, where: str = "graph") -> List[str]:
 
 def _t(a: Any) -> torch.Tensor:
     return torch.as_tensor(np.asarray(a, dtype=np.float64))
-
-
-def _pair(v: Any) -> Tuple[int, int]:
-    a = np.asarray(v).ravel()
-    return (int(a[0]), int(a[0])) if a.size == 1 else (int(a[0]), int(a[1]))
 
 
 class _Neuron:
