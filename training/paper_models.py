@@ -78,7 +78,7 @@ class TimeSharedDropout(nn.Module):
 
 
 class SpikingUnit(nn.Module):
-    """``BatchNorm3d`` then the neuron: currents ``[N, C, H, W, T]`` -> spikes, same shape."""
+    """``BatchNorm3d`` then the neuron: currents ``[N, C, H, W, T]`` -> spikes, same shape (float32)."""
 
     def __init__(self, channels: int, neuron: str, params: Dict[str, Any]) -> None:
         super().__init__()
@@ -90,7 +90,7 @@ class SpikingUnit(nn.Module):
             self.neuron = Neuron(**params)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.neuron(self.bn(x))
+        return self.neuron(self.bn(x).float())     # the neuron's time loop stays float32 under --amp
 
 
 class PaperNet(NeuronSwitches, nn.Module):
