@@ -129,9 +129,13 @@ REQUIRED_KEYS: Dict[str, Tuple[str, ...]] = {
 # feed-forward delay matrix); ILIFNetwork does not support them.
 REFUSED_LAYER_TYPES = ("pool", "convT", "unpool", "average", "concat", "dense_rec", "dense_comp")
 
+# Stock CUBA threshold mantissa: slayer's cuba.Affine writes (1 << 18) - 1 ("never fires") and stock netx builds
+# it; vth << 6 then exceeds the 24-bit saturated v, so it never fires in Lava either. The Loihi 2 check
+# (ilif_lava/loihi2.py) still reports anything above the 17-bit mantissa; ILIF layers keep the 17-bit cap.
+CUBA_VTH_MANT_MAX = (1 << 18) - 1
 NEURON_KEYS: Dict[str, Dict[str, Any]] = {
-    "CUBA": {"iDecay": DECAY, "vDecay": DECAY, "vThMant": Int(0, fx.VTH_MANT_MAX)},
-    "LOIHI": {"iDecay": DECAY, "vDecay": DECAY, "vThMant": Int(0, fx.VTH_MANT_MAX)},
+    "CUBA": {"iDecay": DECAY, "vDecay": DECAY, "vThMant": Int(0, CUBA_VTH_MANT_MAX)},
+    "LOIHI": {"iDecay": DECAY, "vDecay": DECAY, "vThMant": Int(0, CUBA_VTH_MANT_MAX)},
     "SDNN": {"vThMant": Int(0, (1 << 31) - 1)},
     # ILIFNetwork reads these with int(): 0-d only (int() of a 1-element array is deprecated since numpy 1.25)
     "ILIF": {"iDecay": DECAY_0D, "vDecay": DECAY_0D, "cDecay": DECAY_0D, "mDecay": DECAY_0D,

@@ -464,7 +464,7 @@ def test_neuron_group_is_dataset(tmp_path):
     ("ilif_dense", "mpiu", np.array([True, False]), "bool"),
     ("ilif_dense", "inhibition", np.array([b"plan"], dtype=h5py.string_dtype()), "variable-length"),  # fuzz find
     ("cuba_dense", "iDecay", 5000, "[0, 4096]"),
-    ("cuba_dense", "vThMant", 2 ** 17, "[0, 131071]"),
+    ("cuba_dense", "vThMant", 2 ** 18, "[0, 262143]"),
     ("cuba_dense", "vDecay", np.array([1, 2]), "has shape (2,)"),
 ])
 def test_neuron_values(tmp_path, base, key, value, fragment):

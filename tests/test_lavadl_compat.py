@@ -4,7 +4,7 @@
    sdnn Input/Dense/Conv, sparse dense synapses), the file written by slayer's own ``export_hdf5`` is built by
    stock ``netx.hdf5.Network`` and by ``ILIFNetwork``, run in Lava ``fixed_pt``, and every layer's output is
    identical (and not silent). Pool (netx has no loader) fails with ``NotImplementedError`` in both. Known
-   gaps (strict xfail / explicit refusal): cuba.Affine (validator vThMant cap) and rf (complex synapses).
+   gap (explicit refusal): rf (complex synapses).
 2. ``ILIFNetwork`` however it is reached: rebound as ``netx.hdf5.Network``, subclassed (own process model,
    overridden ``get_neuron_params``), and a neuron type added with ``register_neuron_type``.
 3. lava-dl's neuron names (``voltage_decay``, ``current_decay``: same HDF5 decays as CUBA), the one mapping to
@@ -97,13 +97,11 @@ def _lava_input(x: torch.Tensor, graded: bool, rng: np.random.Generator) -> np.n
     return rng.integers(0, 4096, a.shape) if graded else a
 
 
-# slayer's cuba.Affine exports vThMant = (1 << 18) - 1 (never fires); stock netx builds it, but the validator
-# (ilif_lava/hdf5_validate.py, NEURON_KEYS['CUBA']) caps CUBA vThMant at 131071. strict: passes once that is fixed.
-AFFINE_GAP = pytest.mark.xfail(raises=NetworkFileError, strict=True,
-                               reason="validator caps CUBA vThMant at 2**17 - 1; cuba.Affine writes 2**18 - 1")
+# slayer's cuba.Affine exports vThMant = (1 << 18) - 1 (never fires); stock netx builds it and so does the validator
+# (ilif_lava/hdf5_validate.py, CUBA_VTH_MANT_MAX).
 CASES = ["cuba_input_weight_bias", "cuba_input", "cuba_input_skipped", "cuba_dense", "cuba_dense_delay",
          "cuba_dense_sparse", "cuba_conv_flatten_dense", "cuba_conv_delay",
-         pytest.param("cuba_affine", marks=AFFINE_GAP), "sdnn_dense", "sdnn_conv"]
+         "cuba_affine", "sdnn_dense", "sdnn_conv"]
 
 
 @pytest.mark.parametrize("name", CASES)
