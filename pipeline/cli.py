@@ -58,7 +58,7 @@ def _add_limit_args(p: argparse.ArgumentParser) -> None:
 
 
 def _dataset_names() -> tuple:
-    from training.datasets import DATASETS
+    from training.dataset_names import DATASETS
     return tuple(DATASETS)
 
 

@@ -12,7 +12,7 @@ NEURON_CHOICES = ("ILIF", "MPIU", "CIU", "LIF", "PLIF", "IPLIF", "CUBA")
 
 def add_train_args(p: argparse.ArgumentParser) -> None:
     from pipeline.recipes import NAMED
-    from training.datasets import DATASETS
+    from training.dataset_names import DATASETS
     p.add_argument("--recipe", choices=sorted(NAMED), default=None,
                    help="a paper row's settings (Table 4: dataset, network, T, epochs, optimiser, loss, dropout); "
                         "other flags override single values")

@@ -3,12 +3,16 @@ and every stage-order mistake answered with the command to run first (issue 12 i
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from tests.conftest import REPO
 from tests.helpers import run_cli
 
 T = 8
@@ -59,6 +63,34 @@ def test_stage_order_mistakes_name_the_command_to_run_first(tmp_path, capsys):
     assert code == 2 and f"ilif-lava simulate {empty} --dataset nmnist" in err and "eval-nmnist-default-T4" in err
     code, _, err = run_cli(["simulate", "--dataset", "digits"], capsys)
     assert code == 2 and "--net FILE --dataset NAME" in err
+
+
+def _heavy_modules_loaded(argv: list) -> tuple:
+    """(exit code, torch imported?, Lava imported?, stderr) of ``pipeline.cli.main(argv)`` in a fresh process."""
+    code = ("import json, sys; from pipeline.cli import main\n"
+            "try:\n    rc = main(json.loads(sys.argv[1]))\nexcept SystemExit as e:\n    rc = e.code\n"
+            "print('RESULT', rc, 'torch' in sys.modules, any(m.startswith('lava') for m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code, json.dumps(argv)], cwd=REPO, capture_output=True, text=True,
+                         timeout=120, env={**os.environ, "PYTHONPATH": str(REPO)})
+    line = [l for l in out.stdout.splitlines() if l.startswith("RESULT")]
+    assert line, out.stdout + out.stderr
+    _, rc, torch_in, lava_in = line[0].split()
+    return int(rc), torch_in == "True", lava_in == "True", out.stderr
+
+
+def test_stage_order_answered_before_torch_or_lava_load(tmp_path):
+    """The stage-order answer comes from file checks alone: torch and Lava are never imported for it."""
+    rc, torch_in, lava_in, err = _heavy_modules_loaded(["export", str(tmp_path)])
+    assert (rc, torch_in, lava_in) == (2, False, False) and "ilif-lava train --run-dir" in err
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["pipeline", "--help"], ["train", "--help"], ["simulate", "--help"],
+                                  ["compare", "--help"], ["check", "--help"], ["export", "--help"], ["study", "--help"],
+                                  ["nir", "--help"]])
+def test_help_imports_neither_torch_nor_lava(argv):
+    """--help is answered from the parser alone (lazy imports), so it is fast on any machine."""
+    rc, torch_in, lava_in, _ = _heavy_modules_loaded(argv)
+    assert (rc, torch_in, lava_in) == (0, False, False)
 
 
 def test_run_evaluated_on_another_folder(trained, capsys):

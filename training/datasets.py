@@ -70,9 +70,7 @@ from typing import Any
 import numpy as np
 import torch
 
-DATASETS = ("digits", "nmnist", "pokerdvs", "dvsgesture", "cifar10dvs", "cifar10", "cifar100")
-IMAGE_DATASETS = ("cifar10", "cifar100")    # analog input (direct encoding), not spikes
-SPLITS = ("train", "test")
+from training.dataset_names import DATASETS, IMAGE_DATASETS, SPLITS  # noqa: E402,F401  (light to import)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 _SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
