@@ -172,6 +172,17 @@ def test_unsupported_nodes_one_line_error(nodes, match):
     assert "\n" not in str(exc.value)
 
 
+def test_oversized_shapes_refused_before_allocation():
+    n = 3
+    g = nir.NIRGraph(nodes={"input": nir.Input(input_type=np.array([1, 5000, 5000])),
+                            "conv": nir.Conv2d(input_shape=(5000, 5000), weight=np.ones((n, 1, 1, 1)), stride=1,
+                                               padding=0, dilation=1, groups=1, bias=np.zeros(n)),
+                            "lif": _lif(n), "output": nir.Output(output_type=np.array([n]))},
+                     edges=[("input", "conv"), ("conv", "lif"), ("lif", "output")], type_check=False)
+    with pytest.raises(NIRConversionError, match=r"'input' \(Input\): shape \[1, 5000, 5000\] .* more than"):
+        from_nir(g)
+
+
 def test_unsupported_node_cli_one_line(tmp_path, capsys):
     nir.write(tmp_path / "p.nir", nir.NIRGraph.from_list(
         nir.Conv2d(input_shape=(4, 4), weight=np.ones((2, 1, 3, 3)), stride=1, padding=1, dilation=1, groups=1,

@@ -29,7 +29,7 @@ import torch
 
 from ilif_lava import block as ilif_block
 from ilif_lava import fixed_point as fx
-from ilif_lava.hdf5_validate import _conv_out          # Lava's conv output size, defined once there
+from ilif_lava.hdf5_validate import _conv_out, current_limits   # Lava's conv output size, defined there
 from ilif_lava.nir.convention import (NIRConversionError, dynamics_of, node_error, pair as _pair, steps_of_delay,
                                       tau_from_lam)
 from ilif_lava.nir.files import read_nir
@@ -96,6 +96,13 @@ class _Builder:
         self.shape: Tuple[int, ...] = ()
         self.flatten_input = False
 
+    def bounded(self, name: str, node: nir.NIRNode, shape: Tuple[int, ...]) -> Tuple[int, ...]:
+        """``shape`` if it holds at most the active file limits' neurons per layer (nothing is allocated before)."""
+        limit = current_limits().max_neurons_per_layer
+        if any(int(v) <= 0 for v in shape) or int(np.prod([int(v) for v in shape], dtype=object)) > limit:
+            raise node_error(name, node, f"shape {list(shape)} is empty or holds more than {limit} neurons")
+        return tuple(int(v) for v in shape)
+
     # ---- synapses -------------------------------------------------------------------------------------
     def synapse(self, name: str, node: nir.NIRNode) -> None:
         if self.pending is not None:
@@ -140,7 +147,11 @@ class _Builder:
         p = self.pending
         if p is None:
             raise node_error(name, node, "must follow a Linear, Affine, Conv2d or SumPool2d node")
-        s = np.broadcast_to(np.asarray(node.scale, dtype=np.float64), p["out"])
+        try:
+            s = np.broadcast_to(np.asarray(node.scale, dtype=np.float64), p["out"])
+        except ValueError:
+            raise node_error(name, node, f"scale {list(np.shape(node.scale))} does not fit the shape "
+                                         f"{list(p['out'])} of {p['name']!r}") from None
         if p["kind"] == "dense":
             p["weight"] = p["weight"] * s[:, None]
             return
@@ -155,6 +166,7 @@ class _Builder:
         p = self.pending
         if p is None:
             raise node_error(name, node, "must follow a synapse node (Linear, Affine, Conv2d, SumPool2d)")
+        self.bounded(p["name"], node, p["out"])
         rec = _ours(node)
         if rec is not None:
             params = {k: rec[k] for k in NEURON_KEYS if k in rec}
@@ -232,7 +244,7 @@ def from_nir(graph: Union[nir.NIRGraph, str, Path], dt: float = 1.0) -> NIRImpor
     for name in graph_chain(graph):
         node = graph.nodes[name]
         if isinstance(node, nir.Input):
-            b.shape = tuple(int(v) for v in np.asarray(node.input_type["input"]).ravel())
+            b.shape = b.bounded(name, node, tuple(np.asarray(node.input_type["input"]).ravel()))
         elif isinstance(node, nir.Output):
             if b.pending is not None:
                 raise node_error(b.pending["name"], graph.nodes[b.pending["name"]], "is not followed by a neuron "
