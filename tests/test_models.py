@@ -54,3 +54,16 @@ def test_spike_count_loss_and_prediction():
     assert predict(out).tolist() == [1, 2]
     with pytest.raises(ValueError, match="unknown loss"):
         get_loss("nope")
+
+
+def test_count_loss_is_lava_dl_spike_rate_written_out():
+    """'count' is slayer's SpikeRate (mean reduction): mean over samples and classes of (rate - target)^2."""
+    torch.manual_seed(2)
+    out = (torch.rand(4, 5, 7) < 0.3).float()
+    y = torch.tensor([0, 4, 2, 2])
+    target = torch.full((4, 5), 0.05)
+    target[torch.arange(4), y] = 0.5
+    want = ((out.mean(-1) - target) ** 2).mean()
+    assert torch.allclose(spike_count(out, y), want, rtol=0, atol=1e-7)
+    assert torch.allclose(spike_count(out, y, true_rate=0.9, false_rate=0.0),
+                          ((out.mean(-1) - 0.9 * torch.nn.functional.one_hot(y, 5)) ** 2).mean(), atol=1e-7)

@@ -34,10 +34,10 @@ def tet(out: torch.Tensor, y: torch.Tensor, lam: float = 0.05, logit_scale: floa
 
 
 def spike_count(out: torch.Tensor, y: torch.Tensor, true_rate: float = 0.5, false_rate: float = 0.05) -> torch.Tensor:
-    """slayer-style spike-count loss: MSE between output rates and target rates (true class high, others low)."""
-    target = torch.full_like(out[..., 0], false_rate)
-    target[torch.arange(out.shape[0]), y] = true_rate
-    return F.mse_loss(out.mean(-1), target)
+    """lava-dl's own spike-rate loss (``slayer.loss.SpikeRate``, mean reduction): MSE between each output's rate
+    over time and its target rate (``true_rate`` for the label, ``false_rate`` for the others). ``out`` [N, K, T]."""
+    from lava.lib.dl.slayer.loss import SpikeRate
+    return SpikeRate(true_rate=true_rate, false_rate=false_rate, reduction="mean")(out, y)
 
 
 def get_loss(name: str, logits: bool = False) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
