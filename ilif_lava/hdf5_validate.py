@@ -143,7 +143,8 @@ NEURON_KEYS: Dict[str, Dict[str, Any]] = {
              "ciu": Flag()},
 }
 # netx maps any type containing "RF" to RF / RF_IZ, whose processes have complex inputs (a_real_in, a_imag_in):
-# a plain dense/conv/input block cannot connect to them, and netx has no loader for complex dense layers.
+# a plain dense/conv/input block cannot connect to them, and Lava 0.10 ships RF models for floating_pt only
+# (lava/proc/rf/models.py), so no bit-exact fixed_pt run (this project's deployment target) exists for them.
 COMPLEX_NEURON_HINT = "RF"
 
 
