@@ -140,7 +140,12 @@ class TrainConfig:
                 raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
         check_amp(self.amp, self.device)
         from training.paper_models import PAPER_ARCHS
-        get_loss(self.loss, logits=self.arch in PAPER_ARCHS)
+        _loss(self.loss, self.arch in PAPER_ARCHS)
+
+
+def _loss(name: str, logits: bool):
+    """The loss ``name`` for spike outputs, or for logit outputs (training/paper_models.py) when ``logits``."""
+    return get_loss(name, logits=True) if logits else get_loss(name)
 
 
 def check_amp(amp: Optional[str], device: str) -> None:
@@ -402,7 +407,7 @@ def _train(cfg: TrainConfig, out_dir: Path, resume: bool, progress: bool, env: d
     torch.manual_seed(cfg.seed)
     model = build_model(cfg.arch, info.shape, info.num_classes, cfg.neuron, cfg.neuron_overrides, cfg.hidden,
                         weight_scale=cfg.weight_scale, dropout=cfg.dropout).to(device)
-    loss_fn = get_loss(cfg.loss, logits=getattr(model, "output_is_logits", False))
+    loss_fn = _loss(cfg.loss, getattr(model, "output_is_logits", False))
     total = cfg.epochs + cfg.qat_epochs
     ckpt_path, log_path = out_dir / "checkpoint.pt", out_dir / "log.jsonl"
     start, opt, sched = 0, None, None
