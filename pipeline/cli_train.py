@@ -72,6 +72,10 @@ def train_config(args: argparse.Namespace):
     from training.train import TrainConfig
     base = resolve(args.recipe, args.dataset, args.arch)
     args.dataset, args.arch = base["dataset"], base["arch"]
+    from training.paper_models import PAPER_ARCHS
+    if getattr(args, "cmd", None) == "pipeline" and base["arch"] in PAPER_ARCHS:
+        raise ValueError(f"--arch {base['arch']}: the pipeline deploys to Lava, and this network cannot be exported "
+                         f"(residual additions / batch-norm shifts, docs/training-scale.md); use 'ilif-lava train'")
     over = {k: v for k, v in {"time_bins": args.time_bins, "limit_train": args.limit_train,
                               "limit_test": args.limit_test, "hidden": args.hidden,
                               "weight_scale": args.weight_scale, "epochs": args.epochs,

@@ -124,3 +124,12 @@ def test_recipe_for_another_dataset_and_amp_on_cpu_are_one_line_errors(capsys):
         code, _, err = run_cli(["train", *argv, "--run-dir", "/nonexistent/never"], capsys)
         lines = [ln for ln in err.splitlines() if ln.startswith("ilif-lava")]
         assert code == 2 and len(lines) == 1 and needle in lines[0], err
+
+
+def test_pipeline_refuses_an_undeployable_network_before_training(tmp_path, capsys):
+    from tests.helpers import run_cli
+    code, _, err = run_cli(["pipeline", "--arch", "resnet18", "--loss", "tet", "--run-dir", str(tmp_path / "r")],
+                           capsys)
+    lines = [ln for ln in err.splitlines() if ln.startswith("ilif-lava")]
+    assert code == 2 and len(lines) == 1 and "cannot be exported" in lines[0] and "ilif-lava train" in lines[0]
+    assert not (tmp_path / "r").exists()
