@@ -322,7 +322,7 @@ def test_tonic_folder_without_download(tmp_path):
                 ev[0, 3], ev[-1, 3] = 0, 900
                 np.save(folder / f"{label}.npy", ev)
                 truth[(str(folder / f"{label}.npy"), label)] = ev
-    ds = load_split("dvsgesture", "train", time_bins=9, data_dir=tmp_path)
+    ds = load_split("dvsgesture", "train", time_bins=9, data_dir=tmp_path, cache_dir=tmp_path / "cache")
     assert len(ds) == len(truth) >= 100
     check_binary_batch(ds, (2, 128, 128), 9, 11)
     assert ds.labels[:11].tolist() == list(range(11))  # round-robin over classes

@@ -135,3 +135,18 @@ def test_cifar10dvs_folder_without_the_aedat_reader_is_one_line(tmp_path):
     msg = str(err.value)
     assert "\n" not in msg and "aedat" in msg and str(base) in msg
     assert not (tmp_path / "cache" / "binned").exists()
+
+
+def test_cli_trains_with_loader_workers_from_the_cache(gesture, tmp_path, capsys, monkeypatch):
+    from tests.helpers import run_cli
+    root, _ = gesture
+    run = tmp_path / "run"
+    monkeypatch.setenv("ILIF_LAVA_CACHE", str(tmp_path / "cache"))
+    code, out, err = run_cli(["train", "--dataset", "dvsgesture", "--data-dir", str(root), "--arch", "mlp",
+                              "--hidden", "16", "-T", str(T), "--epochs", "1", "--qat-epochs", "1",
+                              "--batch-size", "11", "--limit-train", "22", "--limit-test", "11", "--workers", "2",
+                              "--run-dir", str(run), "--device", "cpu"], capsys)
+    assert code == 0, err
+    log = (run / "train" / "log.jsonl").read_text().splitlines()
+    assert len(log) == 2 and (run / "train" / "model.pt").is_file()
+    assert len(list((tmp_path / "cache" / "binned").glob("dvsgesture-*.spikes.npy"))) == 2   # train + test
