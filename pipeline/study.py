@@ -322,5 +322,5 @@ def write_outputs(study: Dict[str, Any], out: Path) -> None:
     from pipeline.study_plots import write_plots
     out = Path(out)
     plots = write_plots(study, out) if study["cells"] else []
-    atomic.write_json(out / "study.json", study, indent=1)
+    atomic.write_json(out / "study.json", study, separators=(",", ":"))
     atomic.write_text(out / "study.md", study_markdown(study, plots))

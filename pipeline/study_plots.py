@@ -11,7 +11,14 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from simulations.report import _save  # noqa: E402  (tight layout, dpi 110, close)
+
+
+def _save(fig, path: Path) -> str:
+    """Write the figure at 80 dpi (the study folders are committed: small files) and close it."""
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+    return path.name
 
 
 def _label(r: Dict[str, Any], param: Any) -> str:
