@@ -73,15 +73,19 @@ def write_plots(study: Dict[str, Any], out: Path) -> List[str]:
     ax.legend(fontsize=6, ncol=2)
     names.append(_save(fig, out / "continuous_firing_per_layer.png"))
 
-    fig, axs = plt.subplots(1, n_layers, figsize=(4.2 * n_layers, 3.6), squeeze=False)
-    for li, ax in enumerate(axs[0]):
+    cols = min(n_layers, 3)
+    rows_n = -(-n_layers // cols)
+    fig, axs = plt.subplots(rows_n, cols, figsize=(4.2 * cols, 3.4 * rows_n), squeeze=False)
+    for li, ax in enumerate(axs.flat):
+        if li >= n_layers:
+            ax.axis("off")
+            continue
         for r in agg:
             if li >= len(r["spikes_per_step_per_layer"]):
                 continue
             s = r["spikes_per_step_per_layer"][li]
-            m, sd = np.asarray(s["mean"]), np.asarray(s["std"])
-            line, = ax.plot(np.arange(len(m)), m, label=_label(r, param))
-            ax.fill_between(np.arange(len(m)), m - sd, m + sd, alpha=0.15, color=line.get_color())
+            ax.errorbar(np.arange(len(s["mean"])), s["mean"], yerr=s["std"], elinewidth=0.6, capsize=0,
+                        label=_label(r, param))
         ax.set(xlabel="time step", ylabel="spikes per sample (layer total)", title=f"Spikes per time step, layer {li}")
     axs[0][0].legend(fontsize=6)
     names.append(_save(fig, out / "spikes_per_step.png"))
