@@ -321,7 +321,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         run.run_pipeline(cfg, _run_dir(args), baseline=base, force=args.force, state_samples=args.state_samples)
     elif args.cmd == "train":
         cfg = _config(args)
-        print(run.stage_train(cfg, _run_dir(args), resume=not args.no_resume))
+        path = run.stage_train(cfg, _run_dir(args), resume=not args.no_resume)
+        from training.distributed import env_from_torchrun
+        if env_from_torchrun().main:                 # under torchrun only rank 0 prints
+            print(path)
     elif args.cmd == "export":
         run.stage_export(args.run_dir, force=args.force)
     elif args.cmd == "compare":

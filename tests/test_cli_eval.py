@@ -101,7 +101,7 @@ def test_run_evaluated_on_another_folder(trained, capsys):
     folder = run / f"eval-nmnist-{other.name}-T{T}"
     rec = json.loads((folder / "data.json").read_text())
     assert (rec["dataset"], rec["data_dir"], rec["samples"], rec["time_bins"]) == ("nmnist", str(other), 3, T)
-    assert str(other) in out
+    assert str(other) in out and "\r" not in err        # no progress bar drawn into a pipe or log
     assert not (run / "lava_test.npz").exists()       # the run's own results are never overwritten
     code, out, err = run_cli(["compare", str(run), "--data-dir", str(other)], capsys)
     assert code == 0, err

@@ -78,18 +78,16 @@ def _trial(run: Path, sig: int, phase: str, delay: float) -> Dict:
     proc = subprocess.Popen([str(EXE), "simulate", str(run), "--limit", "40", "--state-samples", "0"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
     err: List[bytes] = []
-    lava_started = threading.Event()
 
     def reader():
         for chunk in iter(lambda: proc.stderr.read1(4096), b""):
             err.append(chunk)
-            if b"Lava samples" in chunk:
-                lava_started.set()
     th = threading.Thread(target=reader, daemon=True)
     th.start()
     t0 = time.monotonic()
-    if phase == "lava":
-        lava_started.wait(120)
+    if phase == "lava":      # Lava's runtime is up once the command's processes map shared memory
+        while proc.poll() is None and not _shm_mapped(_tagged(tag)) and time.monotonic() - t0 < 120:
+            time.sleep(0.05)
     time.sleep(delay)
     mapped = _shm_mapped(_tagged(tag))
     still_running = proc.poll() is None
