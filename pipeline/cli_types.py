@@ -82,7 +82,10 @@ def tau(v: str) -> float:
 
 
 def device(v: str) -> str:
-    """'auto', 'cpu', 'cuda' or 'cuda:N', and the device must exist on this machine."""
+    """'auto', 'cpu', 'cuda' or 'cuda:N', and the device must exist on this machine ('auto' and 'cpu' always
+    do: answered without importing torch, as argparse also converts the default)."""
+    if v in ("auto", "cpu"):
+        return v
     from training.train import check_device
     try:
         check_device(v)

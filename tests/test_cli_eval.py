@@ -80,8 +80,9 @@ def _heavy_modules_loaded(argv: list) -> tuple:
 
 def test_stage_order_answered_before_torch_or_lava_load(tmp_path):
     """The stage-order answer comes from file checks alone: torch and Lava are never imported for it."""
-    rc, torch_in, lava_in, err = _heavy_modules_loaded(["export", str(tmp_path)])
-    assert (rc, torch_in, lava_in) == (2, False, False) and "ilif-lava train --run-dir" in err
+    for cmd in ("export", "compare", "simulate"):
+        rc, torch_in, lava_in, err = _heavy_modules_loaded([cmd, str(tmp_path)])
+        assert (rc, torch_in, lava_in) == (2, False, False) and "ilif-lava train --run-dir" in err, (cmd, err)
 
 
 @pytest.mark.parametrize("argv", [["--help"], ["pipeline", "--help"], ["train", "--help"], ["simulate", "--help"],
