@@ -30,7 +30,9 @@ Datasets
     ``<repo>/../shared/data``, ``cache_dir``) is a tonic ``save_to`` folder holding ``DVSGesture/`` or
     ``CIFAR10DVS/``; ``download=True`` lets tonic fetch into ``data_dir`` or ``cache_dir``. CIFAR10-DVS has no
     official split: per class, files sorted by path, the first 90 % (floor) are train and the rest test.
-    Reading CIFAR10-DVS needs the optional ``aedat`` package. Both are binned once per (split, T, source files)
+    Reading CIFAR10-DVS needs the optional ``aedat`` package. Without ``download`` a ``CIFAR10DVS/`` whose 10
+    class folders each hold ``.aedat4`` files is read even when tonic's own check (``CIFAR10DVS.zip`` and >= 1000
+    files) fails, with a warning giving the count (a subset). Both are binned once per (split, T, source files)
     into a memory-mapped disk cache (:mod:`training.dvs_cache`, under ``cache_dir``): later loads and every
     epoch read the cache, never the raw events. ``--download`` without network is one ``OSError`` line.
 ``cifar10`` (3, 32, 32), 10 classes; ``cifar100`` (3, 32, 32), 100 classes
@@ -535,7 +537,10 @@ def _load_via_tonic(req: _Request, save_to: Path, looked: list[Path]) -> SpikeDa
     cls = getattr(tonic.datasets, _TONIC_CLASS[name])
     location = save_to / cls.__name__
     if not req.download:
-        cls = type(cls.__name__, (cls,), {"download": _refuse_download})  # same name -> same tonic folder
+        attrs: dict[str, Any] = {"download": _refuse_download}
+        if name == "cifar10dvs":
+            attrs["_check_exists"] = _cifar10dvs_exists
+        cls = type(cls.__name__, (cls,), attrs)  # same name -> same tonic folder
     try:
         ds = cls(save_to=str(save_to)) if name == "cifar10dvs" else cls(save_to=str(save_to), train=split == "train")
     except _DownloadRefused:
@@ -573,6 +578,24 @@ class _DownloadRefused(Exception):
 
 def _refuse_download(self) -> None:
     raise _DownloadRefused
+
+
+def _cifar10dvs_exists(self: Any) -> bool:
+    """tonic's CIFAR10DVS check (``CIFAR10DVS.zip`` present and >= 1000 ``.aedat4`` files), or else every class
+    folder holding at least one ``.aedat4`` file (a subset, or an extracted copy without the archive), with a
+    warning naming the count; without ``--download`` only."""
+    import tonic.datasets
+
+    if tonic.datasets.CIFAR10DVS._check_exists(self):
+        return True
+    base = Path(self.location_on_system)
+    counts = [len(list((base / cls).glob("*.aedat4"))) for cls in self.classes]
+    if not all(counts):
+        return False
+    warnings.warn(f"dataset 'cifar10dvs': {base} fails tonic's check (CIFAR10DVS.zip and >= 1000 .aedat4 files); "
+                  f"using the {sum(counts)} recordings in its 10 class folders (the full CIFAR10-DVS has 10000)",
+                  stacklevel=2)
+    return True
 
 
 def _split_order(name: str, ds: Any, labels: np.ndarray, split: str) -> np.ndarray:
