@@ -204,7 +204,7 @@ def run_study(spec: StudySpec, train_cells: bool = True, progress: bool = True) 
         metrics = run_cell(cfg, work / cid)
         cell = {"id": cid, "variant": variant, "seed": int(seed), "param": spec.sweep_param, "value": value,
                 "config": asdict(cfg), "metrics": metrics}
-        atomic.write_json(path, cell, indent=1)
+        atomic.write_json(path, cell, separators=(",", ":"))
         cells.append(cell)
         trained += 1
         if progress:
