@@ -278,7 +278,7 @@ def study_markdown(study: Dict[str, Any], plots: Sequence[str] = ()) -> str:
     lines = [f"# Study: {', '.join(spec['variants'])} on {b['dataset']} ({b['arch']})", "",
              f"Seeds {', '.join(map(str, spec['seeds']))}; "
              + (f"swept {param} = {', '.join(format_value(v) for v in spec['sweep_values'])}; " if param else "")
-             + f"T = {b['time_bins']}, {b['epochs']} float + {b['qat_epochs']} QAT epochs, batch {b['batch_size']}, "
+             + (f"T = {b['time_bins']}, " if param != "T" else "") + f"{b['epochs']} float + {b['qat_epochs']} QAT epochs, batch {b['batch_size']}, "
                f"lr {b['lr']}, {b['optimizer']}, loss {b['loss']}, hidden {b['hidden']}, "
                f"train samples {b['limit_train'] or 'all'}, test samples {b['limit_test'] or 'all'}; "
                f"neuron overrides {json.dumps(b['neuron_overrides'])}.", "",

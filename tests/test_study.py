@@ -172,3 +172,17 @@ def test_plugin_module_is_light():
                          cwd=Path(__file__).resolve().parents[1], timeout=60)
     assert res.returncode == 0, res.stderr
     assert res.stdout.strip() == "[]"
+
+
+def test_sweep_of_time_steps(tmp_path, capsys):
+    """A sweep of T (a training-config field, not a neuron parameter): each cell trains and measures with its T."""
+    out = tmp_path / "t"
+    tiny = [a for a in TINY if a not in ("-T", "4")]
+    code, stdout, stderr = run_cli(["study", "--variants", "ILIF", "--seeds", "0", "--sweep", "T=2,3", *tiny,
+                                    "--out", str(out), "--work-dir", str(tmp_path / "w")], capsys)
+    assert code == 0, stderr
+    study = json.loads((out / "study.json").read_text())
+    assert [(c["id"], c["config"]["time_bins"]) for c in study["cells"]] == [("ILIF-T2-seed0", 2), ("ILIF-T3-seed0", 3)]
+    assert [len(c["metrics"]["layers"][0]["spikes_per_step"]) for c in study["cells"]] == [2, 3]
+    md = (out / "study.md").read_text()
+    assert "| variant | T | float acc" in md and "| ILIF | 3 |" in md and "T = 16" not in md
