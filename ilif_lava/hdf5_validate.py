@@ -688,13 +688,17 @@ def _validate(path: Path, input_shape: Optional[Sequence[int]], limits: FileLimi
     top = _Where(path)
     with open_checked(path) as h:
         _walk(path, h, limits)
-        if "layer" in h and isinstance(h["layer"], h5py.Group) and len(h["layer"]) > limits.max_layers:
-            raise top.fail("layer", f"has {len(h['layer'])} layers", f"at most {limits.max_layers}")
         root = _children(top, h, "/")
         if "layer" not in root:
             raise top.fail("layer", "is missing", "a top-level group 'layer'")
         if not isinstance(root["layer"], h5py.Group):
             raise top.fail("layer", "is a dataset", "a top-level group 'layer'")
+        try:                                      # counted before any layer object is opened
+            n_layers = len(root["layer"])
+        except Exception as exc:  # noqa: BLE001 - any h5py failure on a damaged file
+            raise top.fail("layer", f"is unreadable ({type(exc).__name__}: {exc})", "a readable HDF5 group") from None
+        if n_layers > limits.max_layers:
+            raise top.fail("layer", f"has {n_layers} layers", f"at most {limits.max_layers}")
         layers = _children(top, root["layer"], "layer")
         names = [str(i) for i in range(len(layers))]
         if not layers or sorted(layers) != sorted(names):
