@@ -529,7 +529,7 @@ def _stream_numbers(w: _Where, key: str, obj: Any, shapes: Sequence[Tuple[int, .
 # ---------------------------------------------------------------------------------------------------------
 # layers
 # ---------------------------------------------------------------------------------------------------------
-def _conv_out(n: int, k: int, s: int, p: int, d: int) -> int:
+def conv_out(n: int, k: int, s: int, p: int, d: int) -> int:
     """Lava ``conv.utils.output_shape`` along one axis (floor division)."""
     return (n + 2 * p - d * (k - 1) - 1) // s + 1
 
@@ -625,7 +625,7 @@ def _layer(w: _Where, g: h5py.Group, idx: int, n_layers: int, prev: Optional[Tup
             if prev[0] != c_in:
                 raise w.fail("inChannels", f"= {c_in} does not match the previous layer's {prev[0]} channels",
                              f"{prev[0]}")
-            out_hw = tuple(_conv_out(prev[1 + a], k[a], s[a], p[a], d[a]) for a in (0, 1))
+            out_hw = tuple(conv_out(prev[1 + a], k[a], s[a], p[a], d[a]) for a in (0, 1))
             if shape[1:] != out_hw:
                 raise w.fail("shape", f"= {list(shape)} does not match the convolution of the previous "
                              f"output {list(prev)} (kernel {list(k)}, stride {list(s)}, padding {list(p)}, "

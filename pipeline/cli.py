@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, List, Optional
 
 import ilif_lava  # noqa: F401  (Lava Python 3.11 shim first)
+from pipeline.cli_types import check_output_dir
 from pipeline.cli_types import Parser as _Parser, device as _device, existing as _existing
 from pipeline.cli_types import bounded_int as _bounded_int, nonneg_int as _nonneg_int, positive_int as _positive_int
 from ilif_lava.progress import on_terminal
@@ -237,19 +238,6 @@ def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split()) or type(exc).__name__
 
 
-def _check_output_dir(path: Path, flag: str = "--run-dir") -> None:
-    """The output folder can be created: no existing part of it is a file, and its first existing folder is
-    writable. Checked before any work is done."""
-    p = Path(path).absolute()
-    for anc in [p, *p.parents]:
-        if anc.exists():
-            if not anc.is_dir():
-                raise ValueError(f"{flag} {path}: {anc} is not a folder")
-            if not os.access(anc, os.W_OK | os.X_OK):
-                raise ValueError(f"{flag} {path}: {anc} is not writable")
-            return
-
-
 def _light_config(run_dir: Path) -> Optional[dict]:
     """``train/config.json`` as a dict without importing torch (None when absent or unreadable: the stage then
     reports the exact problem)."""
@@ -309,7 +297,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     from pipeline import run
     from ilif_lava import hdf5_validate
     if args.cmd in ("pipeline", "train"):
-        _check_output_dir(_run_dir(args))
+        check_output_dir(_run_dir(args))
     if args.cmd in PLUGIN_COMMANDS:
         return int(_plugin(args.cmd).run(args))
     if args.cmd in ("simulate", "check"):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 from pathlib import Path
 from typing import Optional
 
@@ -99,3 +100,16 @@ def existing(v: str) -> Path:
     if not p.exists():
         raise argparse.ArgumentTypeError(f"{v}: no such file or folder")
     return p
+
+
+def check_output_dir(path: Path, flag: str = "--run-dir") -> None:
+    """The output folder can be created: no existing part of it is a file, and its first existing folder is
+    writable. Checked before any work is done."""
+    p = Path(path).absolute()
+    for anc in [p, *p.parents]:
+        if anc.exists():
+            if not anc.is_dir():
+                raise ValueError(f"{flag} {path}: {anc} is not a folder")
+            if not os.access(anc, os.W_OK | os.X_OK):
+                raise ValueError(f"{flag} {path}: {anc} is not writable")
+            return

@@ -72,8 +72,8 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _import(args: argparse.Namespace) -> int:
-    from pipeline.cli import _check_output_dir
-    _check_output_dir(Path(args.run_dir))
+    from pipeline.cli_types import check_output_dir
+    check_output_dir(Path(args.run_dir))
     report = import_and_compare(Path(args.file), Path(args.run_dir), dt=args.dt, samples=args.samples,
                                 steps=args.steps, rate=args.rate, seed=args.seed, force=args.force)
     q = report["spikes"]["quantized_vs_lava"]
@@ -97,7 +97,7 @@ def import_and_compare(path: Path, run_dir: Path, dt: float = 1.0, samples: int 
     from ilif_lava import atomic
     from ilif_lava.nir import NIRSemanticsError, from_nir, read_nir, simulate_nir
     from export.export_net import export_model
-    from pipeline.run import _engine
+    from pipeline.run import engine_spikes
     from simulations.compare import first_divergence, prediction_agreement, spike_agreement
     from simulations.lava_run import run_network
     from training.losses import predict
@@ -115,8 +115,8 @@ def import_and_compare(path: Path, run_dir: Path, dt: float = 1.0, samples: int 
     x = (g.random((samples, *imp.input_shape, steps)) < rate).astype(np.float32)
     x_run = np.concatenate([x, np.zeros(x.shape[:-1] + (pad,), np.float32)], axis=-1)   # room for the latency
     xt = torch.from_numpy(x_run)
-    float_sp, _ = _engine(model, xt, torch.device("cpu"), quantized=False, record=False)
-    quant_sp, _ = _engine(model, xt, torch.device("cpu"), quantized=True, record=False)
+    float_sp, _ = engine_spikes(model, xt, torch.device("cpu"), quantized=False, record=False)
+    quant_sp, _ = engine_spikes(model, xt, torch.device("cpu"), quantized=True, record=False)
     lava_sp = run_network(net_path, x_run).spikes
     report: Dict[str, Any] = {
         "file": str(path), "network": str(net_path), "dt": dt, "samples": samples, "steps": steps,

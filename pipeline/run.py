@@ -125,7 +125,7 @@ def _load_lava(path: Path):
     return spikes, states, z
 
 
-def _engine(model, x: torch.Tensor, device: torch.device, quantized: bool, record: bool, batch: int = 64,
+def engine_spikes(model, x: torch.Tensor, device: torch.device, quantized: bool, record: bool, batch: int = 64,
             progress: bool = False, desc: str = "model"):
     """Spikes per layer [N, neurons, T] (numpy) and, with ``record``, states of the first batch."""
     model.set_quantized(quantized)
@@ -177,9 +177,9 @@ def stage_compare(run_dir: Path, baseline_dir: Optional[Path] = None, device: st
     y = y.numpy()
     dev = pick_device(device)
     model = load_model(run_dir / "train" / "model.pt")
-    float_spikes, float_states = _engine(model, x, dev, quantized=False, record=True, progress=progress,
+    float_spikes, float_states = engine_spikes(model, x, dev, quantized=False, record=True, progress=progress,
                                          desc="float model")
-    quant_spikes, quant_states = _engine(model, x, torch.device("cpu"), quantized=True, record=True,
+    quant_spikes, quant_states = engine_spikes(model, x, torch.device("cpu"), quantized=True, record=True,
                                          progress=progress, desc="quantized model")
     k_states = next(iter(lava_states.values()))["u"].shape[0] if lava_states else 0
     lava_aligned = align_lava_states(lava_states)
@@ -244,7 +244,7 @@ def _training_log(run_dir: Path) -> List[Dict[str, Any]]:
 def _baseline_activity(base_dir: Path, x: torch.Tensor, y: np.ndarray) -> Dict[str, Any]:
     cfg = load_config(base_dir / "train" / "config.json")
     model = load_model(base_dir / "train" / "model.pt")
-    spikes, _ = _engine(model, x, torch.device("cpu"), quantized=True, record=False)
+    spikes, _ = engine_spikes(model, x, torch.device("cpu"), quantized=True, record=False)
     pred = predict(spikes[-1])
     return {"neuron": cfg.neuron, "accuracy_quantized": float((pred == y).mean()),
             "activity": network_activity(model, x.numpy(), spikes, cfg.neuron),

@@ -2,7 +2,7 @@
 
 Every cell trains with the named recipe (float, then QAT: :func:`training.train.train`), then evaluates on the
 test split the float model and the deployed one (the bit-exact integer model, evaluated with the same function as
-``ilif-lava compare``: :func:`pipeline.run._engine`), and records activity of the deployed model
+``ilif-lava compare``: :func:`pipeline.run.engine_spikes`), and records activity of the deployed model
 (:func:`simulations.activity.network_activity`), the per-epoch training loss (``log.jsonl``) and the
 overactivation share (:func:`overactivation`).
 
@@ -29,7 +29,7 @@ import torch
 
 from ilif_lava import atomic
 from ilif_lava import fixed_point as fx
-from pipeline.run import _engine
+from pipeline.run import engine_spikes
 from simulations.activity import network_activity
 from training.datasets import load_split
 from training.losses import predict
@@ -107,7 +107,7 @@ def membrane_before_reset(states: Dict[str, np.ndarray], p: fx.ILIFParams) -> np
 def overactivation(model: Any, states: Dict[int, Dict[str, np.ndarray]]) -> Dict[str, Any]:
     """Share of membrane-potential values H (sample, neuron, step) above 2 x threshold, per spiking layer and
     pooled over layers, in the deployed integer model. ``states``: layer -> recorded integer states
-    [n, neurons, T] (:func:`pipeline.run._engine` with ``record=True``: its first batch)."""
+    [n, neurons, T] (:func:`pipeline.run.engine_spikes` with ``record=True``: its first batch)."""
     per, over, total = [], 0, 0
     for li, blk in enumerate(model.spiking_blocks()):
         if li not in states:
@@ -134,8 +134,8 @@ def run_cell(cfg: TrainConfig, train_dir: Path) -> Dict[str, Any]:
     x, y = load_split(cfg.dataset, "test", time_bins=cfg.time_bins, data_dir=cfg.data_dir,
                       limit=cfg.limit_test).tensors()
     y = y.numpy()
-    float_spikes, _ = _engine(model, x, pick_device(cfg.device), quantized=False, record=False)
-    quant_spikes, quant_states = _engine(model, x, torch.device("cpu"), quantized=True, record=True)
+    float_spikes, _ = engine_spikes(model, x, pick_device(cfg.device), quantized=False, record=False)
+    quant_spikes, quant_states = engine_spikes(model, x, torch.device("cpu"), quantized=True, record=True)
     act = network_activity(model, x.numpy(), quant_spikes, cfg.neuron)
     over = overactivation(model, quant_states)
     log = [json.loads(l) for l in (Path(train_dir) / "log.jsonl").read_text().splitlines() if l.strip()]

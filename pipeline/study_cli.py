@@ -88,7 +88,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     """Build the spec from the flags, run the study; exit code 0 (1 when ``--report-only`` finds no cell)."""
     from pathlib import Path
-    from pipeline.cli import _check_output_dir
+    from pipeline.cli_types import check_output_dir
     from pipeline.cli_train import train_config
     from pipeline.study import StudySpec, run_study
     if args.neuron is not None or args.seed is not None:
@@ -101,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
                          f"{args.surrogate}")
     for flag, path in (("--out", args.out), ("--work-dir", args.work_dir)):
         if path is not None:
-            _check_output_dir(Path(path), flag)
+            check_output_dir(Path(path), flag)
     base = train_config(argparse.Namespace(**{**vars(args), "neuron": args.variants[0], "seed": 0}))
     spec = StudySpec(base=base, variants=args.variants, seeds=args.seeds, sweep_param=param, sweep_values=values,
                      out=Path(args.out), work_dir=Path(args.work_dir) if args.work_dir else None)

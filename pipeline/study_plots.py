@@ -11,14 +11,13 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from simulations.report import save_figure  # noqa: E402
+
 
 
 def _save(fig, path: Path) -> str:
     """Write the figure at 72 dpi, PNG optimised (the study folders are committed: small files), and close it."""
-    fig.tight_layout()
-    fig.savefig(path, dpi=72, pil_kwargs={"optimize": True})
-    plt.close(fig)
-    return path.name
+    return save_figure(fig, path, dpi=72, optimize=True)
 
 
 def _label(r: Dict[str, Any], param: Any) -> str:

@@ -15,11 +15,15 @@ import numpy as np  # noqa: E402
 from ilif_lava import atomic, kernels  # noqa: E402
 
 
-def _save(fig, path: Path) -> str:
+def save_figure(fig, path: Path, dpi: int = 110, optimize: bool = False) -> str:
+    """Lay out, write (PNG at ``dpi``; ``optimize``: smaller file) and close ``fig``; returns the file name."""
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=dpi, pil_kwargs={"optimize": True} if optimize else None)
     plt.close(fig)
     return path.name
+
+
+_save = save_figure
 
 
 def _firing_plot(r: Dict[str, Any], out: Path) -> str:

@@ -114,14 +114,14 @@ def _check_membrane_reconstruction(work: Path) -> None:
     block output is shifted one step by delay_shift, so steps 0..T-2); and H >= vth exactly where s = 1."""
     import torch
     from ilif_lava import fixed_point as fx
-    from pipeline.run import _engine
+    from pipeline.run import engine_spikes
     from pipeline.study import membrane_before_reset
     from training.datasets import load_split
     from training.train import load_model
     x, _ = load_split("digits", "test", time_bins=4, limit=16).tensors()
     for cell in ("LIF-gamma2-seed0", "ILIF-gamma2-seed0"):
         model = load_model(work / cell / "model.pt")
-        spikes, states = _engine(model, x, torch.device("cpu"), quantized=True, record=True)
+        spikes, states = engine_spikes(model, x, torch.device("cpu"), quantized=True, record=True)
         for li, blk in enumerate(model.spiking_blocks()):
             p, st = blk.neuron.int_params, states[li]
             h = membrane_before_reset(st, p)[..., :-1]

@@ -29,7 +29,7 @@ import torch
 
 from ilif_lava import block as ilif_block
 from ilif_lava import fixed_point as fx
-from ilif_lava.hdf5_validate import _conv_out, current_limits   # Lava's conv output size, defined there
+from ilif_lava.hdf5_validate import conv_out, current_limits   # Lava's conv output size, defined there
 from ilif_lava.nir.convention import (NIRConversionError, dynamics_of, node_error, pair as _pair, steps_of_delay,
                                       tau_from_lam)
 from ilif_lava.nir.files import read_nir
@@ -131,7 +131,7 @@ class _Builder:
                 p = ((d[0] * (k[0] - 1)) // 2, (d[1] * (k[1] - 1)) // 2) if node.padding == "same" else (0, 0)
             else:
                 p = _pair(node.padding)
-            out = (w.shape[0],) + tuple(_conv_out(self.shape[1 + j], k[j], s[j], p[j], d[j]) for j in range(2))
+            out = (w.shape[0],) + tuple(conv_out(self.shape[1 + j], k[j], s[j], p[j], d[j]) for j in range(2))
             self.pending = {"name": name, "kind": "conv", "weight": w, "stride": s, "padding": p, "dilation": d,
                             "groups": groups, "out": out}
         else:                                                           # SumPool2d
