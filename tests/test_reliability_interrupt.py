@@ -75,7 +75,7 @@ def run_dir(tmp_path_factory) -> Path:
 def _trial(run: Path, sig: int, phase: str, delay: float) -> Dict:
     tag = uuid.uuid4().hex
     env = {**os.environ, "ILIF_TEST_TAG": tag}
-    proc = subprocess.Popen([str(EXE), "simulate", str(run), "--limit", "40", "--state-samples", "0"],
+    proc = subprocess.Popen([str(EXE), "simulate", str(run), "--limit", "200", "--state-samples", "0"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
     err: List[bytes] = []
 
@@ -107,9 +107,11 @@ def _trial(run: Path, sig: int, phase: str, delay: float) -> Dict:
     left = _tagged(tag)
     for pid in left:
         os.kill(pid, signal.SIGKILL)
+    # a signal that raced the command's own exit (its results already written and reported) interrupted nothing
+    raced = still_running and proc.returncode == 0 and "results in" in stdout
     return {"code": proc.returncode, "stderr": b"".join(err).decode(errors="replace"), "stdout": stdout,
             "left": left, "shm_left": sorted(n for n in mapped if os.path.exists(n)), "mapped": len(mapped),
-            "signalled": still_running, "elapsed": time.monotonic() - t0}
+            "signalled": still_running and not raced, "elapsed": time.monotonic() - t0}
 
 
 def test_simulate_stops_cleanly_on_signals_at_random_points(run_dir):
