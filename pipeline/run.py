@@ -31,7 +31,7 @@ from simulations.lava_run import run_network
 from simulations.report import write_lava_report, write_report
 from training.datasets import load_split
 from training.losses import predict
-from training.train import TrainConfig, load_config, load_model, pick_device, train
+from training.train import TrainConfig, load_config, load_model, pick_device, read_training_log, train
 
 
 def _flat(s: torch.Tensor) -> np.ndarray:
@@ -216,7 +216,7 @@ def stage_compare(run_dir: Path, baseline_dir: Optional[Path] = None, device: st
         "lava_wall_s": float(z["wall_s"]),
         "activity": activity,
         "loihi2": check.to_dict(),
-        "training_log": _training_log(run_dir),
+        "training_log": read_training_log(run_dir / "train"),
     }
     if baseline_dir is not None and (Path(baseline_dir) / "train" / "model.pt").exists():
         report["baseline"] = _baseline_activity(Path(baseline_dir), x, y)
@@ -233,14 +233,6 @@ def _state_maxabs(states: Dict[int, Dict[str, np.ndarray]]) -> Dict[tuple, int]:
     return {(l, k): int(np.abs(a).max()) for l, per in states.items() for k, a in per.items()}
 
 
-def _training_log(run_dir: Path) -> List[Dict[str, Any]]:
-    """The epochs of ``<run_dir>/train/log.jsonl`` (empty when there is no log)."""
-    path = Path(run_dir) / "train" / "log.jsonl"
-    if not path.is_file():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
 def _baseline_activity(base_dir: Path, x: torch.Tensor, y: np.ndarray) -> Dict[str, Any]:
     cfg = load_config(base_dir / "train" / "config.json")
     model = load_model(base_dir / "train" / "model.pt")
@@ -248,7 +240,7 @@ def _baseline_activity(base_dir: Path, x: torch.Tensor, y: np.ndarray) -> Dict[s
     pred = predict(spikes[-1])
     return {"neuron": cfg.neuron, "accuracy_quantized": float((pred == y).mean()),
             "activity": network_activity(model, x.numpy(), spikes, cfg.neuron),
-            "training_log": _training_log(base_dir)}
+            "training_log": read_training_log(base_dir / "train")}
 
 
 def run_pipeline(cfg: TrainConfig, run_dir: Path, baseline: Optional[str] = "lif", force: bool = False,

@@ -33,7 +33,7 @@ from pipeline.run import engine_spikes
 from simulations.activity import network_activity
 from training.datasets import load_split
 from training.losses import predict
-from training.train import TrainConfig, load_model, pick_device, train
+from training.train import TrainConfig, load_model, pick_device, read_training_log, train
 
 VARIANTS = ("LIF", "MPIU", "CIU", "ILIF", "PLIF", "IPLIF")
 # swept parameter -> where it goes in TrainConfig ("neuron": neuron_overrides[name]; else the field name)
@@ -138,7 +138,7 @@ def run_cell(cfg: TrainConfig, train_dir: Path) -> Dict[str, Any]:
     quant_spikes, quant_states = engine_spikes(model, x, torch.device("cpu"), quantized=True, record=True)
     act = network_activity(model, x.numpy(), quant_spikes, cfg.neuron)
     over = overactivation(model, quant_states)
-    log = [json.loads(l) for l in (Path(train_dir) / "log.jsonl").read_text().splitlines() if l.strip()]
+    log = read_training_log(Path(train_dir))
     return {
         "float_accuracy": float((predict(float_spikes[-1]) == y).mean()),
         "deployed_accuracy": float((predict(quant_spikes[-1]) == y).mean()),

@@ -23,8 +23,6 @@ def save_figure(fig, path: Path, dpi: int = 110, optimize: bool = False) -> str:
     return path.name
 
 
-_save = save_figure
-
 
 def _firing_plot(r: Dict[str, Any], out: Path) -> str:
     sq, fq = r["spikes"]["quantized_vs_lava"], r["spikes"]["float_vs_quantized"]
@@ -43,7 +41,7 @@ def _firing_plot(r: Dict[str, Any], out: Path) -> str:
     ax.set(xlabel="layer", ylabel="firing rate (spikes / neuron / step)",
            title=f"Firing rate per layer ({r['config']['neuron']})")
     ax.legend(fontsize=8)
-    return _save(fig, out / "firing_rate_per_layer.png")
+    return save_figure(fig, out / "firing_rate_per_layer.png")
 
 
 def _mismatch_plot(r: Dict[str, Any], out: Path) -> str:
@@ -64,7 +62,7 @@ def _mismatch_plot(r: Dict[str, Any], out: Path) -> str:
     if not any(totals):
         ax.text(0.5, 0.5, "0 mismatches in every layer and step", transform=ax.transAxes, ha="center")
     ax.legend(fontsize=7)
-    return _save(fig, out / "spike_mismatches_per_step.png")
+    return save_figure(fig, out / "spike_mismatches_per_step.png")
 
 
 def _training_plot(r: Dict[str, Any], out: Path) -> str:
@@ -86,7 +84,7 @@ def _training_plot(r: Dict[str, Any], out: Path) -> str:
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax2.set_ylabel("test accuracy (model as trained)")
     ax.legend(handles=handles, fontsize=7, loc="center right")
-    return _save(fig, out / "training_curves.png")
+    return save_figure(fig, out / "training_curves.png")
 
 
 def _plots(r: Dict[str, Any], out: Path) -> List[str]:
@@ -99,7 +97,7 @@ def _plots(r: Dict[str, Any], out: Path) -> List[str]:
             ax.plot(l["spikes_per_step"], "--", label=f"layer {l['layer']} ({r['baseline']['neuron']})")
     ax.set(xlabel="time step", ylabel="spikes per sample", title="Spikes per time step (deployed network)")
     ax.legend(fontsize=7)
-    names.append(_save(fig, out / "spikes_per_step.png"))
+    names.append(save_figure(fig, out / "spikes_per_step.png"))
     names.append(_mismatch_plot(r, out))
 
     hist = r.get("state_error_lsb_float_vs_fixed") or {}
@@ -116,7 +114,7 @@ def _plots(r: Dict[str, Any], out: Path) -> List[str]:
         ax.set(xlabel="|float x 4096 - fixed| (LSB = 1/4096 threshold)", ylabel="state values (count)",
                yscale="log", title="State error float vs fixed point, per state")
         ax.legend(fontsize=8, title="state")
-        names.append(_save(fig, out / "state_error_lsb.png"))
+        names.append(save_figure(fig, out / "state_error_lsb.png"))
 
     if r.get("training_log"):
         names.append(_training_plot(r, out))

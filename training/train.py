@@ -523,6 +523,14 @@ def _truncate_log(log_path: Path, keep_epochs: int) -> None:
     atomic.write_text(log_path, "".join(ln + "\n" for ln in lines[:keep_epochs]))
 
 
+def read_training_log(train_dir: Path) -> List[Dict[str, Any]]:
+    """The epochs of ``<train_dir>/log.jsonl`` as written by :func:`train` (empty when there is no log)."""
+    path = Path(train_dir) / "log.jsonl"
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
 def load_model(path: Path, device: str = "cpu") -> SpikingNet:
     """Load ``model.pt``/``checkpoint.pt`` into a fresh network (quantized flag restored)."""
     path = Path(path)
