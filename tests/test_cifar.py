@@ -112,3 +112,160 @@ def test_cli_trains_on_tiny_cifar(tmp_path, capsys):
                               str(tmp_path / "run"), "--device", "cpu"], capsys)
     assert code == 0, err
     assert (tmp_path / "run" / "train" / "model.pt").is_file()
+
+
+# --- the opcode-level reader: what real files hold is read exactly, everything else is one line, nothing crashes ---
+
+def _s(b: bytes) -> bytes:
+    """SHORT_BINSTRING (a Python 2 str, as the official archives pickle their keys and names)."""
+    return b"U" + bytes([len(b)]) + b
+
+
+def _i(v: int) -> bytes:
+    return b"K" + bytes([v]) if 0 <= v < 256 else b"J" + int(v).to_bytes(4, "little", signed=True)
+
+
+def _g(module: str, name: str) -> bytes:
+    return b"c" + f"{module}\n{name}\n".encode()
+
+
+def _uint8_array(shape, data: bytes, dtype_state: bytes = None, data_op: bytes = None) -> bytes:
+    """numpy's protocol-2 pickle of a uint8 array, opcode by opcode (as Python 2's cPickle wrote CIFAR)."""
+    dtype_state = dtype_state if dtype_state is not None else b"(" + _i(3) + _s(b"|") + b"NNN" + _i(-1) + _i(-1) + _i(0) + b"t"
+    data_op = data_op if data_op is not None else b"T" + len(data).to_bytes(4, "little") + data
+    dims = b"(" + b"".join(_i(d) for d in shape) + b"t"
+    return (_g("numpy.core.multiarray", "_reconstruct") + _g("numpy", "ndarray") + _i(0) + b"\x85" + _s(b"b")
+            + b"\x87R" + b"(" + _i(1) + dims + _g("numpy", "dtype") + _s(b"u1") + b"\x89\x88\x87R" + dtype_state + b"b"
+            + b"\x89" + data_op + b"tb")
+
+
+def _py2_batch(array_ops: bytes, labels) -> bytes:
+    lab = b"](" + b"".join(_i(v) for v in labels) + b"e" if labels else b"]"
+    return (b"\x80\x02}(" + _s(b"batch_label") + _s(b"training batch 1 of 5") + _s(b"data") + array_ops
+            + _s(b"labels") + lab + _s(b"filenames") + b"](" + _s(b"a.png") + b"e" + b"u.")
+
+
+def test_python2_archive_layout_reads_exactly(tmp_path):
+    """The official archives' opcodes (Python 2 strs for keys and pixel bytes, BININT labels)."""
+    rng = np.random.default_rng(1)
+    pix = rng.integers(0, 256, size=(3, 3072), dtype=np.uint8)
+    f = tmp_path / "data_batch_1"
+    f.write_bytes(_py2_batch(_uint8_array((3, 3072), pix.tobytes()), [7, 0, 9]))
+    x, y = read_batch(f, "labels", 10)
+    assert np.array_equal(x, pix.reshape(3, 3, 32, 32)) and y.tolist() == [7, 0, 9]
+
+
+@pytest.mark.parametrize("protocol", [2, 3, 4])
+def test_python3_protocols_read_exactly(tmp_path, protocol):
+    rng = np.random.default_rng(protocol)
+    data = rng.integers(0, 256, size=(5, 3072), dtype=np.uint8)
+    f = tmp_path / "test_batch"
+    f.write_bytes(pickle.dumps({"data": data, "labels": [1, 2, 3, 4, 5], "filenames": ["x"] * 5}, protocol=protocol))
+    x, y = read_batch(f, "labels", 10)
+    assert np.array_equal(x.reshape(5, -1), data) and y.tolist() == [1, 2, 3, 4, 5]
+
+
+def _read_in_child(path: Path) -> "subprocess.CompletedProcess":
+    """read_batch in a fresh interpreter, so a memory corruption shows as a signal, not as a broken test run."""
+    import subprocess
+    import sys
+    code = ("import sys\nfrom training.cifar import read_batch, CifarFileError\n"
+            "try:\n    read_batch(sys.argv[1], 'labels', 10)\n    print('READ')\n"
+            "except CifarFileError as e:\n    print('REFUSED', e)\n"
+            "import gc; gc.collect()\n")
+    return subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, timeout=120,
+                          cwd=Path(__file__).resolve().parents[1])
+
+
+def test_dtype_build_with_object_flags_cannot_corrupt_memory(tmp_path):
+    """A BUILD that makes the uint8 dtype an 8-byte item with the 'holds objects' flags, and 8 pixel bytes that
+    would become a pointer: refused in one line, and the interpreter exits normally (no SIGSEGV)."""
+    evil_state = b"(" + _i(3) + _s(b"|") + b"NNN" + _i(8) + _i(8) + _i(63) + b"t"
+    f = tmp_path / "data_batch_1"
+    f.write_bytes(_py2_batch(_uint8_array((1,), b"\x41" * 8, dtype_state=evil_state), [0]))
+    assert len(f.read_bytes()) < 400
+    res = _read_in_child(f)
+    assert res.returncode == 0, (res.returncode, res.stderr[-500:])
+    assert res.stdout.startswith("REFUSED") and "dtype state" in res.stdout and str(f) in res.stdout
+    assert len(res.stdout.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("case,data_op,match", [
+    ("no pixel bytes", b"T\x00\x00\x00\x00", "needs 30720000 bytes, the file brings 0"),
+    ("pixels as a list", b"](" + _i(1) * 8 + b"e", "not raw bytes"),
+])
+def test_array_state_must_bring_its_counted_bytes(tmp_path, case, data_op, match):
+    f = tmp_path / "data_batch_1"
+    f.write_bytes(_py2_batch(_uint8_array((10000, 3072), b"", data_op=data_op), [0]))
+    with pytest.raises(CifarFileError, match=match) as err:
+        read_batch(f, "labels", 10, max_images=10_000)
+    assert str(f) in str(err.value) and "\n" not in str(err.value)
+
+
+def test_other_dtypes_and_protocol5_buffers_are_refused(tmp_path):
+    f = tmp_path / "b"
+    f.write_bytes(pickle.dumps({"data": np.zeros((2, 3072), np.float32), "labels": [0, 1]}, protocol=2))
+    with pytest.raises(CifarFileError, match="only the uint8 dtype"):
+        read_batch(f, "labels", 10)
+    f.write_bytes(pickle.dumps({"data": np.zeros((2, 3072), np.uint8), "labels": [0, 1]}, protocol=5))
+    with pytest.raises(CifarFileError, match="not allowed"):
+        read_batch(f, "labels", 10)
+
+
+def test_encoded_bytes_budget_bounds_memory(tmp_path):
+    """One 3 KiB str re-encoded through the memo 2,000 times would make 6 MiB from a 40 KiB file: refused."""
+    body = (b"\x80\x02]q\x00(" + _g("_codecs", "encode") + b"q\x01" + b"X" + (3072).to_bytes(4, "little")
+            + b"a" * 3072 + b"q\x02" + b"X\x06\x00\x00\x00latin1" + b"q\x03\x86R" + b"h\x01h\x02h\x03\x86R" * 2000 + b"e.")
+    f = tmp_path / "b"
+    f.write_bytes(body)
+    with pytest.raises(CifarFileError, match="more encoded bytes than the file holds"):
+        read_batch(f, "labels", 10)
+
+
+def test_fifo_empty_and_oversized_files_refused_before_reading(tmp_path):
+    fifo = tmp_path / "data_batch_1"
+    os.mkfifo(fifo)
+    with pytest.raises(CifarFileError, match="is a FIFO"):
+        read_batch(fifo, "labels", 10)           # returns at once: a FIFO is never opened for a blocking read
+    empty = tmp_path / "test_batch"
+    empty.write_bytes(b"")
+    with pytest.raises(CifarFileError, match="is empty"):
+        read_batch(empty, "labels", 10)
+    big = tmp_path / "data_batch_2"
+    with open(big, "wb") as fh:
+        fh.truncate(2 * 1024 * 1024)             # sparse: 2 MiB for a 10-image limit of 1.06 MiB
+    with pytest.raises(CifarFileError, match="more than the"):
+        read_batch(big, "labels", 10, max_images=10)
+
+
+def test_mutated_batches_never_crash(tmp_path):
+    """600 single-byte mutations of a valid protocol-2 batch, each read in one child: every one is read or refused
+    with a CifarFileError; the child never dies of a signal or an unexpected exception."""
+    import subprocess
+    import sys
+    good = pickle.dumps({b"data": np.arange(2 * 3072, dtype=np.int64).astype(np.uint8).reshape(2, 3072),
+                         b"labels": [3, 4], b"filenames": [b"a", b"b"]}, protocol=2)
+    (tmp_path / "good").write_bytes(good)
+    code = (
+        "import sys, numpy as np\nfrom pathlib import Path\nfrom training.cifar_pickle import parse_batch, CifarFileError\n"
+        "raw = Path(sys.argv[1]).read_bytes(); rng = np.random.default_rng(0); counts = [0, 0]\n"
+        "head = [i for i in range(len(raw)) if i < 400 or i > len(raw) - 200]\n"
+        "for k in range(600):\n"
+        "    b = bytearray(raw); i = head[int(rng.integers(len(head)))]; b[i] = int(rng.integers(256))\n"
+        "    try:\n        parse_batch(bytes(b), 10); counts[0] += 1\n"
+        "    except CifarFileError:\n        counts[1] += 1\n"
+        "import gc; gc.collect(); print(counts[0], counts[1])\n")
+    res = subprocess.run([sys.executable, "-c", code, str(tmp_path / "good")], capture_output=True, text=True,
+                         timeout=300, cwd=Path(__file__).resolve().parents[1])
+    assert res.returncode == 0, (res.returncode, res.stderr[-800:])
+    read, refused = map(int, res.stdout.split())
+    assert read + refused == 600 and refused > 100
+
+
+def test_real_subset_reads(tmp_path):
+    root = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10_subset"
+    if not (root / "cifar-10-batches-py" / "test_batch").is_file():
+        pytest.skip(f"real CIFAR-10 subset not found at {root}")
+    x, y = read_batch(root / "cifar-10-batches-py" / "test_batch", "labels", 10)
+    assert x.shape == (1000, 3, 32, 32) and np.bincount(y).tolist() == [100] * 10   # its README: 100 per class
+    assert 0.3 < x.mean() / 255 < 0.65 and x.std() > 30                             # natural images, not noise/zeros

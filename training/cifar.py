@@ -7,22 +7,23 @@ with probability 1/2, drawn per sample and per epoch).
 On-disk format: torchvision's (the official "python version" archives): a folder ``cifar-10-batches-py/``
 holding ``data_batch_1`` .. ``data_batch_5`` and ``test_batch``, or ``cifar-100-python/`` holding ``train`` and
 ``test``. Each batch is a pickled dict with ``data`` (uint8 ``[n, 3072]``, channel-major 3 x 32 x 32) and
-``labels`` (CIFAR-10) / ``fine_labels`` (CIFAR-100). The batches are read with :class:`_BatchUnpickler`, which
-only rebuilds dicts, lists, bytes, ints and numpy arrays: a file that asks for any other global is refused, so no
-code in a dataset file can run. ``--download`` fetches the archive torchvision names (URL and md5 from
+``labels`` (CIFAR-10) / ``fine_labels`` (CIFAR-100). The batches are read by the opcode-level reader
+:mod:`training.cifar_pickle`, which knows only plain values and the one way numpy pickles a uint8 array: no code
+in a dataset file can run and no pickle state from it reaches numpy. ``--download`` fetches the archive torchvision names (URL and md5 from
 torchvision's ``CIFAR10``/``CIFAR100`` classes), verifies its md5 and extracts it; torchvision's own pickle loader
 is never used.
 """
 from __future__ import annotations
 
-import io
-import pickle
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
+
+from ilif_lava.safe_read import read_regular
+from training.cifar_pickle import CifarFileError, parse_batch
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,7 @@ class CifarFormat:
     test: Tuple[str, ...]
     label_key: str
     num_classes: int
+    max_images: int                      # images one batch file may hold (10,000 per CIFAR-10 batch)
     torchvision_class: str
     mean: Tuple[float, float, float]     # per-channel mean of the training images, in [0, 1]
     std: Tuple[float, float, float]      # per-channel standard deviation of the training images, in [0, 1]
@@ -41,56 +43,43 @@ class CifarFormat:
 
 FORMATS: Dict[str, CifarFormat] = {
     "cifar10": CifarFormat("cifar-10-batches-py", tuple(f"data_batch_{i}" for i in range(1, 6)), ("test_batch",),
-                           "labels", 10, "CIFAR10", (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
-    "cifar100": CifarFormat("cifar-100-python", ("train",), ("test",), "fine_labels", 100, "CIFAR100",
+                           "labels", 10, 10_000, "CIFAR10", (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
+    "cifar100": CifarFormat("cifar-100-python", ("train",), ("test",), "fine_labels", 100, 50_000, "CIFAR100",
                             (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)),
 }
 IMAGE_SHAPE = (3, 32, 32)
 CROP_PADDING = 4
 
 
-class CifarFileError(ValueError):
-    """A CIFAR batch file that exists but is not one (or asks the unpickler for code); the message names it."""
+def batch_byte_limit(max_images: int) -> int:
+    """The largest batch file read at all, in bytes: ``max_images`` images at 2 file bytes per pixel byte (a Python 3
+    protocol-2 pickle stores the pixels as UTF-8 text of latin-1 characters), 512 bytes per image for labels and
+    file names, and 1 MiB of head-room (CIFAR-10: about 64 MiB, where a real batch is about 30 MiB)."""
+    return max_images * (2 * 3072 + 512) + (1 << 20)
 
 
-class _BatchUnpickler(pickle.Unpickler):
-    """Rebuilds only plain data and numpy arrays (all the official batches contain)."""
+def read_batch(path: Path, label_key: str, num_classes: int,
+               max_images: int = 50_000) -> Tuple[np.ndarray, np.ndarray]:
+    """One batch file -> uint8 images ``[n, 3, 32, 32]`` and int64 labels ``[n]``; refuses anything else.
 
-    _ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
-                ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode")}
-
-    def find_class(self, module: str, name: str) -> Any:
-        if (module, name) not in self._ALLOWED:
-            raise pickle.UnpicklingError(f"global {module}.{name} is not allowed in a CIFAR batch")
-        if name == "_reconstruct":
-            return np.core.multiarray._reconstruct
-        if module == "_codecs":
-            import codecs
-            return codecs.encode
-        return getattr(np, name)
-
-
-def read_batch(path: Path, label_key: str, num_classes: int) -> Tuple[np.ndarray, np.ndarray]:
-    """One batch file -> uint8 images ``[n, 3, 32, 32]`` and int64 labels ``[n]``; refuses anything else."""
+    The file must be a regular file of at most :func:`batch_byte_limit` bytes (checked before a byte is read) and is parsed by :func:`training.cifar_pickle.parse_batch`: no code runs, no pickle state reaches
+    numpy, and the pixel array is built from exactly ``n x 3,072`` counted bytes.
+    """
     path = Path(path)
+    raw = read_regular(path, batch_byte_limit(max_images), CifarFileError, "a CIFAR batch")
     try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise CifarFileError(f"{path}: cannot be read ({exc.strerror or exc})") from None
-    try:
-        obj = _BatchUnpickler(io.BytesIO(raw), encoding="bytes").load()
-    except Exception as exc:  # noqa: BLE001 - refused global, truncation, garbage: all "not a CIFAR batch"
-        raise CifarFileError(f"{path}: not a CIFAR batch ({type(exc).__name__}: {exc})") from None
-    if not isinstance(obj, dict):
-        raise CifarFileError(f"{path}: holds a {type(obj).__name__}, expected a CIFAR batch dict")
-    plain = {k.decode("latin1") if isinstance(k, bytes) else k: v for k, v in obj.items()}
+        plain = parse_batch(raw, max_images)
+    except CifarFileError as exc:
+        raise CifarFileError(f"{path}: not a CIFAR batch: {exc}") from None
     data, labels = plain.get("data"), plain.get(label_key)
     if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072:
         raise CifarFileError(f"{path}: key 'data' must be a uint8 array [n, 3072]")
+    if len(data) == 0 or len(data) > max_images:
+        raise CifarFileError(f"{path}: key 'data' holds {len(data)} images, expected 1..{max_images}")
     if not isinstance(labels, list) or len(labels) != len(data) or not all(type(v) is int for v in labels):
         raise CifarFileError(f"{path}: key {label_key!r} must be a list of {len(data)} integers")
     y = np.asarray(labels, dtype=np.int64)
-    if len(y) and (y.min() < 0 or y.max() >= num_classes):
+    if y.min() < 0 or y.max() >= num_classes:
         raise CifarFileError(f"{path}: labels outside 0..{num_classes - 1}")
     return data.reshape(-1, *IMAGE_SHAPE), y
 
@@ -137,7 +126,7 @@ def read_split(name: str, folder: Path, split: str, limit: Optional[int]) -> Tup
     for f in fmt.train if split == "train" else fmt.test:
         if limit is not None and have >= limit:
             break
-        x, y = read_batch(folder / f, fmt.label_key, fmt.num_classes)
+        x, y = read_batch(folder / f, fmt.label_key, fmt.num_classes, fmt.max_images)
         images.append(x)
         labels.append(y)
         have += len(y)

@@ -14,9 +14,7 @@ from __future__ import annotations
 import json
 import sys
 import math
-import os
 import pickle
-import stat
 import time
 import dataclasses
 from dataclasses import asdict, dataclass, field
@@ -28,6 +26,7 @@ import torch
 from tqdm import tqdm
 
 from ilif_lava import atomic, metrics
+from ilif_lava.safe_read import open_regular
 from training import distributed
 from training.datasets import dataset_info, load_split
 from training.limits import AMP_DTYPES, ARCHS, MAX_BATCH, MAX_EPOCHS, MAX_HIDDEN, MAX_TIME_BINS
@@ -229,14 +228,6 @@ def atomic_save(obj: Any, path: Path) -> None:
             raise atomic.write_error(path, exc) from None
 
 
-def _file_kind(mode: int) -> str:
-    for test, name in ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a device"),
-                       (stat.S_ISBLK, "a device"), (stat.S_ISSOCK, "a socket")):
-        if test(mode):
-            return name
-    return "not a regular file"
-
-
 def _plain_tensors(d: Any) -> bool:
     return isinstance(d, dict) and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in d.items())
 
@@ -250,24 +241,7 @@ def read_torch_file(path: Path, kind: str = "model", device: Any = "cpu") -> Dic
     """
     path = Path(path)
     what = f"an ilif-lava {kind} file"
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
-    except FileNotFoundError:
-        raise ModelFileError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise ModelFileError(f"{path}: is a directory, expected {what}") from None
-    except OSError as exc:
-        raise ModelFileError(f"{path}: cannot be opened ({exc.strerror or exc})") from None
-    st = os.fstat(fd)
-    if not stat.S_ISREG(st.st_mode):
-        os.close(fd)
-        raise ModelFileError(f"{path}: is {_file_kind(st.st_mode)}, expected {what}")
-    with os.fdopen(fd, "rb") as fh:
-        if st.st_size == 0:
-            raise ModelFileError(f"{path}: is empty, expected {what}")
-        if st.st_size > MAX_MODEL_BYTES:
-            raise ModelFileError(f"{path}: is {st.st_size} bytes, more than the {MAX_MODEL_BYTES} a model may have")
-        os.set_blocking(fd, True)
+    with open_regular(path, MAX_MODEL_BYTES, ModelFileError, what) as fh:
         try:
             ck = torch.load(fh, map_location=device, weights_only=True)
         except pickle.UnpicklingError as exc:
