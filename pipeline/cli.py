@@ -213,6 +213,7 @@ def _main(argv: Optional[List[str]]) -> int:
         print(f"ilif-lava {args.cmd}: interrupted", file=sys.stderr)
         return 130
     from training.train import TrainingError
+    from pipeline.run import DeploymentMismatchError
     try:
         return _dispatch(args)
     except KeyboardInterrupt:
@@ -229,8 +230,8 @@ def _main(argv: Optional[List[str]]) -> int:
         print(f"ilif-lava {args.cmd}: error: out of memory (lower -T, --hidden, --batch-size or the sample limits)",
               file=sys.stderr)
         return 2
-    except TrainingError as exc:  # e.g. non-finite loss, resume with another config: one line, exit code 1
-        print(f"ilif-lava {args.cmd}: error: {exc}", file=sys.stderr)
+    except (TrainingError, DeploymentMismatchError) as exc:  # non-finite loss; Lava != quantized twin: exit code 1
+        print(f"ilif-lava {args.cmd}: error: {_one_line(exc)}", file=sys.stderr)
         return 1
 
 

@@ -160,10 +160,33 @@ def _simulated_data(z: Any, folder: Path, cfg: TrainConfig, n: int) -> evaluatio
     return evaluation.EvalData(cfg.dataset, cfg.data_dir, cfg.time_bins, n)
 
 
+class DeploymentMismatchError(RuntimeError):
+    """The deployed (Lava) network differs from its quantized PyTorch twin; the message says where first."""
+
+
+def check_deployment(report: Dict[str, Any], report_dir: Path) -> None:
+    """Raise :class:`DeploymentMismatchError` (one line: the mismatch count, the first divergence, the report
+    folder) unless the quantized model and Lava agree on every spike of every layer and step and on every
+    prediction. The report is written before this is called, so the user can read where and why."""
+    rows = report["spikes"]["quantized_vs_lava"]
+    spikes = sum(int(r["mismatches"]) for r in rows)
+    pred = float(report["prediction_agreement"]["quantized_vs_lava"])
+    if spikes == 0 and pred == 1.0:
+        return
+    div = report["first_divergence"]["quantized_vs_lava"]
+    where = ("" if div is None else f"; first at layer {div['layer']}, step {div['time_step']}, sample "
+             f"{div['sample']}, neuron {div['neuron']} (quantized {div['value_a']:g}, Lava {div['value_b']:g})")
+    raise DeploymentMismatchError(f"the Lava network differs from its quantized twin: {spikes} spike mismatches, "
+                                  f"prediction agreement {pred:.3f}{where}; report in {report_dir}")
+
+
 def stage_compare(run_dir: Path, baseline_dir: Optional[Path] = None, device: str = "auto",
-                  eval_dir: Optional[Path] = None, progress: bool = True) -> Dict[str, Any]:
+                  eval_dir: Optional[Path] = None, progress: bool = True, strict: bool = True) -> Dict[str, Any]:
     """Compare float (CUDA if present), quantized PyTorch and Lava fixed_pt on the samples ``simulate`` ran
-    (``eval_dir``: the evaluation folder, default the run folder); write ``<eval_dir>/report/``."""
+    (``eval_dir``: the evaluation folder, default the run folder); write ``<eval_dir>/report/``.
+
+    ``strict`` (default): after the report is written, any quantized-vs-Lava difference raises
+    :class:`DeploymentMismatchError` (the CLI's exit code 1)."""
     run_dir = Path(run_dir)
     folder = Path(eval_dir) if eval_dir is not None else run_dir
     cfg = load_config(run_dir / "train" / "config.json")
@@ -221,6 +244,8 @@ def stage_compare(run_dir: Path, baseline_dir: Optional[Path] = None, device: st
     if baseline_dir is not None and (Path(baseline_dir) / "train" / "model.pt").exists():
         report["baseline"] = _baseline_activity(Path(baseline_dir), x, y)
     write_report(report, folder / "report", check_markdown=check.to_markdown())
+    if strict:
+        check_deployment(report, folder / "report")
     return report
 
 

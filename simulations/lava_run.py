@@ -226,6 +226,12 @@ def run_network(path: Union[str, Path], x: np.ndarray, record_states: bool = Fal
 
     x = np.asarray(x)
     n, steps = x.shape[0], x.shape[-1]
+    integral = np.isfinite(x).all() and np.array_equal(x, np.rint(x))
+    if not integral or (x.size and (x.min() < np.iinfo(np.int32).min or x.max() > np.iinfo(np.int32).max)):
+        bad = x[~(np.isfinite(x) & (x == np.rint(x)))] if not integral else x
+        raise ValueError(f"{path}: the input is analog (e.g. {float(bad.flat[0]):.4g}), but the Lava network's input "
+                         f"port takes integer spikes; casting it would truncate it, so it is refused "
+                         f"(direct-encoded image input is not deployable yet: use an event dataset)")
     tm: Dict[str, float] = {}
     t_phase = time.perf_counter()
     # netx cannot infer the input shape of a network whose first layer is a conv: give it (x, y, f) = (W, H, C)

@@ -249,6 +249,41 @@ def test_planted_weight_diverges_where_presynaptic_spike_arrives(ilif_run, test_
     assert t_star - 1 == min(int(np.nonzero(q0[n, j])[0][0]) for n in range(N_TEST) if q0[n, j].any())
 
 
+def test_compare_fails_loudly_when_lava_differs_from_the_quantized_twin(ilif_run, test_data, tmp_path, capsys):
+    """The same planted weight in a copy of the run: 'simulate' then 'compare' exit 1 with one line giving the
+    mismatch count and the first divergence (layer 1, the arrival step), and the report is still written."""
+    from tests.helpers import run_cli
+    run_dir, _ = ilif_run
+    x, _ = test_data
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy, ignore=shutil.ignore_patterns("baseline-*", "report", "lava_test.npz"))
+    model = load_model(run_dir / "train" / "model.pt")
+    (q0, q1), states = _forward(model, x, quantized=True, record=True)
+    with h5py.File(copy / "network.net", "r+") as f:
+        w1 = f["layer/1/weight"][()]
+        j, i, t_star, flips = _plant_site(q0, q1, states[1]["v"].reshape(N_TEST, CLASSES, T).numpy(), w1,
+                                          int(f["layer/1/neuron/vThMant"][()]) << 6)
+        w1[i, j] = PLANTED_WEIGHT
+        f["layer/1/weight"][...] = w1
+    code, _, err = run_cli(["simulate", str(copy), "--state-samples", "0"], capsys)
+    assert code == 0, err
+    code, out, err = run_cli(["compare", str(copy), "--device", "cpu"], capsys)
+    lines = [ln for ln in err.splitlines() if ln.startswith("ilif-lava")]
+    assert code == 1 and len(lines) == 1, err
+    assert "spike mismatches" in lines[0] and f"first at layer 1, step {t_star}, sample {min(flips)}" in lines[0]
+    assert f"neuron {i}" in lines[0] and str(copy / "report") in lines[0]
+    rep = json.loads((copy / "report" / "report.json").read_text())
+    assert sum(r["mismatches"] for r in rep["spikes"]["quantized_vs_lava"]) > 0
+
+
+def test_analog_input_is_refused_not_truncated(ilif_run, test_data):
+    run_dir, _ = ilif_run
+    x, _ = test_data
+    with pytest.raises(ValueError, match="input is analog") as err:
+        run_network(run_dir / "network.net", x.numpy() * 0.37)
+    assert str(run_dir / "network.net") in str(err.value) and "\n" not in str(err.value)
+
+
 # ---------------------------------------------------------------------------------------------------------
 # 3. Loihi 2 checks on exported files
 # ---------------------------------------------------------------------------------------------------------
