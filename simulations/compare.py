@@ -108,9 +108,9 @@ def lsb_error_histogram(float_states: StateDict, int_states: StateDict,
     for k in fx.STATE_NAMES:
         errs = [np.abs(np.asarray(float_states[l][k], dtype=np.float64) * fx.STATE_SCALE - int_states[l][k]).ravel()
                 for l in int_states if k in int_states[l] and l in float_states and k in float_states[l]]
-        if not errs:
+        e = np.concatenate(errs) if errs else np.zeros(0)
+        if not e.size:                 # no state samples recorded (simulate --state-samples 0)
             continue
-        e = np.concatenate(errs)
         counts, edges = np.histogram(e, bins=np.asarray(bins, dtype=np.float64))
         out[k] = {"bin_edges_lsb": [float(v) for v in edges], "counts": counts.tolist(),
                   "max_lsb": float(e.max()), "mean_lsb": float(e.mean()), "median_lsb": float(np.median(e))}
