@@ -48,7 +48,27 @@ def test_offline_split_shape_values_labels(tmp_path, name):
     for t in range(T):
         np.testing.assert_allclose(x[..., t].numpy(), expect, rtol=1e-5, atol=1e-5)
     assert y.tolist() == [v for f in fmt.train for v in written[f][1]]
-    assert te.labels.tolist() == written[fmt.test[0]][1][:4]
+    # a limit keeps a class-balanced prefix: round-robin over classes (rank within class in file order, then label)
+    full = written[fmt.test[0]][1]
+    rank = [full[:i].count(v) for i, v in enumerate(full)]
+    keyed = sorted((rank[i], v, i) for i, v in enumerate(full))
+    assert te.labels.tolist() == [full[i] for _, _, i in keyed[:4]]
+    assert np.array_equal(te.images.numpy(), np.stack([written[fmt.test[0]][0][i].reshape(3, 32, 32)
+                                                       for _, _, i in keyed[:4]]))
+
+
+def test_limit_of_a_class_sorted_test_file_is_class_balanced(tmp_path):
+    """A class-sorted test batch (as the shared subset's): --limit-test 20 gives two of each of the 10 classes."""
+    written = write_cifar(tmp_path, "cifar10", per_batch=30)
+    folder = tmp_path / "cifar-10-batches-py"
+    labels = [c for c in range(10) for _ in range(3)]
+    data = written["test_batch"][0]
+    (folder / "test_batch").write_bytes(pickle.dumps({b"data": data, b"labels": labels}, protocol=2))
+    te = load_split("cifar10", "test", time_bins=1, data_dir=tmp_path, limit=20)
+    assert np.bincount(te.labels.numpy(), minlength=10).tolist() == [2] * 10
+    assert te.labels.tolist()[:10] == list(range(10))
+    assert np.array_equal(te.images[0].numpy().reshape(-1), data[0]) and np.array_equal(
+        te.images[1].numpy().reshape(-1), data[3])
 
 
 def test_augment_changes_train_images_only(tmp_path):

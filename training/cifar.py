@@ -118,19 +118,33 @@ def download(name: str, root: Path) -> Path:
 
 
 def read_split(name: str, folder: Path, split: str, limit: Optional[int]) -> Tuple[np.ndarray, np.ndarray]:
-    """All batches of ``split`` in file order: uint8 ``[n, 3, 32, 32]``, int64 ``[n]`` (first ``limit`` kept)."""
+    """All batches of ``split``: uint8 ``[n, 3, 32, 32]``, int64 ``[n]``, in file order.
+
+    With ``limit``, the ``limit`` samples kept are a class-balanced, deterministic prefix (classes interleaved
+    round-robin: rank within class in file order, then label), as for every other dataset: a class-sorted test
+    file (the shared subset's ``test_batch`` is one) must not give ``--limit-test 50`` samples of one class.
+    """
     fmt = FORMATS[name]
     images: List[np.ndarray] = []
     labels: List[np.ndarray] = []
-    have = 0
     for f in fmt.train if split == "train" else fmt.test:
-        if limit is not None and have >= limit:
-            break
         x, y = read_batch(folder / f, fmt.label_key, fmt.num_classes, fmt.max_images)
         images.append(x)
         labels.append(y)
-        have += len(y)
-    return np.concatenate(images)[:limit], np.concatenate(labels)[:limit]
+    x, y = np.concatenate(images), np.concatenate(labels)
+    if limit is None or limit >= len(y):
+        return x, y
+    order = class_round_robin(y)[:limit]
+    return x[order], y[order]
+
+
+def class_round_robin(labels: np.ndarray) -> np.ndarray:
+    """Indices of ``labels`` ordered by (rank of the sample within its class, label): one of each class first."""
+    rank = np.empty(len(labels), dtype=np.int64)
+    for c in np.unique(labels):
+        idx = np.nonzero(labels == c)[0]
+        rank[idx] = np.arange(len(idx))
+    return np.lexsort((np.arange(len(labels)), labels, rank))
 
 
 class ImageDataset(torch.utils.data.Dataset):
