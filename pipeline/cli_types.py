@@ -12,10 +12,43 @@ from typing import Optional
 
 
 class Parser(argparse.ArgumentParser):
-    """argparse with a one-line error (plus a ``--help`` hint) instead of the whole usage block; exit code 2."""
+    """argparse with a one-line error (plus a ``--help`` hint) instead of the whole usage block; exit code 2.
+
+    An unknown flag is reported by the subcommand that was given it (``ilif-lava train: error: unrecognized
+    arguments: --datset (did you mean --dataset?)`` and ``see 'ilif-lava train --help'``), not by the top level.
+    """
 
     def error(self, message: str):  # type: ignore[override]
         self.exit(2, f"{self.prog}: error: {message}\n(see '{self.prog} --help')\n")
+
+    def parse_args(self, args=None, namespace=None):  # type: ignore[override]
+        ns, extras = self.parse_known_args(args, namespace)
+        if extras:
+            target = self._chosen_subparser(ns)
+            target.error(f"unrecognized arguments: {' '.join(extras)}{_suggestion(target, extras)}")
+        return ns
+
+    def _chosen_subparser(self, ns: argparse.Namespace) -> argparse.ArgumentParser:
+        """The innermost subcommand parser that ``ns`` went through (``ilif-lava nir import``), else self."""
+        parser: argparse.ArgumentParser = self
+        while True:
+            sub = next((a for a in parser._actions if isinstance(a, argparse._SubParsersAction)), None)
+            name = getattr(ns, sub.dest, None) if sub is not None else None
+            if sub is None or name not in sub.choices:
+                return parser
+            parser = sub.choices[name]
+
+
+def _suggestion(parser: argparse.ArgumentParser, extras: list) -> str:
+    """`` (did you mean --dataset?)`` for the first unknown flag close to one of ``parser``'s flags, else ''."""
+    import difflib
+    flags = [o for a in parser._actions for o in a.option_strings if o.startswith("--")]
+    for word in extras:
+        if word.startswith("--"):
+            close = difflib.get_close_matches(word.split("=", 1)[0], flags, n=1, cutoff=0.6)
+            if close:
+                return f" (did you mean {close[0]}?)"
+    return ""
 
 
 def parse_int(v: str, what: str) -> int:
