@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Create or refresh the project's virtual environment (.venv by default). Idempotent: does nothing when the
-# stamp file is newer than every requirements file and pyproject.toml.
+# stamp file holds the SHA-256 of the requirements files and pyproject.toml as they are now (content, not mtimes:
+# a fresh clone or a checkout that touches the files without changing them does not rebuild).
 #
 # Why this script exists: lava-nc 0.10.0 and lava-dl 0.6.0 declare Python <3.11 and pin torch <2.4 and numpy <2.
 # We install them without their declared dependencies and provide their runtime needs ourselves
@@ -11,8 +12,8 @@ VENV="${VENV:-.venv}"
 PY="${PYTHON:-python3}"
 stamp="$VENV/.ilif-lava-stamp"
 
-if [ -f "$stamp" ] && [ "$stamp" -nt requirements.txt ] && [ "$stamp" -nt requirements-lava.txt ] \
-   && [ "$stamp" -nt pyproject.toml ]; then
+want="$(cat requirements.txt requirements-lava.txt pyproject.toml | sha256sum | cut -d' ' -f1)"
+if [ -x "$VENV/bin/python" ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
   exit 0
 fi
 echo "[setup] building environment in $VENV (first run takes a few minutes)"
@@ -24,5 +25,5 @@ echo "[setup] building environment in $VENV (first run takes a few minutes)"
 "$VENV/bin/python" -c "import ilif_lava.compat as c; c.check_lava_importable()"
 # the fused ILIF CPU kernel (C++ extension); on failure the torch path is used and the reason printed
 "$VENV/bin/python" -m ilif_lava.kernels.cpu_build
-touch "$stamp"
+echo "$want" > "$stamp"
 echo "[setup] environment ready: $VENV"
