@@ -242,8 +242,11 @@ def _one_line(exc: BaseException) -> str:
 def _light_config(run_dir: Path) -> Optional[dict]:
     """``train/config.json`` as a dict without importing torch (None when absent or unreadable: the stage then
     reports the exact problem)."""
-    try:
-        raw = json.loads((Path(run_dir) / "train" / "config.json").read_text(encoding="utf-8"))
+    from ilif_lava.atomic import check_input
+    from ilif_lava.safe_read import read_regular
+    path = Path(run_dir) / "train" / "config.json"
+    try:          # a FIFO or a link out of the run is refused before open(), by the stage's load_config too
+        raw = json.loads(read_regular(check_input(path), 1 << 20, ValueError, "a config.json").decode("utf-8"))
     except (OSError, UnicodeDecodeError, ValueError):
         return None
     return raw if isinstance(raw, dict) and "dataset" in raw and "time_bins" in raw else None

@@ -16,13 +16,17 @@ interrupted cell resumes from its last epoch checkpoint there.
 """
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import math
+import os
+import stat
 import statistics
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -158,18 +162,140 @@ def run_cell(cfg: TrainConfig, train_dir: Path) -> Dict[str, Any]:
     }
 
 
+MAX_CELL_BYTES = 16 << 20      # a cell is a few KiB (T values per layer and epoch)
+_UNIT = ("float_accuracy", "deployed_accuracy", "firing_rate", "continuous_firing_rate", "overactivation")
+
+
+def check_cell(path: Path, cell: Any) -> None:
+    """Validate a cell read back from ``path`` (written by :func:`run_study`, or by someone else): types, finite
+    values and ranges of every field that the aggregates, tables and plots use. Rates and accuracies lie in
+    [0, 1], losses, energies and wall times are finite and >= 0, spikes per step lie in [0, neurons] with one
+    value per time step, the loss curve has epochs 1, 2, ... in order. One ``ValueError`` line naming the file
+    and the key."""
+    def bad(key: str, problem: str) -> ValueError:
+        return ValueError(f"{path}: key {key!r} {problem}")
+
+    def num(key: str, v: Any, lo: float = 0.0, hi: float = math.inf) -> float:
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or not lo <= v <= hi:
+            raise bad(key, f"= {v!r} is not a finite number in [{lo:g}, {hi:g}]")
+        return float(v)
+
+    def integer(key: str, v: Any, lo: int = 0) -> int:
+        if isinstance(v, bool) or not isinstance(v, int) or v < lo:
+            raise bad(key, f"= {v!r} is not an integer >= {lo}")
+        return v
+
+    def obj(key: str, v: Any, kind: type) -> Any:
+        if not isinstance(v, kind):
+            raise bad(key, f"is a {type(v).__name__}, expected a {kind.__name__}")
+        return v
+
+    obj("(cell)", cell, dict)
+    for k in ("id", "variant", "seed", "param", "value", "config", "metrics"):
+        if k not in cell:
+            raise ValueError(f"{path}: not a study cell file (key {k!r} missing)")
+    obj("id", cell["id"], str)
+    if cell["variant"] not in VARIANTS:
+        raise bad("variant", f"= {cell['variant']!r} is not one of {', '.join(VARIANTS)}")
+    integer("seed", cell["seed"])
+    if cell["param"] is not None and cell["param"] not in SWEEPABLE:
+        raise bad("param", f"= {cell['param']!r} is not one of {', '.join(SWEEPABLE)} or null")
+    if (cell["param"] is None) != (cell["value"] is None):
+        raise bad("value", "must be given exactly when 'param' is")
+    if cell["value"] is not None:
+        num("value", cell["value"], -math.inf)
+    cfg = obj("config", cell["config"], dict)
+    steps = integer("config.time_bins", cfg.get("time_bins"), 1)
+    m = obj("metrics", cell["metrics"], dict)
+    for k in _UNIT:
+        num(f"metrics.{k}", m.get(k), 0.0, 1.0)
+    for k in ("final_loss", "sop_energy_uj_per_sample", "train_wall_s", "wall_s"):
+        num(f"metrics.{k}", m.get(k))
+    integer("metrics.test_samples", m.get("test_samples"), 1)
+    integer("metrics.overactivation_samples", m.get("overactivation_samples"))
+    layers = obj("metrics.layers", m.get("layers"), list)
+    if not layers:
+        raise bad("metrics.layers", "is empty")
+    for i, layer in enumerate(layers):
+        key = f"metrics.layers[{i}]"
+        obj(key, layer, dict)
+        n = integer(f"{key}.neurons", layer.get("neurons"), 1)
+        for k in ("firing_rate", "continuous_firing_rate", "overactivation"):
+            num(f"{key}.{k}", layer.get(k), 0.0, 1.0)
+        sps = obj(f"{key}.spikes_per_step", layer.get("spikes_per_step"), list)
+        if len(sps) != steps:
+            raise bad(f"{key}.spikes_per_step", f"has {len(sps)} values, expected one per time step ({steps})")
+        for t, v in enumerate(sps):
+            num(f"{key}.spikes_per_step[{t}]", v, 0.0, n)
+    curve = obj("metrics.loss_curve", m.get("loss_curve"), list)
+    for i, r in enumerate(curve):
+        key = f"metrics.loss_curve[{i}]"
+        obj(key, r, dict)
+        if r.get("epoch") != i + 1 or isinstance(r.get("epoch"), bool):
+            raise bad(f"{key}.epoch", f"= {r.get('epoch')!r}, expected {i + 1} (epochs in order, once each)")
+        if r.get("phase") not in ("float", "qat"):
+            raise bad(f"{key}.phase", f"= {r.get('phase')!r} is not 'float' or 'qat'")
+        num(f"{key}.loss", r.get("loss"))
+        num(f"{key}.test_accuracy", r.get("test_accuracy"), 0.0, 1.0)
+
+
+def check_cell_ids(spec: StudySpec) -> None:
+    """Refuse (one line naming ``--sweep``) swept values that give one cell id (e.g. 1.0000001 and 1.0000002 both
+    format as ``1``): the study could never finish, each value overwriting the other's cell."""
+    seen: Dict[str, Any] = {}
+    for v in spec.values():
+        name = format_value(v)
+        if name in seen:
+            raise ValueError(f"--sweep {spec.sweep_param}: values {seen[name]!r} and {v!r} both give cell ids "
+                             f"'...-{spec.sweep_param}{name}-...'; use values that differ in 6 significant digits")
+        seen[name] = v
+
+
+@contextlib.contextmanager
+def study_lock(out: Path) -> Iterator[None]:
+    """Hold ``out/.study.lock`` (an exclusive ``flock``) while a study runs in ``out``; a second study on the same
+    folder stops at once with one line naming it (two writers would interleave one cell's training log)."""
+    lock = Path(out) / ".study.lock"
+    try:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0),
+                     0o666)
+    except OSError as exc:
+        raise ValueError(f"{lock}: cannot open the study lock ({exc.strerror or exc})") from None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise ValueError(f"{lock}: is not a regular file; cannot lock the study folder")
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ValueError(f"{out}: another 'ilif-lava study' is running on this folder (it holds {lock}); "
+                             "wait for it or use another --out") from None
+        yield
+    finally:
+        os.close(fd)
+
+
 def _cell_path(spec: StudySpec, cid: str) -> Path:
     return Path(spec.out) / "cells" / f"{cid}.json"
 
 
-def load_cell(path: Path, cfg: Optional[TrainConfig] = None) -> Dict[str, Any]:
-    """A finished cell's JSON; with ``cfg``, refuses (one line naming the file) a cell trained with other settings."""
+def load_cell(path: Path, cfg: Optional[TrainConfig] = None,
+              expect: Optional[Tuple[str, int, Optional[str], Optional[float]]] = None) -> Dict[str, Any]:
+    """A finished cell's JSON, validated (:func:`check_cell`); with ``cfg``, refuses a cell
+    trained with other settings; with ``expect`` = (variant, seed, param, value), a cell of another grid point.
+    Every refusal is one ``ValueError`` line naming the file. A link out of the cells folder or a FIFO is refused
+    before it is opened."""
+    from ilif_lava.safe_read import read_regular
+    path = Path(path)
+    atomic.check_input(path, what="study cell")
     try:
-        cell = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        cell = json.loads(read_regular(path, MAX_CELL_BYTES, ValueError, "a study cell file").decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ValueError(f"{path}: not a study cell file ({' '.join(str(exc).split())})") from None
-    if not isinstance(cell, dict) or "config" not in cell or "metrics" not in cell:
-        raise ValueError(f"{path}: not a study cell file (keys 'config' and 'metrics' expected)")
+    check_cell(path, cell)
+    if expect is not None:
+        got = (cell["variant"], cell["seed"], cell["param"], cell["value"])
+        if got != tuple(expect) or cell["id"] != cell_id(*expect):
+            raise ValueError(f"{path}: holds cell {cell['id']!r} ({got}), expected {cell_id(*expect)!r}")
     if cfg is not None and cell["config"] != asdict(cfg):
         diff = sorted(k for k in set(cell["config"]) | set(asdict(cfg))
                       if cell["config"].get(k) != asdict(cfg).get(k))
@@ -182,7 +308,16 @@ def run_study(spec: StudySpec, train_cells: bool = True, progress: bool = True) 
     """Run every unfinished cell of ``spec`` (unless ``train_cells`` is False), then write study.json, study.md
     and the plots from all finished cells. Returns the study dict (``trained``/``skipped``/``missing`` counts)."""
     out = Path(spec.out)
-    (out / "cells").mkdir(parents=True, exist_ok=True)
+    check_cell_ids(spec)
+    out.mkdir(parents=True, exist_ok=True)
+    with study_lock(out):
+        return _run_study(spec, out, train_cells, progress)
+
+
+def _run_study(spec: StudySpec, out: Path, train_cells: bool, progress: bool) -> Dict[str, Any]:
+    if (out / "cells").is_symlink():
+        raise ValueError(f"{out / 'cells'}: is a symbolic link; the cells of a study live in its own folder")
+    (out / "cells").mkdir(exist_ok=True)
     work = Path(spec.work_dir) if spec.work_dir else out / "train"
     grid = spec.cells()
     cells, trained, skipped, missing = [], 0, 0, []
@@ -192,8 +327,8 @@ def run_study(spec: StudySpec, train_cells: bool = True, progress: bool = True) 
         cfg = cell_config(spec.base, variant, seed, spec.sweep_param, value)
         path = _cell_path(spec, cid)
         head = f"[{i}/{len(grid)}] {cid}"
-        if path.exists():
-            cells.append(load_cell(path, cfg))
+        if path.exists() or path.is_symlink():
+            cells.append(load_cell(path, cfg, (variant, seed, spec.sweep_param, value)))
             skipped += 1
             if progress:
                 print(f"{head}: done before, skipped", flush=True)

@@ -11,13 +11,18 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from ilif_lava import atomic  # noqa: E402
 from simulations.report import save_figure  # noqa: E402
 
 
 
 def _save(fig, path: Path) -> str:
-    """Write the figure at 72 dpi, PNG optimised (the study folders are committed: small files), and close it."""
-    return save_figure(fig, path, dpi=72, optimize=True)
+    """Write the figure at 72 dpi, PNG optimised (the study folders are committed: small files), and close it;
+    written atomically (:mod:`ilif_lava.atomic`), so a link planted at ``path`` is replaced, never written
+    through."""
+    with atomic.atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        save_figure(fig, fh, dpi=72, optimize=True)       # a file object: PNG (matplotlib's default format)
+    return Path(path).name
 
 
 def _label(r: Dict[str, Any], param: Any) -> str:

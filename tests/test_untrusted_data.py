@@ -260,3 +260,183 @@ def test_dvs_fifo_recording_is_refused_without_blocking(gesture_copy):
     with deadline(60), pytest.raises(ValueError) as err:
         load_split("dvsgesture", "test", time_bins=T, data_dir=root, cache_dir=cache)
     assert str(p) in one_line(err.value) and "FIFO" in str(err.value)
+
+
+# ------------------------------------------------------------------------------------ item 4: study cells and lock
+from tests.helpers import run_cli  # noqa: E402
+
+STUDY_TINY = ["--dataset", "digits", "-T", "3", "--epochs", "1", "--qat-epochs", "1", "--limit-train", "32",
+              "--limit-test", "16", "--hidden", "8", "--batch-size", "16", "--variants", "LIF", "--seeds", "0"]
+CELL = "LIF-seed0"
+
+
+@pytest.fixture(scope="module")
+def finished_study(tmp_path_factory):
+    """One real finished cell (trained once for the module); tests copy the folder before changing it."""
+    import shutil
+    out = tmp_path_factory.mktemp("study") / "s"
+    from pipeline.cli import main
+    assert main(["study", *STUDY_TINY, "--out", str(out)]) == 0
+    shutil.rmtree(out / "train")
+    return out
+
+
+def _study_copy(finished_study, tmp_path) -> Path:
+    import shutil
+    out = tmp_path / "s"
+    shutil.copytree(finished_study, out)
+    return out
+
+
+def _report_only(out: Path, capsys, extra=()):
+    return run_cli(["study", *STUDY_TINY, *extra, "--out", str(out), "--report-only"], capsys)
+
+
+def _edit_cell(out: Path, edit) -> Path:
+    path = out / "cells" / f"{CELL}.json"
+    cell = json.loads(path.read_text())
+    edit(cell)
+    path.write_text(json.dumps(cell))
+    return path
+
+
+def test_study_report_only_reads_the_real_cell(finished_study, tmp_path, capsys):
+    out = _study_copy(finished_study, tmp_path)
+    code, stdout, stderr = _report_only(out, capsys)
+    assert code == 0, stderr and "1 skipped" in stdout
+
+
+def _set(path_keys, value):
+    def edit(cell):
+        d = cell
+        for k in path_keys[:-1]:
+            d = d[k]
+        d[path_keys[-1]] = value
+    return edit
+
+
+BAD_CELLS = {
+    "nan_accuracy": (_set(["metrics", "deployed_accuracy"], float("nan")), "metrics.deployed_accuracy"),
+    "negative_rate": (_set(["metrics", "firing_rate"], -0.1), "metrics.firing_rate"),
+    "accuracy_above_one": (_set(["metrics", "float_accuracy"], 1.5), "metrics.float_accuracy"),
+    "infinite_loss": (_set(["metrics", "final_loss"], float("inf")), "metrics.final_loss"),
+    "string_seed": (_set(["seed"], "0"), "'seed'"),
+    "bool_metric": (_set(["metrics", "overactivation"], True), "metrics.overactivation"),
+    "layers_not_a_list": (_set(["metrics", "layers"], {"a": 1}), "metrics.layers"),
+    "spikes_wrong_length": (lambda c: c["metrics"]["layers"][0]["spikes_per_step"].append(0.0),
+                            "metrics.layers[0].spikes_per_step"),
+    "spikes_above_neurons": (lambda c: c["metrics"]["layers"][0]["spikes_per_step"].__setitem__(0, 1e9),
+                             "spikes_per_step[0]"),
+    "epochs_out_of_order": (lambda c: c["metrics"]["loss_curve"].reverse(), "loss_curve[0].epoch"),
+    "unknown_variant": (_set(["variant"], "XYZ"), "'variant'"),
+    "other_grid_point": (_set(["id"], "ILIF-seed0"), "expected 'LIF-seed0'"),
+    "not_an_object": (None, "(cell)"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_CELLS))
+def test_study_bad_cell_is_one_line_naming_file_and_key(finished_study, tmp_path, capsys, case):
+    out = _study_copy(finished_study, tmp_path)
+    edit, needle = BAD_CELLS[case]
+    if edit is None:
+        path = out / "cells" / f"{CELL}.json"
+        path.write_text("[1, 2]")
+    else:
+        path = _edit_cell(out, edit)
+    code, _, stderr = _report_only(out, capsys)
+    assert code == 2, stderr
+    line = stderr.strip()
+    assert "\n" not in line and str(path) in line and needle in line, line
+
+
+def test_study_fifo_cell_does_not_hang(finished_study, tmp_path, capsys):
+    out = _study_copy(finished_study, tmp_path)
+    path = out / "cells" / f"{CELL}.json"
+    path.unlink()
+    os.mkfifo(path)
+    with deadline(60):
+        code, _, stderr = _report_only(out, capsys)
+    assert code == 2 and str(path) in stderr and "FIFO" in stderr and stderr.count("\n") == 1
+
+
+def test_study_cell_linked_out_of_the_folder_is_refused(finished_study, tmp_path, capsys):
+    out = _study_copy(finished_study, tmp_path)
+    path = out / "cells" / f"{CELL}.json"
+    elsewhere = tmp_path / "elsewhere.json"
+    os.replace(path, elsewhere)
+    path.symlink_to(elsewhere)
+    code, _, stderr = _report_only(out, capsys)
+    assert code == 2 and str(path) in stderr and "symbolic link" in stderr
+
+
+def test_study_plots_replace_planted_links_not_their_targets(finished_study, tmp_path, capsys):
+    out = _study_copy(finished_study, tmp_path)
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep")
+    for name in ("accuracy.png", "study.md", "study.json"):
+        (out / name).unlink()
+        (out / name).symlink_to(victim)
+    code, _, stderr = _report_only(out, capsys)
+    assert code == 0, stderr
+    assert victim.read_text() == "keep"
+    assert not (out / "accuracy.png").is_symlink() and (out / "accuracy.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_study_lock_refuses_a_second_study_on_one_folder(finished_study, tmp_path, capsys):
+    """A real second process holds the folder's lock; the study stops at once with one line naming the folder."""
+    out = _study_copy(finished_study, tmp_path)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from pathlib import Path; from pipeline.study import study_lock\n"
+         "with study_lock(Path(sys.argv[1])):\n    print('held', flush=True); time.sleep(60)", str(out)],
+        cwd=REPO, stdout=subprocess.PIPE, text=True)
+    try:
+        assert any(line.strip() == "held" for line in iter(holder.stdout.readline, ""))   # after any banner
+        with deadline(30):
+            code, _, stderr = _report_only(out, capsys)
+        assert code == 2 and "another 'ilif-lava study' is running" in stderr and str(out) in stderr
+    finally:
+        holder.kill()
+        holder.wait()
+    code, _, stderr = _report_only(out, capsys)                  # released with its process
+    assert code == 0, stderr
+
+
+def test_study_sweep_values_with_one_cell_id_are_refused(tmp_path, capsys):
+    code, _, stderr = run_cli(["study", *STUDY_TINY, "--sweep", "gamma=1.0000001,1.0000002",
+                               "--out", str(tmp_path / "s")], capsys)
+    assert code == 2 and "--sweep gamma" in stderr and "both give cell ids" in stderr and stderr.count("\n") == 1
+    assert not (tmp_path / "s" / "cells").exists()
+
+
+# ------------------------------------------------------------------------------ item 2: logs and config of a run
+def test_resume_never_copies_what_a_linked_log_points_to(tmp_path):
+    from training.train import ModelFileError, _truncate_log, read_training_log
+    secret = tmp_path / "secret.txt"
+    secret.write_text('{"epoch": 1}\nsecret line\n')
+    run = tmp_path / "run" / "train"
+    run.mkdir(parents=True)
+    (run / "log.jsonl").symlink_to(secret)
+    with pytest.raises(ModelFileError) as err:
+        _truncate_log(run / "log.jsonl", 1)
+    assert str(run / "log.jsonl") in one_line(err.value) and "symbolic link" in str(err.value)
+    assert (run / "log.jsonl").is_symlink() and secret.read_text().endswith("secret line\n")
+    with pytest.raises(ModelFileError):
+        read_training_log(run)
+    (run / "log.jsonl").unlink()
+    os.mkfifo(run / "log.jsonl")
+    with deadline(10), pytest.raises(ValueError, match="FIFO"):
+        read_training_log(run)
+
+
+@pytest.mark.parametrize("cmd", ["simulate", "compare"])
+def test_fifo_config_json_does_not_hang(tmp_path, cmd):
+    """``simulate/compare RUN`` with a FIFO at train/config.json: one line naming it, in a child process, bounded."""
+    run = tmp_path / "run"
+    (run / "train").mkdir(parents=True)
+    os.mkfifo(run / "train" / "config.json")
+    (run / "train" / "model.pt").write_bytes(b"x")
+    (run / "network.net").write_bytes(b"\x89HDF\r\n\x1a\n")
+    res = subprocess.run([str(REPO / ".venv" / "bin" / "ilif-lava"), cmd, str(run)], capture_output=True,
+                         text=True, timeout=120, cwd=REPO)
+    assert res.returncode == 2, res.stderr
+    assert "config.json" in res.stderr and "FIFO" in res.stderr and res.stderr.count("\n") == 1, res.stderr

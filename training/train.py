@@ -12,7 +12,6 @@ the forward pass under ``torch.autocast`` (fp16 with a gradient scaler).
 from __future__ import annotations
 
 import json
-import sys
 import math
 import pickle
 import time
@@ -23,10 +22,10 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from ilif_lava import atomic, metrics
-from ilif_lava.safe_read import open_regular
+from ilif_lava.progress import bar as progress_bar
+from ilif_lava.safe_read import open_regular, read_regular
 from training import distributed
 from training.datasets import dataset_info, load_split
 from training.limits import AMP_DTYPES, ARCHS, MAX_BATCH, MAX_EPOCHS, MAX_HIDDEN, MAX_TIME_BINS
@@ -54,6 +53,8 @@ class ModelFileError(ValueError):
 MODEL_KEYS = ("model", "meta", "config", "quantized")
 CHECKPOINT_KEYS = ("model", "optimizer", "scheduler", "epoch", "config", "meta")
 MAX_MODEL_BYTES = 4 << 30           # far beyond any network this project trains (VGG-11 at full width: ~40 MB)
+MAX_CONFIG_BYTES = 1 << 20           # a config.json is about 1 KiB
+MAX_LOG_BYTES = 256 << 20           # log.jsonl: about 1 KiB per epoch
 
 
 @dataclass
@@ -177,13 +178,12 @@ def check_device(name: str) -> None:
 def load_config(path: Path) -> "TrainConfig":
     """Read a run's ``config.json``; every problem is a one-line ``ValueError`` naming the file (and line/key)."""
     path = Path(path)
+    if not path.exists() and not path.is_symlink():
+        raise ValueError(f"{path}: no such file (train the run first: ilif-lava train)")
+    atomic.check_input(path, what="the run's config.json")      # a FIFO never blocks, a link never leaves
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ValueError(f"{path}: no such file (train the run first: ilif-lava train)") from None
-    except IsADirectoryError:
-        raise ValueError(f"{path}: is a directory, expected the run's config.json") from None
-    except (OSError, UnicodeDecodeError) as exc:
+        text = read_regular(path, MAX_CONFIG_BYTES, ValueError, "the run's config.json").decode("utf-8")
+    except UnicodeDecodeError as exc:
         raise ValueError(f"{path}: cannot be read ({exc})") from None
     try:
         raw = json.loads(text)
@@ -422,9 +422,8 @@ def _train(cfg: TrainConfig, out_dir: Path, resume: bool, progress: bool, env: d
         net.train()
         batches = distributed.train_batches(len(tr), batch, env, cfg.seed, epoch)
         losses: List[float] = []
-        bar = tqdm(distributed.loader(tr, batches, cfg.workers, pin), total=len(batches),
-                   desc=f"epoch {epoch + 1}/{total} ({phase})", unit="batch",
-                   disable=not (progress and sys.stderr.isatty()), leave=False)
+        bar = progress_bar(distributed.loader(tr, batches, cfg.workers, pin), total=len(batches),
+                           desc=f"epoch {epoch + 1}/{total} ({phase})", unit="batch", enabled=progress and env.main)
         for step, (xb, yb) in enumerate(bar):
             with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
                 out, _ = net(xb.to(device, non_blocking=pin))
@@ -442,7 +441,8 @@ def _train(cfg: TrainConfig, out_dir: Path, resume: bool, progress: bool, env: d
             scaler.step(opt)
             scaler.update()
             losses.append(loss.item())
-            bar.set_postfix(loss=f"{np.mean(losses):.4f}")
+            if hasattr(bar, "set_postfix"):
+                bar.set_postfix(loss=f"{np.mean(losses):.4f}")
         sched.step()
         ev = evaluate_dataset(model, te, device, env, workers=cfg.workers)
         mean_loss = distributed.all_sum([float(np.sum(losses)), float(len(losses))], env, device)
@@ -452,8 +452,7 @@ def _train(cfg: TrainConfig, out_dir: Path, resume: bool, progress: bool, env: d
                "continuous_firing_rate_per_layer": ev["continuous_firing_rate_per_layer"],
                "lr": opt.param_groups[0]["lr"], "time": time.time()}
         if env.main:
-            with open(log_path, "a") as fh:
-                fh.write(json.dumps(rec) + "\n")
+            atomic.append_line(log_path, json.dumps(rec))      # never through a link planted at log.jsonl
             if progress:
                 print(f"epoch {epoch + 1}/{total} [{phase}] loss {rec['loss']:.4f} test acc {ev['accuracy']:.3f} "
                       f"firing {np.mean(rates):.3f}", flush=True)
@@ -490,19 +489,43 @@ def _phase_optim(cfg: TrainConfig, model: torch.nn.Module, epoch: int):
     return opt, sched
 
 
+def _log_lines(log_path: Path) -> List[str]:
+    """The non-blank lines of a run's own ``log.jsonl`` ([] when absent). A symbolic link or a non-regular file
+    at that name is refused (one line naming it) before it is opened: resuming never copies what a planted link
+    points to into the run, and a FIFO never blocks."""
+    if not log_path.exists() and not log_path.is_symlink():
+        return []
+    if log_path.is_symlink():
+        raise ModelFileError(f"{log_path}: is a symbolic link, expected the run's own training log; remove it")
+    atomic.check_input(log_path, what="the training log")
+    try:
+        text = read_regular(log_path, MAX_LOG_BYTES, ModelFileError, "the training log").decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ModelFileError(f"{log_path}: is not UTF-8 text ({exc.reason})") from None
+    return [ln for ln in text.splitlines() if ln.strip()]
+
+
 def _truncate_log(log_path: Path, keep_epochs: int) -> None:
-    if not log_path.exists():
+    if not log_path.exists() and not log_path.is_symlink():
         return
-    lines = [ln for ln in log_path.read_text().splitlines() if ln.strip()]
+    lines = _log_lines(log_path)
     atomic.write_text(log_path, "".join(ln + "\n" for ln in lines[:keep_epochs]))
 
 
 def read_training_log(train_dir: Path) -> List[Dict[str, Any]]:
-    """The epochs of ``<train_dir>/log.jsonl`` as written by :func:`train` (empty when there is no log)."""
+    """The epochs of ``<train_dir>/log.jsonl`` as written by :func:`train` (empty when there is no log); a line
+    that is not a JSON object is one :class:`ModelFileError` line naming the file and line."""
     path = Path(train_dir) / "log.jsonl"
-    if not path.is_file():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    out = []
+    for i, line in enumerate(_log_lines(path), 1):
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise ModelFileError(f"{path}: line {i}: invalid JSON ({exc.msg})") from None
+        if not isinstance(rec, dict):
+            raise ModelFileError(f"{path}: line {i}: holds a JSON {type(rec).__name__}, expected an object")
+        out.append(rec)
+    return out
 
 
 def load_model(path: Path, device: str = "cpu") -> SpikingNet:
