@@ -11,7 +11,9 @@ a no-op on Python 3.10 (the original works there) but harmless, so one code path
 Lava starts its process models with ``fork``, so child processes inherit the patched module.
 
 The same finder also rewrites Lava's import-time ``mp.set_start_method('fork')`` so that it does not fail
-when the default context is already ``fork`` (:func:`patch_mp_source`): import order never matters.
+when the default context is already ``fork`` (:func:`patch_mp_source`): import order never matters; and it
+silences two import-time notices that say nothing to an ilif-lava user: slayer's Prophesee-toolbox warning
+(:func:`patch_prophesee_source`) and torch's "No CUDA runtime is found" log line on CPU machines.
 
 ``import ilif_lava`` calls :func:`install` before anything else; it is idempotent.
 """
@@ -77,11 +79,33 @@ class _VarModelFinder(importlib.abc.MetaPathFinder):
                                                       loader=_VarModelLoader(fullname, spec.origin))
 
 
-PATCHES = {TARGET: patch_source, MP_TARGET: patch_mp_source}
+PROPHESEE_TARGET = "lava.lib.dl.slayer.object_detection.dataset.prophesee_automotive"
+_PROPHESEE_RE = re.compile(r"^(\s+)print\(.*(Prophesee Dataset Toolbox|Prophesee DVS demo|Please install it from).*$",
+                           re.MULTILINE)
+
+
+def patch_prophesee_source(source: str) -> str:
+    """slayer's Prophesee dataset module prints a three-line warning to stdout at import (every import of slayer)
+    when the Prophesee toolbox is absent; ilif-lava never uses that dataset, so those three prints become ``pass``."""
+    return _PROPHESEE_RE.sub(r"\1pass", source)
+
+
+class _NoCudaNotice:
+    """A logging filter dropping torch's import-time "No CUDA runtime is found" line (a CPU machine is normal)."""
+
+    def filter(self, record) -> bool:  # noqa: A003 - logging's name
+        return "No CUDA runtime is found" not in record.getMessage()
+
+
+PATCHES = {TARGET: patch_source, MP_TARGET: patch_mp_source, PROPHESEE_TARGET: patch_prophesee_source}
 
 
 def install() -> None:
     """Register the finder (idempotent). Must run before Lava's compiler is first imported."""
+    import logging
+    torch_log = logging.getLogger("torch.utils.cpp_extension")
+    if not any(isinstance(f, _NoCudaNotice) for f in torch_log.filters):
+        torch_log.addFilter(_NoCudaNotice())
     if any(isinstance(f, _VarModelFinder) for f in sys.meta_path):
         return
     if TARGET in sys.modules:  # imported before us: only fine if it imported successfully (3.10)

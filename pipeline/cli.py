@@ -23,7 +23,7 @@ from pipeline.cli_train import add_train_args as _add_train_args, train_config a
 
 # Subcommands defined in their own modules: each has ``add_parser(subparsers)`` and ``run(args) -> int`` and
 # imports nothing heavy at module level (the parser is built before torch or Lava are imported).
-PLUGIN_COMMANDS = {"study": "pipeline.study_cli", "nir": "pipeline.nir_cli"}
+PLUGIN_COMMANDS = {"study": "pipeline.study_cli", "nir": "pipeline.nir_cli", "gold": "pipeline.gold_cli"}
 
 
 def _plugin(cmd: str):
@@ -37,14 +37,10 @@ def _plugin(cmd: str):
 
 
 def _quiet_imports() -> None:
-    """Import slayer without its irrelevant start-up noise (a print about the Prophesee toolbox, and torch's
-    'No CUDA runtime is found' log line on CPU-only machines)."""
-    import contextlib
-    import io
-    import logging
-    logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
-    with contextlib.redirect_stdout(io.StringIO()):
-        import lava.lib.dl.slayer  # noqa: F401
+    """Import slayer (and torch) once the arguments are valid; its start-up notices are silenced by
+    ``ilif_lava.compat`` for every import, library use included."""
+    import lava.lib.dl.slayer  # noqa: F401
+
 
 def _add_limit_args(p: argparse.ArgumentParser) -> None:
     from ilif_lava.file_limits import DEFAULT_LIMITS as L
