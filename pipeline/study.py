@@ -38,6 +38,7 @@ from simulations.activity import network_activity
 from training.datasets import load_split
 from training.losses import predict
 from training.train import TrainConfig, load_model, pick_device, read_training_log, train
+from pipeline.study_format import format_value
 
 VARIANTS = ("LIF", "MPIU", "CIU", "ILIF", "PLIF", "IPLIF")
 # swept parameter -> where it goes in TrainConfig ("neuron": neuron_overrides[name]; else the field name)
@@ -70,10 +71,6 @@ class StudySpec:
     def to_dict(self) -> Dict[str, Any]:
         return {"base": asdict(self.base), "variants": list(self.variants), "seeds": list(self.seeds),
                 "sweep_param": self.sweep_param, "sweep_values": list(self.sweep_values)}
-
-
-def format_value(x: Optional[float]) -> str:
-    return "-" if x is None else f"{x:g}"
 
 
 def cell_id(variant: str, seed: int, param: Optional[str], value: Optional[float]) -> str:

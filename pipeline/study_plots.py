@@ -12,6 +12,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from ilif_lava import atomic  # noqa: E402
+from pipeline.study_format import format_value  # noqa: E402
 from simulations.report import save_figure  # noqa: E402
 
 
@@ -26,7 +27,6 @@ def _save(fig, path: Path) -> str:
 
 
 def _label(r: Dict[str, Any], param: Any) -> str:
-    from pipeline.study import format_value
     return r["variant"] if param is None else f"{r['variant']} {param}={format_value(r['value'])}"
 
 

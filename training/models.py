@@ -15,6 +15,7 @@ from lava.lib.dl.slayer.block import cuba
 from ilif_lava import block as ilif_block
 
 from training.limits import ARCHS
+from training.net_switches import NeuronSwitches
 
 NEURONS = ("ILIF", "MPIU", "CIU", "LIF", "PLIF", "IPLIF", "CUBA")
 
@@ -35,21 +36,6 @@ def neuron_params_for(neuron: str, overrides: Optional[Dict[str, Any]] = None) -
 
 def _blocks_module(neuron: str):
     return cuba if neuron == "CUBA" else ilif_block
-
-
-class NeuronSwitches:
-    """``set_quantized`` / ``set_record_states`` for a network whose ``spiking_blocks()`` each have a ``.neuron``."""
-
-    def set_quantized(self, on: bool) -> None:
-        """Switch every ILIF neuron to the bit-exact integer forward (QAT / deployment twin)."""
-        for b in self.spiking_blocks():
-            if hasattr(b.neuron, "quantized"):
-                b.neuron.quantized = on
-
-    def set_record_states(self, on: bool) -> None:
-        for b in self.spiking_blocks():
-            if hasattr(b.neuron, "record_states"):
-                b.neuron.record_states = on
 
 
 class SpikingNet(NeuronSwitches, torch.nn.Module):

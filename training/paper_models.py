@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 from ilif_lava.neuron import Neuron
-from training.models import NeuronSwitches
+from training.net_switches import NeuronSwitches
 
 PAPER_ARCHS = ("resnet18", "vgg11bn")
 _RESNET_STAGES = ((64, 1), (128, 2), (256, 2), (512, 2))
