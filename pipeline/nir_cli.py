@@ -14,7 +14,10 @@ import json
 from pathlib import Path
 from typing import Any, Dict, List
 
-from pipeline.cli_types import existing, nonneg_int, positive_float, positive_int, unit_float
+from pipeline.cli_types import bounded_int, existing, nonneg_int, positive_float, unit_float
+from training.limits import MAX_BATCH, MAX_TIME_BINS
+
+MEMORY_FRACTION = 0.8     # refuse an import run whose spike arrays would take more than this share of RAM
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -37,8 +40,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     i.add_argument("--run-dir", required=True, help="output folder")
     i.add_argument("--dt", type=positive_float, default=1.0,
                    help="the exporter's time step (1.0: ilif-lava, SpikingJelly; snnTorch 1e-4; Norse 1e-3)")
-    i.add_argument("--samples", type=positive_int, default=4, help="random input samples (default 4)")
-    i.add_argument("--steps", type=positive_int, default=16, help="time steps per sample (default 16)")
+    i.add_argument("--samples", type=bounded_int(1, MAX_BATCH), default=4,
+                   help=f"random input samples (default 4, at most {MAX_BATCH})")
+    i.add_argument("--steps", type=bounded_int(1, MAX_TIME_BINS), default=16,
+                   help=f"time steps per sample (default 16, at most {MAX_TIME_BINS}, like -T)")
     i.add_argument("--rate", type=unit_float, default=0.3, help="input spike probability per step (default 0.3)")
     i.add_argument("--seed", type=nonneg_int, default=0)
     i.add_argument("--force", action="store_true", help="export even if the Loihi 2 checks fail")
@@ -58,8 +63,9 @@ def _export(args: argparse.Namespace) -> int:
     run_dir = Path(args.run_dir)
     if not run_dir.is_dir():
         raise ValueError(f"{run_dir}: is not a run folder")
-    model = load_model(run_dir / "train" / "model.pt")
     out = Path(args.out) if args.out else run_dir / "network.nir"
+    atomic.check_outputs(_nir_outputs(out), [("RUN/train/model.pt", run_dir / "train" / "model.pt")])
+    model = load_model(run_dir / "train" / "model.pt")
     path, report = write_nir(model, out, dt=args.dt)
     atomic.write_json(path.with_name(path.name + ".lossiness.json"), report, indent=2)
     atomic.write_text(path.with_name(path.name + ".lossiness.md"), lossiness_markdown(report))
@@ -69,6 +75,30 @@ def _export(args: argparse.Namespace) -> int:
         print(f"  layer {r['layer']} {r['variant']} -> {r['nir']}: a metadata-blind consumer {r['metadata_blind']};"
               f" probe spike mismatch {r['probe']['spike_mismatch']:.3f}")
     return 0
+
+
+def _nir_outputs(out: Path) -> List[Path]:
+    """The files ``nir export`` writes for the NIR file ``out``."""
+    return [out, out.with_name(out.name + ".lossiness.json"), out.with_name(out.name + ".lossiness.md")]
+
+
+def import_outputs(run_dir: Path) -> List[Path]:
+    """The files ``nir import`` writes into ``run_dir`` (the export stage's two, the report's two)."""
+    return [run_dir / "network.net", run_dir / "network.net.loihi2.json", run_dir / "report" / "nir_import.json",
+            run_dir / "report" / "nir_import.md"]
+
+
+def check_import_memory(samples: int, steps: int, neurons: int, where: str) -> None:
+    """Refuse (one line naming the flags) a run whose spike arrays would not fit in memory, before allocating:
+    ``neurons`` (input + every layer) x ``samples`` x ``steps`` values, counted as float32 for each of the four
+    engines (float, quantized, Lava, NIR reference) plus the input."""
+    from training.datasets import physical_memory
+    need = int(samples) * int(steps) * int(neurons) * 4 * 5
+    have = int(physical_memory() * MEMORY_FRACTION)
+    if need > have:
+        raise ValueError(f"{where}: --samples {samples} x --steps {steps} x {neurons} neurons need "
+                         f"{need / 2 ** 30:.1f} GiB of spike arrays, more than {have / 2 ** 30:.1f} GiB "
+                         f"({MEMORY_FRACTION:.0%} of this machine's memory); lower --samples or --steps")
 
 
 def _import(args: argparse.Namespace) -> int:
@@ -103,8 +133,12 @@ def import_and_compare(path: Path, run_dir: Path, dt: float = 1.0, samples: int 
     from training.losses import predict
     from training.models import SpikingNet
 
+    atomic.check_outputs(import_outputs(run_dir), [("FILE", path)])     # never replace the file being imported
     graph = read_nir(path)
     imp = from_nir(graph, dt=dt)
+    sizes = [int(np.prod(imp.input_shape))] + [int(np.prod(blk.neuron.shape)) for blk in imp.blocks
+                                                if getattr(blk, "neuron", None) is not None]
+    check_import_memory(samples, steps + len(imp.layers) + 1, sum(sizes), str(path))
     model = SpikingNet(imp.blocks, flatten_input=imp.flatten_input,
                        meta={"in_shape": list(imp.input_shape), "source": f"nir:{path.name}"})
     run_dir.mkdir(parents=True, exist_ok=True)

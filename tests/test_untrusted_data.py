@@ -440,3 +440,159 @@ def test_fifo_config_json_does_not_hang(tmp_path, cmd):
                          text=True, timeout=120, cwd=REPO)
     assert res.returncode == 2, res.stderr
     assert "config.json" in res.stderr and "FIFO" in res.stderr and res.stderr.count("\n") == 1, res.stderr
+
+
+# ------------------------------------------------------------------ items 7 and 5: NIR fields, memory, outputs
+import nir  # noqa: E402
+
+from ilif_lava.nir import NIRConversionError, from_nir  # noqa: E402
+from tests.test_nir import _exact_graph, _lif  # noqa: E402
+
+
+def _chain(*synapse_and_neurons, shape=(4,)):
+    nodes = {"input": nir.Input(input_type=np.array(shape))}
+    edges, prev = [], "input"
+    for name, node in synapse_and_neurons:
+        nodes[name] = node
+        edges.append((prev, name))
+        prev = name
+    nodes["output"] = nir.Output(output_type=np.array([1]))
+    edges.append((prev, "output"))
+    return nir.NIRGraph(nodes=nodes, edges=edges, type_check=False)
+
+
+def _conv(**kw):
+    f = dict(input_shape=(6, 6), weight=np.ones((2, 1, 3, 3)) / 8, stride=1, padding=0, dilation=1, groups=1,
+             bias=np.zeros(2))
+    f.update(kw)
+    return nir.Conv2d(**f)
+
+
+def _set_after(node, **fields):
+    """Fields nir's constructor would refuse or trip on, set the way a file read with type_check=False can."""
+    for k, v in fields.items():
+        setattr(node, k, v)
+    return node
+
+
+def _pool(**kw):
+    f = dict(kernel_size=np.array([2, 2]), stride=np.array([2, 2]), padding=np.array([0, 0]))
+    f.update(kw)
+    return nir.SumPool2d(**f)
+
+
+COMPOUND = np.zeros((3, 4), dtype=[("a", "f8"), ("b", "f8")])
+NIR_CASES = {
+    "input_shape_inf": (lambda: _chain(("lin", nir.Linear(weight=np.ones((3, 4)))), ("lif", _lif(3)),
+                                       shape=np.array([np.inf])), "'input' (Input): input_type['input']"),
+    "input_shape_zero": (lambda: _chain(("lin", nir.Linear(weight=np.ones((3, 4)))), ("lif", _lif(3)),
+                                        shape=np.array([0])), "'input' (Input): input_type['input']"),
+    "compound_weight": (lambda: _chain(("lin", nir.Linear(weight=COMPOUND)), ("lif", _lif(3))),
+                        "'lin' (Linear): weight has dtype"),
+    "complex_weight": (lambda: _chain(("lin", nir.Linear(weight=np.ones((3, 4)) * (1 + 2j))), ("lif", _lif(3))),
+                       "'lin' (Linear): weight has dtype complex128"),
+    "string_weight": (lambda: _chain(("lin", nir.Linear(weight=np.array([["a"] * 4] * 3))), ("lif", _lif(3))),
+                      "'lin' (Linear): weight has dtype"),
+    "nan_weight": (lambda: _chain(("lin", nir.Linear(weight=np.full((3, 4), np.nan))), ("lif", _lif(3))),
+                   "'lin' (Linear): weight holds a non-finite value"),
+    "infinite_weight": (lambda: _chain(("lin", nir.Linear(weight=np.full((3, 4), np.inf))), ("lif", _lif(3))),
+                        "'lin' (Linear): weight holds a non-finite value"),
+    "huge_weight": (lambda: _chain(("lin", nir.Linear(weight=np.full((3, 4), 1e30))), ("lif", _lif(3))),
+                    "'lin' (Linear): weights x input gain"),
+    "overflowing_gain": (lambda: _chain(("lin", nir.Linear(weight=np.full((3, 4), 1e300))),
+                                        ("lif", _lif(3, r=np.full(3, 1e300)))), "'lin' (Linear): weights"),
+    "empty_weight": (lambda: _chain(("lin", nir.Linear(weight=np.ones((3, 0)))), ("lif", _lif(3))),
+                     "'lin' (Linear): weight has shape [3, 0]"),
+    "nan_threshold": (lambda: _chain(("lin", nir.Linear(weight=np.ones((3, 4)))),
+                                     ("lif", _lif(3, v_threshold=np.full(3, np.nan)))), "'lif' (LIF): v_threshold"),
+    "complex_tau": (lambda: _chain(("lin", nir.Linear(weight=np.ones((3, 4)))),
+                                   ("lif", _lif(3, tau=np.full(3, 2 + 1j)))), "'lif' (LIF): tau has dtype complex"),
+    "conv_dilation_0": (lambda: _chain(("conv", _conv(dilation=0)), ("lif", _lif(2)), shape=(1, 6, 6)),
+                        "'conv' (Conv2d): dilation = [0, 0] must hold whole numbers >= 1"),
+    "conv_stride_nan": (lambda: _chain(("conv", _set_after(_conv(), stride=np.array([np.nan, 1]))), ("lif", _lif(2)),
+                                       shape=(1, 6, 6)), "'conv' (Conv2d): stride holds a non-finite value"),
+    "conv_padding_negative": (lambda: _chain(("conv", _conv(padding=-1)), ("lif", _lif(2)), shape=(1, 6, 6)),
+                              "'conv' (Conv2d): padding = [-1, -1] must hold whole numbers >= 0"),
+    "conv_padding_word": (lambda: _chain(("conv", _set_after(_conv(), padding="full")), ("lif", _lif(2)), shape=(1, 6, 6)),
+                          "'conv' (Conv2d): padding 'full'"),
+    "conv_groups_0": (lambda: _chain(("conv", _conv(groups=0)), ("lif", _lif(2)), shape=(1, 6, 6)),
+                      "'conv' (Conv2d): groups"),
+    "conv_kernel_too_big": (lambda: _chain(("conv", _conv(weight=np.ones((2, 1, 9, 9)) / 100)), ("lif", _lif(2)),
+                                           shape=(1, 6, 6)), "'conv' (Conv2d): output"),
+    "pool_kernel_0": (lambda: _chain(("pool", _pool(kernel_size=np.array([0, 0]))), ("lif", _lif(2)),
+                                     shape=(2, 4, 4)), "'pool' (SumPool2d): kernel_size"),
+    "pool_stride_half": (lambda: _chain(("pool", _pool(stride=np.array([0.5, 0.5]))), ("lif", _lif(2)),
+                                        shape=(2, 4, 4)), "'pool' (SumPool2d): stride"),
+    "scale_complex": (lambda: _chain(("lin", nir.Linear(weight=np.ones((3, 4)))),
+                                     ("scale", nir.Scale(scale=np.full(3, 1j))), ("lif", _lif(3))),
+                      "'scale' (Scale): scale has dtype complex"),
+    "delay_nan": (lambda: _chain(("lin", nir.Linear(weight=np.ones((3, 4)))), ("lif", _lif(3)),
+                                 ("delay", nir.Delay(delay=np.full(3, np.nan)))), "'delay' (Delay): delay"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(NIR_CASES))
+def test_nir_numeric_fields_one_line_naming_the_node(case):
+    build, needle = NIR_CASES[case]
+    with pytest.raises(NIRConversionError) as err:
+        from_nir(build())
+    msg = one_line(err.value)
+    assert needle in msg, msg
+
+
+def test_nir_exactly_representable_weights_still_import():
+    """The representability rule refuses saturation only: the largest 8-bit weight (254/64) is accepted."""
+    imp = from_nir(_chain(("lin", nir.Linear(weight=np.full((3, 4), 1.0))), ("lif", _lif(3))))
+    assert imp.layers[0]["source"] == "nir"
+
+
+def test_nir_uint8_weight_counted_at_float64_before_converting():
+    """A uint8 weight within the byte limit as stored (16.8 MB) but 134 MB as float64 is refused before the
+    conversion allocates (traced peak far below the float64 size)."""
+    import tracemalloc
+    w = np.ones((4096, 4097), dtype=np.uint8)
+    g = _chain(("lin", nir.Linear(weight=w)), ("lif", _lif(4096)), shape=(4097,))
+    tracemalloc.start()
+    try:
+        with pytest.raises(NIRConversionError) as err:
+            from_nir(g)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert "bytes as float64" in one_line(err.value) and "'lin' (Linear)" in str(err.value)
+    assert peak < 40 << 20, peak
+
+
+def test_nir_import_never_replaces_its_own_input(tmp_path, capsys):
+    src = tmp_path / "network.net"
+    nir.write(src, _exact_graph())
+    before = src.read_bytes()
+    code, _, err = run_cli(["nir", "import", str(src), "--run-dir", str(tmp_path), "--dt", "1e-3"], capsys)
+    assert code == 2 and err.count("\n") == 1 and "FILE is also an output" in err and str(src) in err
+    assert src.read_bytes() == before and not (tmp_path / "report").exists()
+
+
+def test_nir_export_never_replaces_the_model(tmp_path, capsys):
+    run = tmp_path / "run"
+    (run / "train").mkdir(parents=True)
+    (run / "train" / "model.pt").write_bytes(b"model bytes")
+    code, _, err = run_cli(["nir", "export", str(run), "--out", str(run / "train" / "model.pt")], capsys)
+    assert code == 2 and err.count("\n") == 1 and "is also an output" in err
+    assert (run / "train" / "model.pt").read_bytes() == b"model bytes"
+
+
+@pytest.mark.parametrize("flag,value", [("--steps", "10001"), ("--samples", "65537")])
+def test_nir_import_steps_and_samples_bounded(tmp_path, capsys, flag, value):
+    nir.write(tmp_path / "g.nir", _exact_graph())
+    code, _, err = run_cli(["nir", "import", str(tmp_path / "g.nir"), "--run-dir", str(tmp_path / "r"), flag, value],
+                           capsys)
+    assert code == 2 and flag in err and "at most" in err
+
+
+def test_nir_import_memory_checked_before_allocation(tmp_path, capsys):
+    nir.write(tmp_path / "g.nir", _exact_graph())
+    with deadline(60):
+        code, _, err = run_cli(["nir", "import", str(tmp_path / "g.nir"), "--run-dir", str(tmp_path / "r"),
+                                "--dt", "1e-3", "--samples", "65536", "--steps", "10000"], capsys)
+    assert code == 2 and err.count("\n") == 1 and "GiB of spike arrays" in err and "--steps" in err
+    assert not (tmp_path / "r" / "network.net").exists()

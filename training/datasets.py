@@ -329,7 +329,8 @@ class DatasetFileError(ValueError):
 MEMORY_FRACTION = 0.8     # refuse a split whose dense float32 spikes would need more than this share of RAM
 
 
-def _physical_memory() -> int:
+def physical_memory() -> int:
+    """Bytes of RAM of this machine (1 TiB when the OS does not say)."""
     try:
         return int(os.sysconf("SC_PHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
     except (ValueError, OSError, AttributeError):
@@ -340,7 +341,7 @@ def check_memory(name: str, split: str, n: int, shape: Sequence[int], time_bins:
     """Raise ``ValueError`` before allocating when ``n`` samples of ``shape`` x ``time_bins`` as the float32 tensor
     training uses would not fit in memory (e.g. ``-T 100000000``)."""
     need = int(n) * int(np.prod(shape)) * int(time_bins) * 4
-    have = int(_physical_memory() * MEMORY_FRACTION)
+    have = int(physical_memory() * MEMORY_FRACTION)
     if need > have:
         raise ValueError(f"dataset {name!r} {split}: {n} samples x {list(shape)} x T={time_bins} need "
                          f"{need / 2 ** 30:.1f} GiB as float32 spikes, more than {have / 2 ** 30:.1f} GiB "

@@ -56,10 +56,54 @@ def neuron_node(lam: float, current_decay: Optional[float], threshold: float, sh
                    v_threshold=_full(shape, threshold), v_reset=_full(shape, 0.0), metadata=metadata)
 
 
+FLOAT_BYTES = 8      # every numeric NIR field is converted to float64 (8 bytes per value) before use
+
+
+def real_field(name: str, node: Any, field: str, value: Any = None, max_bytes: Optional[int] = None) -> np.ndarray:
+    """``node.<field>`` (or ``value``) as a float64 array after checking, in one line naming the node: a real
+    dtype (bool, int, uint or float: no complex, compound, string or object values), at most ``max_bytes`` once
+    converted (counted at float64 *before* converting: a uint8 weight grows 8 times), every value finite."""
+    raw = getattr(node, field) if value is None else value
+    try:
+        a = np.asarray(raw)
+    except (TypeError, ValueError) as exc:
+        raise node_error(name, node, f"{field} is not an array of numbers ({exc})") from None
+    if a.dtype.kind not in "biuf":
+        raise node_error(name, node, f"{field} has dtype {a.dtype}; NIR numeric fields must hold real numbers")
+    if max_bytes is not None and a.size * FLOAT_BYTES > max_bytes:
+        raise node_error(name, node, f"{field} holds {a.size} values ({a.size * FLOAT_BYTES} bytes as float64), "
+                                     f"more than the {max_bytes} bytes a NIR field may take")
+    a = a.astype(np.float64)
+    if not np.all(np.isfinite(a)):
+        bad = a[~np.isfinite(a)].ravel()[0]
+        raise node_error(name, node, f"{field} holds a non-finite value ({bad}); every value must be finite")
+    return a
+
+
+def int_field(name: str, node: Any, field: str, minimum: int, value: Any = None, size: Tuple[int, ...] = (1, 2),
+              maximum: int = 1 << 31) -> Tuple[int, ...]:
+    """A small integer field (kernel size, stride, dilation, padding, groups, a shape) as a tuple of ints, each
+    whole, finite and in ``minimum .. maximum``, with a number of values in ``size``; one line naming the node."""
+    a = real_field(name, node, field, value).ravel()
+    if a.size not in size:
+        raise node_error(name, node, f"{field} has {a.size} values, expected {' or '.join(map(str, size))}")
+    if np.any(a != np.round(a)) or np.any(a < minimum) or np.any(a > maximum):
+        shown = [int(v) if v == round(v) else float(v) for v in a]
+        raise node_error(name, node, f"{field} = {shown} must hold whole numbers >= {minimum}"
+                                     + (f" and <= {maximum}" if maximum < (1 << 31) else ""))
+    return tuple(int(v) for v in a)
+
+
+def checked_pair(name: str, node: Any, field: str, minimum: int) -> Tuple[int, int]:
+    """:func:`pair` of a validated field (:func:`int_field`): kernel size, stride, dilation >= 1, padding >= 0."""
+    v = int_field(name, node, field, minimum)
+    return (v[0], v[0]) if len(v) == 1 else (v[0], v[1])
+
+
 def _uniform(name: str, node: Any, field: str) -> float:
     """The single value of a per-neuron field (our neurons have one value per layer)."""
-    a = np.asarray(getattr(node, field), dtype=np.float64).ravel()
-    if a.size == 0 or not np.all(np.isfinite(a)):
+    a = real_field(name, node, field).ravel()
+    if a.size == 0:
         raise node_error(name, node, f"{field} must be finite, got {a[:4].tolist()}")
     if not np.allclose(a, a[0], rtol=1e-6, atol=0.0):
         raise node_error(name, node, f"{field} differs between neurons ({a.min():.6g} .. {a.max():.6g}); our "

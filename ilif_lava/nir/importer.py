@@ -30,8 +30,8 @@ import torch
 from ilif_lava import block as ilif_block
 from ilif_lava import fixed_point as fx
 from ilif_lava.hdf5_validate import conv_out, current_limits   # Lava's conv output size, defined there
-from ilif_lava.nir.convention import (NIRConversionError, dynamics_of, node_error, pair as _pair, steps_of_delay,
-                                      tau_from_lam)
+from ilif_lava.nir.convention import (NIRConversionError, checked_pair, dynamics_of, int_field, node_error,
+                                      real_field, steps_of_delay, tau_from_lam)
 from ilif_lava.nir.files import read_nir
 from ilif_lava.nir.reference import COMPOSITE_KEY, graph_chain
 
@@ -40,6 +40,8 @@ SUPPORTED = ("Input", "Output", "Linear", "Affine", "Conv2d", "SumPool2d", "Scal
 NEURON_KEYS = ("threshold", "tau", "beta", "kappa", "current_decay", "variant", "inhibition", "surrogate", "gamma",
                "alpha", "tau_grad", "scale_grad", "requires_grad", "ciu_grad_at_zero")
 MAX_WEIGHT = fx.WEIGHT_MAX / fx.WEIGHT_SCALE          # 254/64: the largest 8-bit weight in threshold units
+MIN_WEIGHT = fx.WEIGHT_MIN / fx.WEIGHT_SCALE          # -256/64: the most negative one
+HALF_LSB = 0.5 / fx.WEIGHT_SCALE                      # a weight this far beyond the range would saturate
 
 
 @dataclass
@@ -96,6 +98,15 @@ class _Builder:
         self.shape: Tuple[int, ...] = ()
         self.flatten_input = False
 
+    @staticmethod
+    def _weight(name: str, node: nir.NIRNode, ndim: int) -> np.ndarray:
+        """``node.weight`` checked (:func:`~ilif_lava.nir.convention.real_field`, counted at float64 against the
+        active per-dataset byte limit) with ``ndim`` dimensions, none empty."""
+        w = real_field(name, node, "weight", max_bytes=current_limits().max_dataset_bytes)
+        if w.ndim != ndim or 0 in w.shape:
+            raise node_error(name, node, f"weight has shape {list(w.shape)}; expected {ndim} non-empty dimensions")
+        return w
+
     def bounded(self, name: str, node: nir.NIRNode, shape: Tuple[int, ...]) -> Tuple[int, ...]:
         """``shape`` if it holds at most the active file limits' neurons per layer (nothing is allocated before)."""
         limit = current_limits().max_neurons_per_layer
@@ -109,46 +120,54 @@ class _Builder:
             raise node_error(name, node, f"follows the synapse node {self.pending['name']!r} without a neuron in "
                                          f"between (our blocks are synapse + neurons)")
         if isinstance(node, (nir.Linear, nir.Affine)):
-            w = np.asarray(node.weight, dtype=np.float64)
-            if isinstance(node, nir.Affine) and np.any(np.asarray(node.bias) != 0):
+            w = self._weight(name, node, 2)
+            if isinstance(node, nir.Affine) and np.any(real_field(name, node, "bias") != 0):
                 raise node_error(name, node, "nonzero bias is not supported (ILIF neurons have no bias)")
             if w.ndim != 2 or len(self.shape) != 1 or w.shape[1] != self.shape[0]:
                 raise node_error(name, node, f"weight {list(w.shape)} does not take the input shape "
                                              f"{list(self.shape)} (a Flatten is needed before a Linear on [C, H, W])")
-            self.pending = {"name": name, "kind": "dense", "weight": w, "out": (w.shape[0],)}
+            self.pending = {"name": name, "node": node, "kind": "dense", "weight": w, "out": (w.shape[0],)}
         elif isinstance(node, nir.Conv2d):
-            w = np.asarray(node.weight, dtype=np.float64)
-            if np.any(np.asarray(node.bias) != 0):
+            w = self._weight(name, node, 4)
+            if np.any(real_field(name, node, "bias") != 0):
                 raise node_error(name, node, "nonzero bias is not supported (ILIF neurons have no bias)")
-            groups = int(np.asarray(node.groups))
+            groups = int_field(name, node, "groups", 1, size=(1,))[0]
             if w.ndim != 4 or len(self.shape) != 3 or w.shape[1] * groups != self.shape[0]:
                 raise node_error(name, node, f"weight {list(w.shape)} (groups {groups}) does not take the input "
                                              f"shape {list(self.shape)}")
-            k, s, d = (w.shape[2], w.shape[3]), _pair(node.stride), _pair(node.dilation)
+            k, s, d = (w.shape[2], w.shape[3]), checked_pair(name, node, "stride", 1), checked_pair(name, node,
+                                                                                                "dilation", 1)
+            if isinstance(node.padding, str) and node.padding not in ("same", "valid"):
+                raise node_error(name, node, f"padding {node.padding[:20]!r} is not 'same', 'valid' or numbers")
             if isinstance(node.padding, str):
                 if node.padding == "same" and (s != (1, 1) or k[0] % 2 == 0 or k[1] % 2 == 0):
                     raise node_error(name, node, "padding 'same' is supported with stride 1 and odd kernels only")
                 p = ((d[0] * (k[0] - 1)) // 2, (d[1] * (k[1] - 1)) // 2) if node.padding == "same" else (0, 0)
             else:
-                p = _pair(node.padding)
+                p = checked_pair(name, node, "padding", 0)
             out = (w.shape[0],) + tuple(conv_out(self.shape[1 + j], k[j], s[j], p[j], d[j]) for j in range(2))
-            self.pending = {"name": name, "kind": "conv", "weight": w, "stride": s, "padding": p, "dilation": d,
-                            "groups": groups, "out": out}
+            if min(out[1:]) < 1:
+                raise node_error(name, node, f"output {list(out)} is empty (kernel {k}, stride {s}, padding {p}, "
+                                             f"dilation {d} on input {list(self.shape)})")
+            self.pending = {"name": name, "node": node, "kind": "conv", "weight": w, "stride": s, "padding": p,
+                            "dilation": d, "groups": groups, "out": out}
         else:                                                           # SumPool2d
-            k, s, p = _pair(node.kernel_size), _pair(node.stride), _pair(node.padding)
+            k, s = checked_pair(name, node, "kernel_size", 1), checked_pair(name, node, "stride", 1)
+            p = checked_pair(name, node, "padding", 0)
             if len(self.shape) != 3 or s != k or any(p) or self.shape[1] % k[0] or self.shape[2] % k[1]:
                 raise node_error(name, node, f"only stride == kernel, no padding and H, W divisible by the kernel "
                                              f"are supported (kernel {k}, stride {s}, padding {p}, input "
                                              f"{list(self.shape)})")
-            self.pending = {"name": name, "kind": "pool", "weight": np.array(1.0), "kernel": k,
+            self.pending = {"name": name, "node": node, "kind": "pool", "weight": np.array(1.0), "kernel": k,
                             "out": (self.shape[0], self.shape[1] // k[0], self.shape[2] // k[1])}
 
     def scale(self, name: str, node: nir.Scale) -> None:
         p = self.pending
         if p is None:
             raise node_error(name, node, "must follow a Linear, Affine, Conv2d or SumPool2d node")
+        scale = real_field(name, node, "scale", max_bytes=current_limits().max_dataset_bytes)
         try:
-            s = np.broadcast_to(np.asarray(node.scale, dtype=np.float64), p["out"])
+            s = np.broadcast_to(scale, p["out"])
         except ValueError:
             raise node_error(name, node, f"scale {list(np.shape(node.scale))} does not fit the shape "
                                          f"{list(p['out'])} of {p['name']!r}") from None
@@ -171,18 +190,22 @@ class _Builder:
         if rec is not None:
             params = {k: rec[k] for k in NEURON_KEYS if k in rec}
             weight, layer = p["weight"], {"source": "ilif_lava", "threshold_scale": 1.0, "input_gain": 1.0}
+            _representable(p["name"], p["node"], weight, "as exported (threshold units)")
         elif isinstance(node, nir.NIRGraph):
             raise node_error(name, node, "nested graphs other than ilif_lava composites (e.g. snnTorch's recurrent "
                                          "RLeaky/RSynaptic subgraphs) are not supported")
         else:
             lam, current_decay, gain, vth = dynamics_of(name, node, self.dt)
-            w = p["weight"] * gain / vth                                 # threshold units, threshold 1
+            with np.errstate(over="ignore"):                             # an overflow is refused below
+                w = p["weight"] * gain / vth                             # threshold units, threshold 1
             m = float(np.abs(w).max()) if w.size else 0.0
             theta = 1.0 if m == 0 else math.floor(MAX_WEIGHT / m * fx.WEIGHT_SCALE) / fx.WEIGHT_SCALE
             theta = min(max(theta, 1.0 / fx.WEIGHT_SCALE), fx.VTH_MANT_MAX / fx.WEIGHT_SCALE)
             params = {"threshold": theta, "tau": tau_from_lam(lam), "current_decay": current_decay,
                       "variant": "LIF"}
             weight = w * theta
+            _representable(p["name"], p["node"], weight, f"x input gain {gain:g} / v_threshold {vth:g} x the largest "
+                                                    f"threshold scale {theta:g}")
             layer = {"source": "nir", "threshold_scale": theta / vth, "input_gain": gain,
                      "notes": ["reset: NIR resets v to 0, ours subtracts the threshold (soft reset)",
                                "firing: NIR v > v_threshold, ours v >= threshold"]}
@@ -231,6 +254,19 @@ class _Builder:
         last["nir_delay_steps"] = 1
 
 
+def _representable(name: str, node: nir.NIRNode, weight: np.ndarray, how: str) -> None:
+    """Refuse (one line naming the synapse node) weights that the 8-bit weights cannot hold: non-finite after
+    the conversion, or beyond [MIN_WEIGHT, MAX_WEIGHT] by more than half a step (they would import silently
+    saturated)."""
+    w = np.asarray(weight, dtype=np.float64)
+    if not np.all(np.isfinite(w)):
+        raise node_error(name, node, f"weights {how} overflow to a non-finite value")
+    if w.size and (w.max() > MAX_WEIGHT + HALF_LSB or w.min() < MIN_WEIGHT - HALF_LSB):
+        raise node_error(name, node, f"weights {how} reach {w.min():.4g} .. {w.max():.4g}; 8-bit weights hold "
+                                     f"{MIN_WEIGHT:g} .. {MAX_WEIGHT:g} threshold units, so they cannot be "
+                                     f"represented (they would saturate)")
+
+
 def from_nir(graph: Union[nir.NIRGraph, str, Path], dt: float = 1.0) -> NIRImport:
     """Our blocks for a NIR graph (or a NIR file, read with :func:`ilif_lava.nir.read_nir`'s bounds).
 
@@ -244,7 +280,12 @@ def from_nir(graph: Union[nir.NIRGraph, str, Path], dt: float = 1.0) -> NIRImpor
     for name in graph_chain(graph):
         node = graph.nodes[name]
         if isinstance(node, nir.Input):
-            b.shape = b.bounded(name, node, tuple(np.asarray(node.input_type["input"]).ravel()))
+            types = node.input_type if isinstance(node.input_type, dict) else {}
+            if "input" not in types:
+                raise node_error(name, node, "input_type has no 'input' shape")
+            b.shape = b.bounded(name, node, int_field(name, node, "input_type['input']", 1, types["input"],
+                                                      size=(1, 2, 3)))
+            input_shape = b.shape
         elif isinstance(node, nir.Output):
             if b.pending is not None:
                 raise node_error(b.pending["name"], graph.nodes[b.pending["name"]], "is not followed by a neuron "
@@ -267,7 +308,7 @@ def from_nir(graph: Union[nir.NIRGraph, str, Path], dt: float = 1.0) -> NIRImpor
             raise node_error(name, node, f"is not supported; supported nodes: {', '.join(SUPPORTED)}")
     if not b.blocks:
         raise NIRConversionError("the NIR graph has no neuron layer")
-    shape = tuple(int(v) for v in np.asarray(graph.nodes[graph_chain(graph)[0]].input_type["input"]).ravel())
+    shape = input_shape
     _initialise(b.blocks, shape, b.flatten_input)
     return NIRImport(blocks=b.blocks, input_shape=shape, flatten_input=b.flatten_input, layers=b.layers)
 
