@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import time
-import zipfile
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any, Dict, List, Optional
@@ -107,14 +106,19 @@ def stage_simulate(run_dir: Optional[Path], net_path: Optional[Path] = None, lim
     return out
 
 
+class _Members(dict):
+    """The arrays of a results file, with ``np.load``'s ``files`` list."""
+
+    @property
+    def files(self) -> List[str]:
+        return list(self)
+
+
 def _load_lava(path: Path):
-    try:
-        z = np.load(path, allow_pickle=False)
-        z.files  # noqa: B018 - an npz archive, not a bare array
-    except FileNotFoundError:
-        raise ValueError(f"{path}: no such file (run 'ilif-lava simulate' first)") from None
-    except (OSError, ValueError, AttributeError, EOFError, zipfile.BadZipFile) as exc:
-        raise ValueError(f"{path}: not a Lava results file ({type(exc).__name__}: {exc})") from None
+    from simulations.lava_results import read_lava_results
+    if not Path(path).exists():
+        raise ValueError(f"{path}: no such file (run 'ilif-lava simulate' first)")
+    z = _Members(read_lava_results(path))      # memory bounded and checked before decompressing (one line)
     n_layers = len([k for k in z.files if k.startswith("spikes_")])
     spikes = [z[f"spikes_{i}"] for i in range(n_layers)]
     states: Dict[int, Dict[str, np.ndarray]] = {}

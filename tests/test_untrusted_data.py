@@ -596,3 +596,92 @@ def test_nir_import_memory_checked_before_allocation(tmp_path, capsys):
                                 "--dt", "1e-3", "--samples", "65536", "--steps", "10000"], capsys)
     assert code == 2 and err.count("\n") == 1 and "GiB of spike arrays" in err and "--steps" in err
     assert not (tmp_path / "r" / "network.net").exists()
+
+
+# -------------------------------------------------------------------- item 5: lava_test.npz read memory-bounded
+from simulations.lava_results import ResultsFileError, read_lava_results  # noqa: E402
+
+
+def _results(path: Path, n=5, neurons=(6, 3), t=4, drop=(), **extra) -> dict:
+    rng = np.random.default_rng(0)
+    arrays = {"labels": rng.integers(0, 3, n), "pred": rng.integers(0, 3, n), "wall_s": np.float64(1.5),
+              "steps": np.int64(t), "data_json": np.array('{"dataset": "digits"}')}
+    for i, k in enumerate(neurons):
+        arrays[f"spikes_{i}"] = (rng.random((n, k, t)) < 0.3).astype(np.int8)
+    arrays["state_0_v"] = rng.integers(-9, 9, (2, neurons[0], t))
+    arrays.update(extra)
+    for k in drop:
+        arrays.pop(k)
+    np.savez_compressed(path, **arrays)
+    return arrays
+
+
+def test_lava_results_read_back_exactly(tmp_path):
+    written = _results(tmp_path / "lava_test.npz")
+    got = read_lava_results(tmp_path / "lava_test.npz")
+    assert sorted(got) == sorted(written)
+    for k in written:
+        np.testing.assert_array_equal(got[k], written[k])
+
+
+@pytest.mark.parametrize("drop", ["pred", "labels", "steps", "spikes_0"])
+def test_lava_results_missing_member_one_line(tmp_path, drop):
+    _results(tmp_path / "z.npz", drop=(drop,))
+    with pytest.raises(ResultsFileError) as err:
+        read_lava_results(tmp_path / "z.npz")
+    assert f"key {drop!r} is missing" in one_line(err.value) and "z.npz" in str(err.value)
+
+
+@pytest.mark.parametrize("extra,needle", [
+    ({"pred": np.zeros(4, np.int64)}, "member 'pred' has shape [4]"),
+    ({"spikes_1": np.zeros((5, 3, 9), np.int8)}, "member 'spikes_1' has shape [5, 3, 9]"),
+    ({"state_0_v": np.zeros((7, 6, 4), np.int64)}, "member 'state_0_v'"),
+    ({"state_x_y_z": np.zeros((1, 6, 4), np.int64)}, "not named state_<layer>_<state>"),
+    ({"spikes_3": np.zeros((5, 3, 4), np.int8)}, "are not spikes_0 .. spikes_"),
+    ({"labels": np.array(["a"] * 5)}, "member 'labels': holds <U1 data"),
+    ({"pred": np.array([object()] * 5, dtype=object)}, "member 'pred': holds object data"),
+    ({"steps": np.int64(7)}, "member 'steps' = 7"),
+])
+def test_lava_results_inconsistent_members_one_line(tmp_path, extra, needle):
+    _results(tmp_path / "z.npz", **extra)
+    with pytest.raises(ResultsFileError) as err:
+        read_lava_results(tmp_path / "z.npz")
+    assert needle in one_line(err.value), str(err.value)
+
+
+def test_lava_results_declared_size_bounded_before_decompressing(tmp_path):
+    """64 MiB of zeros in a 64 KiB file: refused from the zip directory against the limit, nothing inflated."""
+    import tracemalloc
+    np.savez_compressed(tmp_path / "z.npz", labels=np.zeros(4, np.int64), pred=np.zeros(4, np.int64),
+                        steps=np.int64(16), spikes_0=np.zeros((4, 1_000_000, 16), np.int8))
+    assert (tmp_path / "z.npz").stat().st_size < 1 << 20
+    tracemalloc.start()
+    try:
+        with pytest.raises(ResultsFileError) as err:
+            read_lava_results(tmp_path / "z.npz", max_bytes=32 << 20)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert "declare" in one_line(err.value) and "uncompressed" in str(err.value)
+    assert peak < 4 << 20, peak
+    assert len(read_lava_results(tmp_path / "z.npz")["spikes_0"]) == 4        # within the default (RAM) bound
+
+
+def test_lava_results_more_neurons_than_a_layer_may_have(tmp_path):
+    from ilif_lava.hdf5_validate import current_limits
+    big = current_limits().max_neurons_per_layer + 1
+    _results(tmp_path / "z.npz", n=1, neurons=(big,), t=1, drop=("state_0_v",))
+    with pytest.raises(ResultsFileError, match=r"member 'spikes_0' has shape \[1, %d, 1\]" % big):
+        read_lava_results(tmp_path / "z.npz")
+
+
+@pytest.mark.parametrize("content", [b"", b"not a zip", "fifo"])
+def test_lava_results_not_a_zip_or_fifo(tmp_path, content):
+    p = tmp_path / "lava_test.npz"
+    if content == "fifo":
+        os.mkfifo(p)
+    else:
+        p.write_bytes(content)
+    with deadline(10), pytest.raises(ResultsFileError) as err:
+        read_lava_results(p)
+    assert str(p) in one_line(err.value)
