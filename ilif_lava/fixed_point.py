@@ -10,6 +10,10 @@ Units (Loihi conventions, see docs/fixed-point.md for the full table):
   The current gets ``a << 6`` so one threshold unit of the float model is ``1 << 12 = 4096`` state units.
 * Decays are 12-bit integers ``d`` in [0, 4096]; "decay by d" multiplies by ``(4096 - d)`` and shifts right
   by 12 with truncation toward zero (sign-magnitude), as Loihi does.
+* Neuron bias (per neuron): ``bias_mant`` (13-bit signed, [-4096, 4095]) and ``bias_exp`` (3-bit, [0, 7]), Loihi's
+  form; it adds ``bias_mant << bias_exp`` to the input current ``u`` every step (step 2 below), so a folded batch
+  norm, which shifts the synaptic input, is exact (docs/fixed-point.md, "The neuron bias"). The neuron exports
+  ``bias_exp = 6`` (the value netx fixes): then the bias is ``bias_mant / 64`` threshold units, a weight's scale.
 * Threshold ``vThMant`` (17 bits); the effective threshold is ``vThMant << 6``; a spike fires when
   ``h >= vThMant << 6`` (the paper's Heaviside at ``H >= V_th``).
 * States are 24-bit signed: ``u`` (current) wraps like Lava's LIF ``u``; ``v``, ``c`` (CIU) and ``m``
@@ -20,7 +24,7 @@ Units (Loihi conventions, see docs/fixed-point.md for the full table):
 Step order (docs/neuron.md, the float model), per neuron, with ``u`` the raw input current:
 
 1. ``c = sat(trunc((c + u_prev * s_prev) * (4096 - cDecay) >> 12))``          (CIU, previous current/spike)
-2. ``u = wrap(trunc(u_prev * (4096 - iDecay) >> 12) + (a << 6))``             (iDecay = 4096: no memory)
+2. ``u = wrap(trunc(u_prev * (4096 - iDecay) >> 12) + (a << 6) + (bias_mant << bias_exp))``  (iDecay = 4096: no memory)
 3. ``h = sat(trunc(v * (4096 - vDecay) >> 12) + u - max(c, 0))``              (leaky charge)
 4. ``s = h >= vThMant << 6``
 5. ``v' = h - s * (vThMant << 6)``                                            (soft reset)
@@ -30,7 +34,7 @@ Step order (docs/neuron.md, the float model), per neuron, with ``u`` the raw inp
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Dict, NamedTuple, Union
+from typing import Any, Dict, NamedTuple, Tuple, Union
 
 import numpy as np
 
@@ -51,6 +55,11 @@ STATE_BITS = 24
 STATE_MAX = (1 << (STATE_BITS - 1)) - 1   # 8388607
 STATE_MIN = -STATE_MAX                    # saturating states are symmetric, as Lava's v
 VTH_MANT_MAX = (1 << 17) - 1
+BIAS_MANT_BITS = 13                    # signed bias mantissa, as Loihi / Lava's LIF bias_mant
+BIAS_MANT_MIN = -(1 << (BIAS_MANT_BITS - 1))        # -4096
+BIAS_MANT_MAX = (1 << (BIAS_MANT_BITS - 1)) - 1     # 4095
+BIAS_EXP_MIN, BIAS_EXP_MAX = 0, 7      # 3-bit unsigned bias exponent
+BIAS_EXP = 6                           # the exponent netx fixes and the neuron uses: bias_mant / 64 thresholds
 WEIGHT_MIN, WEIGHT_MAX = -256, 254
 INHIBITIONS = ("plan",)                # integer inhibition functions available to fixed point
 
@@ -176,9 +185,11 @@ def zero_state_like(x: Array) -> ILIFState:
     return ILIFState(z, z.copy(), z.copy(), z.copy(), z.copy())
 
 
-def ilif_step(state: ILIFState, a_in: Array, p: ILIFParams) -> ILIFState:
+def ilif_step(state: ILIFState, a_in: Array, p: ILIFParams, bias: Union[int, Array] = 0) -> ILIFState:
     """Advance one time step. ``a_in`` is the integer synaptic input (sum of weight mantissas), int64.
 
+    ``bias`` is the neuron bias in state units, :func:`effective_bias` of ``(bias_mant, bias_exp)``: an int64
+    scalar or array broadcastable to ``a_in`` (per neuron). It joins the input current (step 2), which wraps.
     Returns the new state; ``state.s`` of the result is this step's output spike (0/1 int64).
     """
     u_prev, v, c, m, s_prev = state
@@ -187,7 +198,7 @@ def ilif_step(state: ILIFState, a_in: Array, p: ILIFParams) -> ILIFState:
         rect = _where(c > 0, c, c * 0)
     else:
         rect = 0
-    u = wrap(decay(u_prev, p.i_decay) + (a_in << ACT_SHIFT))
+    u = wrap(decay(u_prev, p.i_decay) + (a_in << ACT_SHIFT) + bias)
     h = saturate(decay(v, p.v_decay) + u - rect)
     vth = int(p.vth_mant) << VTH_SHIFT
     spk = (h >= vth).to(torch.int64) if _is_torch(h) else (h >= vth).astype(np.int64)
@@ -216,3 +227,80 @@ def kept_from_int(d: int) -> float:
 def threshold_to_mant(threshold: float) -> int:
     """vThMant = int(threshold * 64), truncating as slayer does."""
     return int(threshold * WEIGHT_SCALE)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# the neuron bias: Loihi's bias_mant << bias_exp, added to the input current (docs/fixed-point.md)
+# ---------------------------------------------------------------------------------------------------------
+def bias_step(bias_exp: int = BIAS_EXP) -> float:
+    """Threshold units of one bias mantissa LSB: ``2**bias_exp / 4096`` (1/64 for ``bias_exp = 6``)."""
+    return float(2.0 ** (int(bias_exp) - DECAY_BITS))
+
+
+def effective_bias(bias_mant: Array, bias_exp: Union[int, Array] = BIAS_EXP) -> Array:
+    """The bias in state units, ``bias_mant << bias_exp`` (int64; torch or numpy; exponent in [0, 7]).
+
+    ``bias_mant`` is 13-bit, so the result is at most 4095 << 7 = 524160 in magnitude, far inside 24 bits.
+    """
+    if _is_torch(bias_mant):
+        return bias_mant.to(torch.int64) << int(bias_exp)
+    return np.left_shift(np.asarray(bias_mant, dtype=np.int64), np.asarray(bias_exp, dtype=np.int64))
+
+
+def bias_as_input(bias_mant: Array, bias_exp: int = BIAS_EXP) -> Array:
+    """The bias in synaptic-input units: ``b`` with ``b << 6 == bias_mant << bias_exp`` (exponent 6 or 7).
+
+    Then ``(a << 6) + effective_bias == (a + b) << 6`` exactly, so a fused kernel that takes ``a`` computes the
+    biased step unchanged when given ``a + b``. Exponents below 6 give biases that are not whole input units.
+    """
+    bias_exp = int(bias_exp)
+    if not ACT_SHIFT <= bias_exp <= BIAS_EXP_MAX:
+        raise ValueError(f"bias_exp {bias_exp} is not a whole number of input units; use {ACT_SHIFT}..{BIAS_EXP_MAX}")
+    shift = bias_exp - ACT_SHIFT
+    if _is_torch(bias_mant):
+        return bias_mant.to(torch.int64) << shift
+    return np.asarray(bias_mant, dtype=np.int64) << shift
+
+
+def bias_to_mant(bias: Array, bias_exp: int = BIAS_EXP) -> Array:
+    """Float bias (threshold units) -> mantissa: ``round(bias / bias_step)`` (half to even, as torch and numpy
+    round), clipped to the 13-bit range [-4096, 4095]. int64, torch or numpy like the input."""
+    scaled = bias / bias_step(bias_exp)
+    if _is_torch(scaled):
+        return torch.round(scaled).clamp(BIAS_MANT_MIN, BIAS_MANT_MAX).to(torch.int64)
+    return np.clip(np.round(np.asarray(scaled, dtype=np.float64)), BIAS_MANT_MIN, BIAS_MANT_MAX).astype(np.int64)
+
+
+def bias_to_float(bias_mant: Array, bias_exp: Union[int, Array] = BIAS_EXP) -> Array:
+    """Mantissa -> float bias in threshold units, ``bias_mant * 2**bias_exp / 4096`` (exact in float64)."""
+    if _is_torch(bias_mant):
+        return bias_mant.to(torch.float64) * bias_step(int(bias_exp))
+    return np.asarray(bias_mant, dtype=np.float64) * np.exp2(np.asarray(bias_exp, dtype=np.float64) - DECAY_BITS)
+
+
+def check_bias(bias_mant: Any, bias_exp: Any, shape: Any, where: str = "ILIF") -> Tuple[np.ndarray, int]:
+    """Validate a layer's bias; returns ``(bias_mant broadcast to shape as int64, bias_exp as int)``.
+
+    ``bias_mant``: finite integer values in [-4096, 4095] (13-bit), a scalar or an array that broadcasts to the
+    layer ``shape`` (e.g. per channel along the last axis). ``bias_exp``: one integer in [0, 7] (3-bit).
+    Raises ValueError, one line naming ``where`` and the key.
+    """
+    exp = np.asarray(bias_exp)
+    if exp.size != 1 or exp.dtype.kind not in "iuf" or not np.isfinite(exp).all() or exp.reshape(-1)[0] % 1 \
+            or not BIAS_EXP_MIN <= exp.reshape(-1)[0] <= BIAS_EXP_MAX:
+        raise ValueError(f"{where}: bias_exp must be one integer in [{BIAS_EXP_MIN}, {BIAS_EXP_MAX}], "
+                         f"got {np.array2string(exp.reshape(-1)[:4])}")
+    mant = np.asarray(bias_mant)
+    if mant.dtype.kind not in "biuf":
+        raise ValueError(f"{where}: bias_mant must be integers, got dtype {mant.dtype}")
+    if mant.size and (not np.isfinite(mant).all() or (mant % 1 != 0).any()):
+        raise ValueError(f"{where}: bias_mant must be finite integers (13-bit mantissas), got non-integer values")
+    if mant.size and (mant.min() < BIAS_MANT_MIN or mant.max() > BIAS_MANT_MAX):
+        raise ValueError(f"{where}: bias_mant must lie in [{BIAS_MANT_MIN}, {BIAS_MANT_MAX}] (13-bit), "
+                         f"got {mant.min():g}..{mant.max():g}")
+    try:
+        full = np.broadcast_to(mant.astype(np.int64), tuple(shape)).copy()
+    except ValueError:
+        raise ValueError(f"{where}: bias_mant of shape {mant.shape} does not broadcast to the layer shape "
+                         f"{tuple(shape)}") from None
+    return full, int(exp.reshape(-1)[0])

@@ -46,7 +46,8 @@ class PyILIFModelFixed(PyLoihiProcessModel):
     def run_spk(self) -> None:
         a = self.a_in.recv().astype(np.int64)
         state = fx.ILIFState(*(np.asarray(getattr(self, k), dtype=np.int64) for k in fx.STATE_NAMES + ("s",)))
-        new = fx.ilif_step(state, a, self.params)
+        bias = fx.effective_bias(self.bias_mant, self.bias_exp)
+        new = fx.ilif_step(state, a, self.params, bias)
         for k in fx.STATE_NAMES + ("s",):
             getattr(self, k)[:] = getattr(new, k)
         self.s_out.send(new.s.astype(np.int32))
@@ -56,7 +57,9 @@ class PyILIFModelFixed(PyLoihiProcessModel):
 @requires(CPU)
 @tag("floating_pt")
 class PyILIFModelFloat(PyLoihiProcessModel):
-    """Float ILIF following the paper's step order (threshold units; input ``a_in`` in threshold units)."""
+    """Float ILIF following the paper's step order (threshold units; input ``a_in`` in threshold units).
+
+    The bias ``bias_mant * 2**bias_exp / 4096`` threshold units joins the current, as in the fixed-point model."""
 
     a_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, float)
     s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, float)
@@ -89,7 +92,7 @@ class PyILIFModelFloat(PyLoihiProcessModel):
         c = self.c
         if self.flags.ciu:
             c = fp["kappa"] * (self.c + self.u * self.s)
-        u = fp["cur_kept"] * self.u + a
+        u = fp["cur_kept"] * self.u + a + fx.bias_to_float(self.bias_mant, self.bias_exp)
         h = fp["lam"] * self.v + (u - np.maximum(c, 0.0) if self.flags.ciu else u)
         s = (h >= th).astype(np.float64)
         v = h - s * th

@@ -20,6 +20,12 @@ class ILIF(AbstractProcess):
     ``floating_pt``) and ``s_out`` (binary spikes). Vars: ``u`` (current), ``v`` (membrane), ``c`` (CIU),
     ``m`` (MPIU), ``s`` (previous spike), plus the parameters.
 
+    ``bias_mant`` (13-bit integers in [-4096, 4095]: a scalar, one per neuron of ``shape``, or anything that
+    broadcasts to it, e.g. one per channel along the last axis as netx lays out conv layers) and ``bias_exp``
+    (one integer in [0, 7]; netx passes 6): the per-neuron bias ``bias_mant << bias_exp`` (state units) joins the
+    input current every step, :func:`ilif_lava.fixed_point.ilif_step`. Both are Vars (read every step).
+    ``floating_pt`` adds the same bias in threshold units, :func:`ilif_lava.fixed_point.bias_to_float`.
+
     ``float_params`` (optional, ``floating_pt`` only): dict with ``lam``, ``beta``, ``kappa``, ``cur_kept``,
     ``threshold`` (threshold units) and ``inhibition`` ('sigmoid' or 'plan'); derived from the integers when
     omitted.
@@ -27,15 +33,15 @@ class ILIF(AbstractProcess):
 
     def __init__(self, *, shape: Tuple[int, ...], vth: int, i_decay: int = fx.DECAY_ONE, v_decay: int = 3724,
                  c_decay: int = 3973, m_decay: int = 0, mpiu: bool = True, ciu: bool = True,
-                 inhibition: str = "plan", bias_mant: Any = 0, bias_exp: int = 6,
+                 inhibition: str = "plan", bias_mant: Any = 0, bias_exp: int = fx.BIAS_EXP,
                  float_params: Optional[Dict[str, Any]] = None, name: Optional[str] = None,
                  log_config: Optional[LogConfig] = None, **kwargs) -> None:
         params = fx.ILIFParams(vth_mant=int(vth), i_decay=int(i_decay), v_decay=int(v_decay),
                                c_decay=int(c_decay), m_decay=int(m_decay), mpiu=bool(mpiu), ciu=bool(ciu),
                                inhibition=str(inhibition))
-        params.validate(where=name or "ILIF process")
-        if np.any(bias_mant):
-            raise ValueError(f"{name or 'ILIF process'}: ILIF layers have no bias (got a non-zero bias_mant)")
+        where = name or "ILIF process"
+        params.validate(where=where)
+        bias_mant, bias_exp = fx.check_bias(bias_mant, bias_exp, shape, where=where)
         if float_params is None:
             float_params = {"lam": fx.kept_from_int(params.v_decay), "beta": fx.kept_from_int(params.m_decay),
                             "kappa": fx.kept_from_int(params.c_decay), "cur_kept": fx.kept_from_int(params.i_decay),
@@ -52,7 +58,7 @@ class ILIF(AbstractProcess):
         self.c_decay = Var(shape=(1,), init=params.c_decay)
         self.m_decay = Var(shape=(1,), init=params.m_decay)
         self.bias_mant = Var(shape=shape, init=bias_mant)
-        self.bias_exp = Var(shape=(1,), init=bias_exp)
+        self.bias_exp = Var(shape=(1,), init=np.array([bias_exp]))
 
     def __del__(self) -> None:
         # a constructor that raised leaves no runtime; Lava's __del__ would print an ignored AttributeError
