@@ -38,11 +38,13 @@ import torch
 import ilif_lava  # noqa: F401  (Lava Python 3.11 shim before slayer/netx imports)
 from ilif_lava import block as ilif_block
 from ilif_lava import fixed_point as fx
+from ilif_lava import netx_schema as schema
 from ilif_lava.netx import NetworkFileError, validate_file
+from ilif_lava.netx_schema import K, T
 from ilif_lava.neuron import NEURON_TYPE, neuron_params_from_device
 
 CUBA_TYPES = ("CUBA", "LOIHI")
-SUPPORTED_LAYERS = ("dense", "conv", "flatten")
+SUPPORTED_LAYERS = (T.DENSE, T.CONV, T.FLATTEN)
 
 PathLike = Union[str, Path]
 
@@ -50,23 +52,13 @@ PathLike = Union[str, Path]
 # ---------------------------------------------------------------------------------------------------------
 # low-level readers (every error names file, layer and key)
 # ---------------------------------------------------------------------------------------------------------
-def _decode(val: Any) -> Any:
-    if isinstance(val, bytes):
-        return val.decode("ascii")
-    if isinstance(val, np.ndarray) and val.dtype.kind in "SO" and val.size == 1:
-        return _decode(val.reshape(-1)[0])
-    if isinstance(val, np.generic):
-        return val.item()
-    return val
-
-
 def _get(g: h5py.Group, key: str, path: Path, layer: int) -> Any:
     if key not in g:
         raise NetworkFileError(f"{path}: layer {layer}: key '{key}' missing")
     obj = g[key]
     if not isinstance(obj, h5py.Dataset):
         raise NetworkFileError(f"{path}: layer {layer}: key '{key}' is a group, expected a dataset")
-    return _decode(obj[()])
+    return schema.decode(obj[()])
 
 
 def _int_tuple(val: Any, path: Path, layer: int, key: str) -> tuple:
@@ -86,17 +78,17 @@ def _pair(val: Any, path: Path, layer: int, key: str) -> tuple:
 
 
 def _neuron_entry(g: h5py.Group) -> Dict[str, Any]:
-    if "neuron" not in g:
+    if K.NEURON not in g:
         return {}
-    return {k: _decode(g["neuron"][k][()]) for k in g["neuron"].keys()}
+    return {k: schema.decode(g[K.NEURON][k][()]) for k in g[K.NEURON].keys()}
 
 
 def _weights(g: h5py.Group, path: Path, layer: int) -> torch.Tensor:
-    if "weight" in g and isinstance(g["weight"], h5py.Group):
-        raise NetworkFileError(f"{path}: layer {layer}: key 'weight' holds complex weights (not supported)")
-    w = np.asarray(_get(g, "weight", path, layer), dtype=np.float64)  # shape, range: checked by validate_file
+    if K.WEIGHT in g and isinstance(g[K.WEIGHT], h5py.Group):
+        raise NetworkFileError(f"{path}: layer {layer}: key '{K.WEIGHT}' holds complex weights (not supported)")
+    w = np.asarray(_get(g, K.WEIGHT, path, layer), dtype=np.float64)  # shape, range: checked by validate_file
     if np.any(w % 2 != 0) or w.max() > fx.WEIGHT_MAX:  # slayer's grid is stricter than netx's [-256, 255]
-        raise NetworkFileError(f"{path}: layer {layer}: key 'weight' must hold even integers in "
+        raise NetworkFileError(f"{path}: layer {layer}: key '{K.WEIGHT}' must hold even integers in "
                                f"[{fx.WEIGHT_MIN}, {fx.WEIGHT_MAX}] (weight * 64) to rebuild slayer blocks")
     return torch.tensor(w / fx.WEIGHT_SCALE, dtype=torch.float32)
 
@@ -104,41 +96,40 @@ def _weights(g: h5py.Group, path: Path, layer: int) -> torch.Tensor:
 def _neuron_params(entry: Dict[str, Any], path: Path, layer: int) -> tuple:
     """(kind, neuron_params) with kind 'ILIF' or 'CUBA'."""
     if not entry:
-        raise NetworkFileError(f"{path}: layer {layer}: key 'neuron' missing (a spiking layer needs a neuron)")
-    if "type" not in entry:
-        raise NetworkFileError(f"{path}: layer {layer}: key 'neuron/type' missing")
-    ntype = str(entry["type"])
-    if ntype == NEURON_TYPE:
-        keys = ("iDecay", "vDecay", "cDecay", "mDecay", "vThMant", "variant")
-    elif ntype in CUBA_TYPES:
-        keys = ("iDecay", "vDecay", "vThMant")
-    else:
-        raise NetworkFileError(f"{path}: layer {layer}: key 'neuron/type' = {ntype!r} is not supported "
+        raise NetworkFileError(f"{path}: layer {layer}: key '{K.NEURON}' missing (a spiking layer needs a neuron)")
+    type_key = f"{K.NEURON}/{schema.NEURON_TYPE_KEY}"
+    if schema.NEURON_TYPE_KEY not in entry:
+        raise NetworkFileError(f"{path}: layer {layer}: key '{type_key}' missing")
+    ntype = str(entry[schema.NEURON_TYPE_KEY])
+    if ntype != NEURON_TYPE and ntype not in CUBA_TYPES:
+        raise NetworkFileError(f"{path}: layer {layer}: key '{type_key}' = {ntype!r} is not supported "
                                f"(use {NEURON_TYPE!r} or one of {CUBA_TYPES})")
-    for key in keys:
-        if key not in entry:
-            raise NetworkFileError(f"{path}: layer {layer}: key 'neuron/{key}' missing for a {ntype} neuron")
-        if key != "variant" and np.ndim(entry[key]) != 0:
-            raise NetworkFileError(f"{path}: layer {layer}: key 'neuron/{key}' is per-neuron (array); only "
+    table = schema.NEURON_TYPES[ntype]
+    for key in table.rebuild_keys:
+        if key.name not in entry:
+            raise NetworkFileError(f"{path}: layer {layer}: key '{K.NEURON}/{key.name}' missing for a {ntype} "
+                                   f"neuron")
+        if isinstance(key.rule, schema.Int) and np.ndim(entry[key.name]) != 0:
+            raise NetworkFileError(f"{path}: layer {layer}: key '{K.NEURON}/{key.name}' is per-neuron (array); only "
                                    f"shared (scalar) parameters can be rebuilt")
     try:
         if ntype == NEURON_TYPE:
             params = neuron_params_from_device(entry)
             params["quantized"] = True
-            return "ILIF", params
+            return NEURON_TYPE, params
         from lava.lib.dl.slayer.neuron import cuba
-        return "CUBA", dict(cuba.neuron_params({k: entry[k] for k in ("iDecay", "vDecay", "vThMant")}))
+        return "CUBA", dict(cuba.neuron_params({k.name: entry[k.name] for k in table.rebuild_keys}))
     except (KeyError, ValueError, TypeError, ZeroDivisionError) as exc:
-        raise NetworkFileError(f"{path}: layer {layer}: key 'neuron': cannot rebuild neuron params ({exc})") from None
+        raise NetworkFileError(f"{path}: layer {layer}: key '{K.NEURON}': cannot rebuild neuron params "
+                               f"({exc})") from None
 
 
 def _check_neuron_params(blk: torch.nn.Module, kind: str, entry: Dict[str, Any], path: Path, layer: int) -> None:
     """The rebuilt neuron must deploy with exactly the integers stored in the file."""
     dp = blk.neuron.device_params
-    keys = ("iDecay", "vDecay", "cDecay", "mDecay", "vThMant") if kind == "ILIF" else ("iDecay", "vDecay", "vThMant")
-    for key in keys:
+    for key in (k.name for k in schema.NEURON_TYPES[kind].rebuild_keys if isinstance(k.rule, schema.Int)):
         if int(np.asarray(dp[key])) != int(entry[key]):
-            raise NetworkFileError(f"{path}: layer {layer}: key 'neuron/{key}' = {entry[key]} does not survive "
+            raise NetworkFileError(f"{path}: layer {layer}: key '{K.NEURON}/{key}' = {entry[key]} does not survive "
                                    f"the float round trip (rebuilt neuron gives {dp[key]})")
 
 
@@ -152,22 +143,21 @@ def describe_hdf5(path: PathLike) -> List[Dict[str, Any]]:
     path = Path(path)
     _open_checked(path)
     out: List[Dict[str, Any]] = []
+    rules = schema.layer_key_rules()
     with h5py.File(path, "r") as h:
-        for i in range(len(h["layer"])):
-            g = h["layer"][str(i)]
-            d: Dict[str, Any] = {"index": i, "type": str(_get(g, "type", path, i)),
-                                 "shape": _int_tuple(_get(g, "shape", path, i), path, i, "shape"),
-                                 "neuron": _neuron_entry(g)}
-            for key in ("inFeatures", "outFeatures", "inChannels", "outChannels", "groups"):
-                if key in g:
-                    d[key] = int(_get(g, key, path, i))
-            for key in ("kernelSize", "stride", "padding", "dilation"):
-                if key in g:
-                    d[key] = _int_tuple(_get(g, key, path, i), path, i, key)
-            if "weight" in g and isinstance(g["weight"], h5py.Dataset):
-                d["weight_shape"] = tuple(g["weight"].shape)
-            d["has_delay"] = "delay" in g
-            d["has_bias"] = "bias" in g
+        for i in range(len(h[K.LAYER])):
+            g = h[K.LAYER][str(i)]
+            d: Dict[str, Any] = {"index": i, K.TYPE: str(_get(g, K.TYPE, path, i)),
+                                 K.SHAPE: _int_tuple(_get(g, K.SHAPE, path, i), path, i, K.SHAPE),
+                                 K.NEURON: _neuron_entry(g)}
+            for key, rule in rules.items():
+                if key in g and key != K.SHAPE:
+                    val = _get(g, key, path, i)
+                    d[key] = _int_tuple(val, path, i, key) if rule.form in ("pair", "dims") else int(val)
+            if K.WEIGHT in g and isinstance(g[K.WEIGHT], h5py.Dataset):
+                d["weight_shape"] = tuple(g[K.WEIGHT].shape)
+            d["has_delay"] = K.DELAY in g
+            d["has_bias"] = K.BIAS in g
             out.append(d)
     return out
 
@@ -178,47 +168,45 @@ def _open_checked(path: Path) -> None:
 
 
 def _set_delay(blk: torch.nn.Module, g: h5py.Group, path: Path, layer: int) -> None:
-    if "delay" not in g:
+    if K.DELAY not in g:
         return
-    d = np.asarray(_get(g, "delay", path, layer), dtype=np.float32).reshape(-1)  # length checked by validate_file
+    d = np.asarray(_get(g, K.DELAY, path, layer), dtype=np.float32).reshape(-1)  # length checked by validate_file
     blk.delay.delay.data = torch.tensor(d)
     blk.delay.init = True
 
 
 def _build_layer(g: h5py.Group, path: Path, i: int, record_states: bool) -> torch.nn.Module:
-    ltype = str(_get(g, "type", path, i))
+    ltype = str(_get(g, K.TYPE, path, i))
     if ltype not in SUPPORTED_LAYERS:
-        raise NetworkFileError(f"{path}: layer {i}: key 'type' = {ltype!r} is not supported "
+        raise NetworkFileError(f"{path}: layer {i}: key '{K.TYPE}' = {ltype!r} is not supported "
                                f"(supported: {SUPPORTED_LAYERS})")
-    shape = _int_tuple(_get(g, "shape", path, i), path, i, "shape")
-    if ltype == "flatten":
+    shape = _int_tuple(_get(g, K.SHAPE, path, i), path, i, K.SHAPE)
+    if ltype == T.FLATTEN:
         blk = ilif_block.Flatten()
         blk.shape = list(shape)
         return blk
-    if "bias" in g:
-        raise NetworkFileError(f"{path}: layer {i}: key 'bias' present; biases are not supported")
+    if K.BIAS in g:
+        raise NetworkFileError(f"{path}: layer {i}: key '{K.BIAS}' present; biases are not supported")
     entry = _neuron_entry(g)
     kind, params = _neuron_params(entry, path, i)
-    if kind == "ILIF" and record_states:
+    if kind == NEURON_TYPE and record_states:
         params["record_states"] = True
-    has_delay = "delay" in g
-    if kind == "ILIF":
+    has_delay = K.DELAY in g
+    if kind == NEURON_TYPE:
         mod = ilif_block
     else:
         from lava.lib.dl.slayer.block import cuba as mod
-    if ltype == "dense":
-        n_in, n_out = int(_get(g, "inFeatures", path, i)), int(_get(g, "outFeatures", path, i))
+    if ltype == T.DENSE:
+        n_in, n_out = int(_get(g, K.IN_FEATURES, path, i)), int(_get(g, K.OUT_FEATURES, path, i))
         w = _weights(g, path, i)
         blk = mod.Dense(params, n_in, n_out, delay=has_delay, delay_shift=True)
         blk.synapse.weight.data = w.reshape(blk.synapse.weight.shape)
         _set_delay(blk, g, path, i)
     else:  # conv (also a pool exported as depthwise conv)
-        c_in, c_out = int(_get(g, "inChannels", path, i)), int(_get(g, "outChannels", path, i))
-        groups = int(_get(g, "groups", path, i))
-        kernel = _pair(_get(g, "kernelSize", path, i), path, i, "kernelSize")
-        stride = _pair(_get(g, "stride", path, i), path, i, "stride")
-        padding = _pair(_get(g, "padding", path, i), path, i, "padding")
-        dilation = _pair(_get(g, "dilation", path, i), path, i, "dilation")
+        c_in, c_out = int(_get(g, K.IN_CHANNELS, path, i)), int(_get(g, K.OUT_CHANNELS, path, i))
+        groups = int(_get(g, K.GROUPS, path, i))
+        kernel, stride, padding, dilation = (_pair(_get(g, key, path, i), path, i, key)
+                                             for key in (K.KERNEL_SIZE, K.STRIDE, K.PADDING, K.DILATION))
         w = _weights(g, path, i)
         blk = mod.Conv(params, c_in, c_out, kernel, stride=stride, padding=padding, dilation=dilation,
                        groups=groups, delay=has_delay, delay_shift=True)
@@ -241,7 +229,7 @@ def blocks_from_hdf5(path: PathLike, record_states: bool = False) -> torch.nn.Mo
     _open_checked(path)
     blocks = torch.nn.ModuleList()
     with h5py.File(path, "r") as h:
-        for i in range(len(h["layer"])):
-            blocks.append(_build_layer(h["layer"][str(i)], path, i, record_states))
+        for i in range(len(h[K.LAYER])):
+            blocks.append(_build_layer(h[K.LAYER][str(i)], path, i, record_states))
     blocks.eval()
     return blocks

@@ -8,17 +8,8 @@ Usage is the same as lava-dl's CUBA blocks::
 Every synapse uses the neuron's 8-bit weight pre-hook (even integer mantissas in [-256, 254] / 64), and each
 block exports itself with lava-dl's ``export_hdf5`` (the neuron's ``device_params`` land in ``neuron/``).
 Inputs/outputs are [N, C, H, W, T] (conv, pool) or [N, C, T] (dense), time last.
-
-``Dense`` and ``Conv`` also take ``bias=`` (False: none, the default; True: zeros; a number or one number per
-output channel [C_out]: the initial values, threshold units). As in Loihi the neuron owns the bias
-(:meth:`ilif_lava.neuron.Neuron.add_bias`): one learnable value per output channel, added to the input current
-of every step and quantized to its deployed 13-bit mantissa (``neuron.bias_mant``, ``neuron.bias_exp``).
-slayer's Dense/Conv synapses have no bias (its only bias is a ``norm``'s, applied at the voltage step);
-``Input`` keeps slayer's scalar ``weight``/``bias`` affine transform.
 """
 from __future__ import annotations
-
-from typing import Any
 
 import numpy as np
 import torch
@@ -26,10 +17,10 @@ from lava.lib.dl.slayer.axon import Delay
 from lava.lib.dl.slayer.block import base
 from lava.lib.dl.slayer.synapse import layer as synapse
 
+from ilif_lava.netx_schema import LAYER_TYPES, K
 from ilif_lava.neuron import Neuron
 
-
-BiasArg = Any   # False/None, True, a number, or [C_out] numbers (list, numpy array, tensor)
+CONV_LAYER = LAYER_TYPES["conv"]     # pools are written as depthwise convs (netx has no pool loader)
 
 
 class AbstractILIF(torch.nn.Module):
@@ -60,21 +51,6 @@ class AbstractILIF(torch.nn.Module):
             self.synapse.pre_hook_fx = self.neuron.quantize_8bit
         del self.synapse_params
 
-    def _attach_bias(self, bias: BiasArg) -> None:
-        """Give the neuron a per-output-channel bias when ``bias`` asks for one (see the module docstring)."""
-        if bias is None or (isinstance(bias, bool) and not bias):
-            return
-        self.neuron.add_bias(self.synapse.out_channels, 0.0 if isinstance(bias, bool) else bias)
-
-    def export_hdf5(self, handle) -> None:
-        """slayer's export, refused for a neuron with a non-zero bias: netx HDF5 does not carry the ILIF bias yet,
-        and a file without it would deploy a different network."""
-        mant = getattr(self.neuron, "bias_mant", None)
-        if mant is not None and mant.any():
-            raise NotImplementedError(f"{type(self).__name__} block: the neuron bias is not written to netx HDF5 yet "
-                                      "(the 'bias' key of ILIF layers is not wired); export a network without bias")
-        super().export_hdf5(handle)
-
 
 class Input(AbstractILIF, base.AbstractInput):
     """Input block (optional scalar weight/bias, then ILIF neurons)."""
@@ -90,22 +66,19 @@ class Flatten(base.AbstractFlatten):
 
 
 class Dense(AbstractILIF, base.AbstractDense):
-    """Dense synapse + ILIF neurons (+ optional per-neuron bias). [N, in, T] -> [N, out, T]."""
+    """Dense synapse + ILIF neurons. [N, in, T] -> [N, out, T]."""
 
-    def __init__(self, *args, bias: BiasArg = False, **kwargs):
+    def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self._attach(synapse.Dense, kwargs)
-        self._attach_bias(bias)
 
 
 class Conv(AbstractILIF, base.AbstractConv):
-    """2D convolution synapse + ILIF neurons (+ optional bias per channel).
-    [N, C_in, H, W, T] -> [N, C_out, H', W', T]."""
+    """2D convolution synapse + ILIF neurons. [N, C_in, H, W, T] -> [N, C_out, H', W', T]."""
 
-    def __init__(self, *args, bias: BiasArg = False, **kwargs):
+    def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self._attach(synapse.Conv, kwargs)
-        self._attach_bias(bias)
 
 
 class Pool(AbstractILIF, base.AbstractPool):
@@ -132,21 +105,18 @@ class Pool(AbstractILIF, base.AbstractPool):
             raise NotImplementedError(f"Pool export needs stride == kernel, no padding and input H, W divisible by "
                                       f"the kernel (got kernel {k}, stride {stride}, padding {pad}, input {in_hw})")
         w = s.pre_hook_fx(s.weight, descale=True).detach().cpu().numpy().reshape(-1)[0]
-        handle.create_dataset("type", (1,), "S10", [b"conv"])
-        handle.create_dataset("shape", data=np.array(self.neuron.shape))
-        handle.create_dataset("inChannels", data=ch)
-        handle.create_dataset("outChannels", data=ch)
-        handle.create_dataset("kernelSize", data=np.array(k))
-        handle.create_dataset("stride", data=np.array(s.stride[:-1]))
-        handle.create_dataset("padding", data=np.array(s.padding[:-1]))
-        handle.create_dataset("dilation", data=np.array(s.dilation[:-1]))
-        handle.create_dataset("groups", data=ch)
-        handle.create_dataset("weight", data=np.full((ch, 1) + k, w, dtype=np.float32))
+        handle.create_dataset(K.TYPE, (1,), "S10", [CONV_LAYER.name.encode("ascii")])
+        values = {K.SHAPE: np.array(self.neuron.shape), K.IN_CHANNELS: ch, K.OUT_CHANNELS: ch,
+                  K.KERNEL_SIZE: np.array(k), K.STRIDE: np.array(stride), K.PADDING: np.array(pad),
+                  K.DILATION: np.array(s.dilation[:-1]), K.GROUPS: ch,
+                  K.WEIGHT: np.full((ch, 1) + k, w, dtype=np.float32)}
         if self.delay is not None:
             self.delay.clamp()
-            handle.create_dataset("delay", data=torch.floor(self.delay.delay).flatten().cpu().numpy())
+            values[K.DELAY] = torch.floor(self.delay.delay).flatten().cpu().numpy()
+        for key, value in values.items():
+            handle.create_dataset(key, data=value)
         for key, value in self.neuron.device_params.items():
-            handle.create_dataset(f"neuron/{key}", data=value)
+            handle.create_dataset(f"{K.NEURON}/{key}", data=value)
 
 
 class Affine(AbstractILIF, base.AbstractAffine):

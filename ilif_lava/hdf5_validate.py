@@ -8,7 +8,7 @@ what was expected. It accepts exactly what ``lava.lib.dl.netx.hdf5.Network`` (th
 * the file: exists, is HDF5 and readable (truncated or corrupted files included), has a group ``layer`` whose
   children are exactly ``'0'`` .. ``'N-1'``, each a group;
 * layer types netx builds: ``input`` (layer 0 only), ``dense``, ``conv``, ``flatten`` (followed by a dense);
-  the required keys of each type (:data:`REQUIRED_KEYS`) and the form of each key (:data:`KEY_RULES`);
+  the required keys of each type and the form of each key (the layer tables of :mod:`ilif_lava.netx_schema`);
 * values: weights are real, finite, integer and in [-256, 255] (netx's weight range), and a dense layer's are
   not all zero (netx's ``optimize_weight_bits`` divides by the largest weight); delays are integers in
   [0, 62], one per output; biases are finite, one per output (all zero for ILIF, whose process has no bias);
@@ -16,8 +16,9 @@ what was expected. It accepts exactly what ``lava.lib.dl.netx.hdf5.Network`` (th
   with ``groups`` dividing both channel counts, ``shape`` consistent with outFeatures / outChannels;
 * sizes along the network: a layer's input size equals the previous layer's output size, and a conv's
   declared ``shape`` equals the output computed from the previous shape, kernel, stride, padding, dilation;
-* neurons: a type netx (or ILIFNetwork) builds with a plain synapse (:data:`NEURON_KEYS`) and its keys, as
-  scalars of the right kind and range.
+* neurons: a type of the :class:`~ilif_lava.netx_schema.NeuronRegistry` handed in (default: the built-in tables,
+  :data:`ilif_lava.netx_schema.NEURON_TYPES`; ILIFNetwork hands in :func:`ilif_lava.netx.neuron_registry`) and its
+  keys, as scalars of the right kind and range.
 
 Loihi bit-width head-room (even weights, 13-bit bias, ...) stays in :mod:`ilif_lava.loihi2`; only what a
 loader needs in order to build a network that means what the file says is checked here.
@@ -27,27 +28,25 @@ from __future__ import annotations
 import contextlib
 import os
 import stat as _stat
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import h5py
 import numpy as np
 
-from ilif_lava import fixed_point as fx
-from ilif_lava import loihi2
+from ilif_lava import netx_schema as schema
+from ilif_lava.netx_schema import (LAYER_TYPES, NEURON_TYPES, Choice, Flag, Int, K, NeuronRegistry,  # noqa: F401
+                                   Numbers, T, Text)
+from ilif_lava.netx_schema.rules import MAX_NEURONS
 
 PathLike = Union[str, Path]
 
-WEIGHT_RANGE = (-256, 255)          # netx optimize_weight_bits' input range (8-bit signed mantissa, x2 in mixed mode)
-DELAY_RANGE = (0, 62)               # netx / slayer Delay(max_delay=62); netx clamps larger ones silently
-MAX_NEURONS = 1 << 24               # per layer: guards against allocation bombs, far beyond any Loihi 2 system
 MAX_ELEMENTS = 1 << 26              # per dataset: read nothing larger (a corrupted header can claim huge dims)
 
 
 from ilif_lava.file_limits import DEFAULT_LIMITS, FileLimits  # noqa: E402,F401  (light to import)
 _active_limits: List[FileLimits] = []
-BIG_KEYS = ("weight", "bias", "delay", "real", "imag", "weight_rec")    # datasets that may be large
+BIG_KEYS = schema.big_keys()        # datasets that may be large
 # HDF5's built-in filters (gzip, shuffle, fletcher32, szip) and h5py's LZF; anything else (a user-defined or
 # dynamically loaded filter plugin) is refused before HDF5 could load code to decode it
 ALLOWED_FILTERS = {h5py.h5z.FILTER_DEFLATE: "gzip", h5py.h5z.FILTER_SHUFFLE: "shuffle",
@@ -80,82 +79,6 @@ class NetworkFileError(ValueError):
 class UnsupportedLayerError(NetworkFileError, NotImplementedError):
     """A layer type that netx does not build (``pool``, ``average``, ...); also a ``NotImplementedError``, which
     is what netx itself raises for these types."""
-
-
-# ---------------------------------------------------------------------------------------------------------
-# rules (tables)
-# ---------------------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Int:
-    """Integer dtype; ``scalar``: one value (``strict``: a 0-d dataset, as netx's ``np.isscalar`` needs);
-    ``pair``: a 0-d value or exactly 2 values (netx's layer table indexes ``[0]`` and ``[1]`` of any array);
-    ``dims``: 1 to 3 values."""
-
-    lo: int
-    hi: int
-    form: str = "scalar"            # scalar | strict | pair | dims
-
-
-@dataclass(frozen=True)
-class Choice:
-    values: Tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class Flag:
-    """A bool, or an integer 0 / 1."""
-
-
-COUNT = Int(1, MAX_NEURONS)
-DECAY = Int(0, fx.DECAY_ONE)
-DECAY_0D = Int(0, fx.DECAY_ONE, "strict")
-
-KEY_RULES: Dict[str, Any] = {
-    "shape": Int(1, MAX_NEURONS, "dims"),
-    "inFeatures": COUNT, "outFeatures": COUNT, "inChannels": COUNT, "outChannels": COUNT,
-    "groups": Int(1, MAX_NEURONS, "strict"),
-    "kernelSize": Int(1, 1 << 12, "pair"), "stride": Int(1, 1 << 12, "pair"),
-    "dilation": Int(1, 1 << 12, "pair"), "padding": Int(0, 1 << 12, "pair"),
-}
-
-REQUIRED_KEYS: Dict[str, Tuple[str, ...]] = {
-    "input": ("shape",),
-    "dense": ("shape", "inFeatures", "outFeatures", "weight"),
-    "conv": ("shape", "inChannels", "outChannels", "kernelSize", "stride", "padding", "dilation", "groups",
-             "weight", "neuron"),
-    "flatten": ("shape",),
-}
-# netx raises NotImplementedError / AttributeError for these (or, for dense_rec, builds recurrent delays from the
-# feed-forward delay matrix); ILIFNetwork does not support them.
-REFUSED_LAYER_TYPES = ("pool", "convT", "unpool", "average", "concat", "dense_rec", "dense_comp")
-
-# Stock CUBA threshold mantissa: slayer's cuba.Affine writes (1 << 18) - 1 ("never fires") and stock netx builds
-# it; vth << 6 then exceeds the 24-bit saturated v, so it never fires in Lava either. The Loihi 2 check
-# (ilif_lava/loihi2.py) still reports anything above the 17-bit mantissa; ILIF layers keep the 17-bit cap.
-CUBA_VTH_MANT_MAX = (1 << 18) - 1
-NEURON_KEYS: Dict[str, Dict[str, Any]] = {
-    "CUBA": {"iDecay": DECAY, "vDecay": DECAY, "vThMant": Int(0, CUBA_VTH_MANT_MAX)},
-    "LOIHI": {"iDecay": DECAY, "vDecay": DECAY, "vThMant": Int(0, CUBA_VTH_MANT_MAX)},
-    "SDNN": {"vThMant": Int(0, (1 << 31) - 1)},
-    # ILIFNetwork reads these with int(): 0-d only (int() of a 1-element array is deprecated since numpy 1.25)
-    "ILIF": {"iDecay": DECAY_0D, "vDecay": DECAY_0D, "cDecay": DECAY_0D, "mDecay": DECAY_0D,
-             "vThMant": Int(1, fx.VTH_MANT_MAX, "strict"), "inhibition": Choice(fx.INHIBITIONS), "mpiu": Flag(),
-             "ciu": Flag()},
-}
-# netx maps any type containing "RF" to RF / RF_IZ, whose processes have complex inputs (a_real_in, a_imag_in):
-# a plain dense/conv/input block cannot connect to them, and Lava 0.10 ships RF models for floating_pt only
-# (lava/proc/rf/models.py), so no bit-exact fixed_pt run (this project's deployment target) exists for them.
-COMPLEX_NEURON_HINT = "RF"
-
-
-def _expected(rule: Any) -> str:
-    if isinstance(rule, Choice):
-        return f"one of {list(rule.values)}"
-    if isinstance(rule, Flag):
-        return "a bool (or 0 / 1)"
-    what = {"scalar": "an integer", "strict": "a scalar (0-d) integer", "pair": "a scalar (0-d) or 2 integers",
-            "dims": "1 to 3 integers"}[rule.form]
-    return f"{what} in [{rule.lo}, {rule.hi}]"
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -410,28 +333,19 @@ def _read(w: _Where, obj: Any, key: str) -> np.ndarray:
 # ---------------------------------------------------------------------------------------------------------
 # value checks
 # ---------------------------------------------------------------------------------------------------------
-def _show(a: np.ndarray) -> str:
-    return repr(a.tolist()) if a.size <= 6 else f"{a.dtype} array of shape {a.shape}"
-
-
 def _text(w: _Where, a: np.ndarray, key: str, expected: str) -> str:
     """A single ASCII string (bytes or str, 0-d or 1 element), as netx's ``NetDict`` decodes it."""
-    if a.dtype.kind not in "SOU" or a.size != 1 or a.ndim > 1:
-        raise w.fail(key, f"= {_show(a)} is not a single string", expected)
-    v = a.reshape(-1)[0]
-    if isinstance(v, (bytes, np.bytes_)):
-        try:
-            return bytes(v).decode("ascii")
-        except UnicodeDecodeError:
-            raise w.fail(key, f"= {bytes(v)!r} is not ASCII", expected) from None
-    if isinstance(v, str) and v.isascii():
-        return v
-    raise w.fail(key, f"= {v!r} is not an ASCII string", expected)
+    try:
+        return schema.text(a)
+    except ValueError as exc:
+        raise w.fail(key, f"= {exc}", expected) from None
 
 
 def _check(w: _Where, key: str, a: np.ndarray, rule: Any) -> Any:
     """Check ``a`` against a rule; returns the value (int, tuple of ints, str or bool)."""
-    exp = _expected(rule)
+    exp = schema.expected(rule)
+    if isinstance(rule, Text):
+        return _text(w, a, key, exp)
     if isinstance(rule, Choice):
         v = _text(w, a, key, exp)
         if a.ndim == 1 and a.dtype.kind == "O":        # ILIF's reader decodes 0-d or fixed-length strings only
@@ -441,17 +355,17 @@ def _check(w: _Where, key: str, a: np.ndarray, rule: Any) -> Any:
             raise w.fail(key, f"= {v!r}", exp)
         return v
     if a.dtype.kind not in ("biu" if isinstance(rule, Flag) else "iu"):
-        raise w.fail(key, f"= {_show(a)} has dtype {a.dtype}", exp)
+        raise w.fail(key, f"= {schema.show(a)} has dtype {a.dtype}", exp)
     if isinstance(rule, Flag):
         if a.size != 1 or a.ndim > 1 or int(a.reshape(-1)[0]) not in (0, 1):
-            raise w.fail(key, f"= {_show(a)}", exp)
+            raise w.fail(key, f"= {schema.show(a)}", exp)
         return bool(a.reshape(-1)[0])
     sizes = {"scalar": (1,), "strict": (1,), "pair": (2,), "dims": (1, 2, 3)}[rule.form]
     ndim_ok = {"scalar": a.ndim <= 1, "strict": a.ndim == 0, "pair": a.ndim <= 1, "dims": a.ndim == 1}[rule.form]
     if not ndim_ok or (a.size not in sizes and not (rule.form == "pair" and a.ndim == 0)):
-        raise w.fail(key, f"= {_show(a)} has shape {a.shape}", exp)
+        raise w.fail(key, f"= {schema.show(a)} has shape {a.shape}", exp)
     if (a < rule.lo).any() or (a > rule.hi).any():
-        raise w.fail(key, f"= {_show(a)} is out of range", exp)
+        raise w.fail(key, f"= {schema.show(a)} is out of range", exp)
     vals = tuple(int(x) for x in a.reshape(-1))
     if rule.form == "pair":
         return vals * 2 if len(vals) == 1 else vals
@@ -534,116 +448,124 @@ def conv_out(n: int, k: int, s: int, p: int, d: int) -> int:
     return (n + 2 * p - d * (k - 1) - 1) // s + 1
 
 
-def _neuron(w: _Where, node: Any, ltype: str) -> str:
+def _neuron(w: _Where, node: Any, neurons: NeuronRegistry) -> schema.NeuronType:
+    """Check a layer's ``neuron`` group against its type's table in ``neurons``; returns that table."""
     if not isinstance(node, h5py.Group):
-        raise w.fail("neuron", "is a dataset", "a group holding the neuron parameters")
-    items = _children(w, node, "neuron")
-    if "type" not in items:
-        raise w.fail("neuron/type", "is missing", f"one of {list(NEURON_KEYS)}")
-    ntype = _text(w, _read(w, items["type"], "neuron/type"), "neuron/type", f"one of {list(NEURON_KEYS)}")
-    if ntype not in NEURON_KEYS:
+        raise w.fail(K.NEURON, "is a dataset", "a group holding the neuron parameters")
+    items = _children(w, node, K.NEURON)
+    type_key = f"{K.NEURON}/{schema.NEURON_TYPE_KEY}"
+    if schema.NEURON_TYPE_KEY not in items:
+        raise w.fail(type_key, "is missing", f"one of {list(neurons)}")
+    ntype = _text(w, _read(w, items[schema.NEURON_TYPE_KEY], type_key), type_key, f"one of {list(neurons)}")
+    if ntype not in neurons:
         hint = (" (RF neurons need complex synapses, which netx cannot load)"
-                if COMPLEX_NEURON_HINT in ntype else "")
-        raise w.fail("neuron/type", f"= {ntype!r} is not a neuron type ILIFNetwork can build{hint}",
-                     f"one of {list(NEURON_KEYS)}")
-    for key, rule in NEURON_KEYS[ntype].items():
-        if key not in items:
-            raise w.fail(f"neuron/{key}", f"is missing (required for {ntype} neurons)", _expected(rule))
-        _check(w, f"neuron/{key}", _read(w, items[key], f"neuron/{key}"), rule)
-    return ntype
+                if schema.COMPLEX_NEURON_HINT in ntype else "")
+        raise w.fail(type_key, f"= {ntype!r} is not a neuron type ILIFNetwork can build{hint}",
+                     f"one of {list(neurons)}")
+    table = neurons[ntype]
+    for k in table.keys:
+        name = f"{K.NEURON}/{k.name}"
+        if k.name in items:
+            _check(w, name, _read(w, items[k.name], name), k.rule)
+        elif k.required:
+            raise w.fail(name, f"is missing (required for {ntype} neurons)", schema.expected(k.rule))
+    return table
 
 
 def _layer(w: _Where, g: h5py.Group, idx: int, n_layers: int, prev: Optional[Tuple[int, ...]],
-           prev_block: bool, after_flatten: bool) -> Tuple[str, Tuple[int, ...], bool]:
+           prev_block: bool, after_flatten: bool, neurons: NeuronRegistry) -> Tuple[str, Tuple[int, ...], bool]:
     """Check one layer given the previous output shape (CHW or (F,), None if unknown).
 
     Returns (type, output shape, whether the layer becomes a Lava block)."""
     items = _children(w, g, None)
-    types = list(REQUIRED_KEYS)
-    if "type" not in items:
-        raise w.fail("type", "is missing", f"one of {types}")
-    ltype = _text(w, _read(w, items["type"], "type"), "type", f"one of {types}")
-    if ltype not in REQUIRED_KEYS:
-        cls = UnsupportedLayerError if ltype in REFUSED_LAYER_TYPES else NetworkFileError
-        raise w.fail("type", f"= {ltype!r} is not a layer type netx builds", f"one of {types}", cls)
+    types = list(schema.BUILT_LAYER_TYPES)
+    if K.TYPE not in items:
+        raise w.fail(K.TYPE, "is missing", f"one of {types}")
+    ltype = _text(w, _read(w, items[K.TYPE], K.TYPE), K.TYPE, f"one of {types}")
+    if ltype not in types:
+        cls = UnsupportedLayerError if ltype in schema.REFUSED_LAYER_TYPES else NetworkFileError
+        raise w.fail(K.TYPE, f"= {ltype!r} is not a layer type netx builds", f"one of {types}", cls)
     if after_flatten and ltype != "dense":
-        raise w.fail("type", f"= {ltype!r} follows a flatten layer", "'dense' after 'flatten'")
-    for key in REQUIRED_KEYS[ltype]:
+        raise w.fail(K.TYPE, f"= {ltype!r} follows a flatten layer", "'dense' after 'flatten'")
+    table = LAYER_TYPES[ltype]
+    for key in table.required:
         if key not in items:
             raise w.fail(key, f"is missing (required for '{ltype}' layers)", "it to be present")
     vals: Dict[str, Any] = {k: _check(w, k, _read(w, items[k], k), rule)
-                            for k, rule in KEY_RULES.items() if k in items}
-    shape = vals["shape"]
+                            for k, rule in schema.layer_key_rules().items() if k in items}
+    shape = vals[K.SHAPE]
     cap = min(MAX_NEURONS, current_limits().max_neurons_per_layer)
     if int(np.prod(shape)) > cap:
-        raise w.fail("shape", f"= {list(shape)} holds {int(np.prod(shape))} neurons", f"at most {cap} per layer")
-    ntype = _neuron(w, items["neuron"], ltype) if "neuron" in items and ltype != "flatten" else None
+        raise w.fail(K.SHAPE, f"= {list(shape)} holds {int(np.prod(shape))} neurons", f"at most {cap} per layer")
+    neuron = (_neuron(w, items[K.NEURON], neurons)
+              if table.key(K.NEURON) is not None and K.NEURON in items else None)
 
-    if ltype == "input":
+    if ltype == T.INPUT:
         if idx != 0:
-            raise w.fail("type", "= 'input' is not the first layer", "'input' only as layer 0")
-        for key in ("weight", "bias"):                      # netx: int(layer['weight']) / int(layer['bias'])
-            if key in items and ntype is not None:
+            raise w.fail(K.TYPE, "= 'input' is not the first layer", "'input' only as layer 0")
+        for key in (K.WEIGHT, K.BIAS):                      # netx: int(layer['weight']) / int(layer['bias'])
+            if key in items and neuron is not None:
                 _numbers(w, key, _read(w, items[key], key), [(), (1,)], integer=False)   # slayer writes (1,)
-        return ltype, shape, ntype is not None
+        return ltype, shape, neuron is not None
 
-    if ltype == "flatten":
+    if ltype == T.FLATTEN:
         if prev is not None and int(np.prod(prev)) != int(np.prod(shape)):
-            raise w.fail("shape", f"= {list(shape)} ({int(np.prod(shape))} values) does not match the previous "
+            raise w.fail(K.SHAPE, f"= {list(shape)} ({int(np.prod(shape))} values) does not match the previous "
                          f"layer's output {list(prev)}", f"{int(np.prod(prev))} values")
         if prev_block and len(prev) != 3:
-            raise w.fail("type", f"= 'flatten' follows a layer of shape {list(prev)}",
+            raise w.fail(K.TYPE, f"= 'flatten' follows a layer of shape {list(prev)}",
                          "a 3-D (C, H, W) previous layer")
         if idx == n_layers - 1:
-            raise w.fail("type", "= 'flatten' is the last layer", "a dense layer after it")
+            raise w.fail(K.TYPE, "= 'flatten' is the last layer", "a dense layer after it")
         return ltype, (int(np.prod(shape)),), False
 
-    if ltype == "dense":
-        n_in, n_out = vals["inFeatures"], vals["outFeatures"]
+    if ltype == T.DENSE:
+        n_in, n_out = vals[K.IN_FEATURES], vals[K.OUT_FEATURES]
         if int(np.prod(shape)) != n_out:
-            raise w.fail("shape", f"= {list(shape)} does not match outFeatures = {n_out}", f"[{n_out}]")
+            raise w.fail(K.SHAPE, f"= {list(shape)} does not match {K.OUT_FEATURES} = {n_out}", f"[{n_out}]")
         if prev is not None and int(np.prod(prev)) != n_in:
-            raise w.fail("inFeatures", f"= {n_in} does not match the previous layer's output {list(prev)}",
+            raise w.fail(K.IN_FEATURES, f"= {n_in} does not match the previous layer's output {list(prev)}",
                          f"{int(np.prod(prev))}")
         if prev_block and not after_flatten and len(prev) != 1:
-            raise w.fail("type", f"= 'dense' follows a layer of shape {list(prev)} without a flatten layer",
+            raise w.fail(K.TYPE, f"= 'dense' follows a layer of shape {list(prev)} without a flatten layer",
                          "a 'flatten' layer in between")
         wshape = (n_out, n_in)
         n_per_out = n_out
     else:  # conv
-        c_in, c_out, groups = vals["inChannels"], vals["outChannels"], vals["groups"]
-        k, s, p, d = (vals[x] for x in ("kernelSize", "stride", "padding", "dilation"))
+        c_in, c_out, groups = vals[K.IN_CHANNELS], vals[K.OUT_CHANNELS], vals[K.GROUPS]
+        k, s, p, d = (vals[x] for x in (K.KERNEL_SIZE, K.STRIDE, K.PADDING, K.DILATION))
         if c_in % groups or c_out % groups:
-            raise w.fail("groups", f"= {groups} does not divide inChannels = {c_in} and outChannels = {c_out}",
+            raise w.fail(K.GROUPS, f"= {groups} does not divide {K.IN_CHANNELS} = {c_in} and {K.OUT_CHANNELS} = {c_out}",
                          "a common divisor")
         if len(shape) != 3 or shape[0] != c_out:
-            raise w.fail("shape", f"= {list(shape)} does not match outChannels = {c_out}",
+            raise w.fail(K.SHAPE, f"= {list(shape)} does not match {K.OUT_CHANNELS} = {c_out}",
                          f"[{c_out}, H, W]")
         if prev is not None:
             if len(prev) != 3:
-                raise w.fail("type", f"= 'conv' follows a layer of shape {list(prev)}", "a 3-D (C, H, W) input")
+                raise w.fail(K.TYPE, f"= 'conv' follows a layer of shape {list(prev)}", "a 3-D (C, H, W) input")
             if prev[0] != c_in:
-                raise w.fail("inChannels", f"= {c_in} does not match the previous layer's {prev[0]} channels",
+                raise w.fail(K.IN_CHANNELS, f"= {c_in} does not match the previous layer's {prev[0]} channels",
                              f"{prev[0]}")
             out_hw = tuple(conv_out(prev[1 + a], k[a], s[a], p[a], d[a]) for a in (0, 1))
             if shape[1:] != out_hw:
-                raise w.fail("shape", f"= {list(shape)} does not match the convolution of the previous "
+                raise w.fail(K.SHAPE, f"= {list(shape)} does not match the convolution of the previous "
                              f"output {list(prev)} (kernel {list(k)}, stride {list(s)}, padding {list(p)}, "
                              f"dilation {list(d)})", f"{[c_out, *out_hw]}")
         wshape = (c_out, c_in // groups) + tuple(k)
         n_per_out = c_out
-    lo, hi = WEIGHT_RANGE
-    nonzero = _stream_numbers(w, "weight", items["weight"], [wshape], integer=True, lo=lo, hi=hi)
-    if ltype == "dense" and not nonzero:       # netx's optimize_weight_bits divides by the largest weight
-        raise w.fail("weight", "is all zero (netx cannot scale an all-zero dense weight matrix)",
+    rule = table.key(K.WEIGHT).rule
+    nonzero = _stream_numbers(w, K.WEIGHT, items[K.WEIGHT], [wshape], integer=rule.integer, lo=rule.lo, hi=rule.hi)
+    if ltype == T.DENSE and not nonzero:       # netx's optimize_weight_bits divides by the largest weight
+        raise w.fail(K.WEIGHT, "is all zero (netx cannot scale an all-zero dense weight matrix)",
                      "at least one non-zero weight")
-    if "delay" in items:
-        _numbers(w, "delay", _read(w, items["delay"], "delay"), [(n_per_out,)], integer=True, lo=DELAY_RANGE[0],
-                 hi=DELAY_RANGE[1])
-    if "bias" in items:
-        bias = _numbers(w, "bias", _read(w, items["bias"], "bias"), [(n_per_out,)], integer=False)
-        if ntype == "ILIF" and bias.any():
-            raise w.fail("bias", "is non-zero for an ILIF layer (the ILIF process has no bias)", "all zeros")
+    for key in (K.DELAY, K.BIAS):
+        if key in items:
+            rule = table.key(key).rule
+            vals[key] = _numbers(w, key, _read(w, items[key], key), [(n_per_out,)], integer=rule.integer,
+                                 lo=rule.lo, hi=rule.hi)
+    if K.BIAS in items and neuron is not None and not neuron.has_bias and vals[K.BIAS].any():
+        raise w.fail(K.BIAS, f"is non-zero for an {neuron.name} layer (the {neuron.name} process has no bias)",
+                     "all zeros")
     return ltype, shape, True
 
 
@@ -670,40 +592,42 @@ def check_container(path: PathLike, limits: Optional[FileLimits] = None, big_key
 
 
 def validate_file(path: PathLike, input_shape: Optional[Sequence[int]] = None,
-                  limits: Optional[FileLimits] = None) -> None:
+                  limits: Optional[FileLimits] = None, neurons: Optional[NeuronRegistry] = None) -> None:
     """Raise :class:`NetworkFileError` unless ``path`` is a netx HDF5 network that ILIFNetwork can build.
 
     ``input_shape`` (optional, netx's (x, y, f) order, as ``hdf5.Network(input_shape=...)``) is the network
     input when layer 0 is not an ``input`` layer; it lets the first layer's sizes be checked too.
     ``limits`` (default: :func:`current_limits`, i.e. :data:`DEFAULT_LIMITS` unless :func:`use_limits` is active)
     bounds layers, neurons, synapses and bytes; the file is opened only if it is a regular file, and every link
-    and dataset is checked from metadata (:func:`_walk`) before any value is read.
+    and dataset is checked from metadata (:func:`_walk`) before any value is read. ``neurons``: the neuron types
+    accepted (default: the built-in tables, :data:`ilif_lava.netx_schema.NEURON_TYPES`).
     """
     limits = limits or current_limits()
     with use_limits(limits):
-        _validate(Path(path), input_shape, limits)
+        _validate(Path(path), input_shape, limits, NEURON_TYPES if neurons is None else neurons)
 
 
-def _validate(path: Path, input_shape: Optional[Sequence[int]], limits: FileLimits) -> None:
+def _validate(path: Path, input_shape: Optional[Sequence[int]], limits: FileLimits,
+              neuron_types: NeuronRegistry) -> None:
     top = _Where(path)
     with open_checked(path) as h:
         _walk(path, h, limits)
         root = _children(top, h, "/")
-        if "layer" not in root:
-            raise top.fail("layer", "is missing", "a top-level group 'layer'")
-        if not isinstance(root["layer"], h5py.Group):
-            raise top.fail("layer", "is a dataset", "a top-level group 'layer'")
+        if K.LAYER not in root:
+            raise top.fail(K.LAYER, "is missing", f"a top-level group '{K.LAYER}'")
+        if not isinstance(root[K.LAYER], h5py.Group):
+            raise top.fail(K.LAYER, "is a dataset", f"a top-level group '{K.LAYER}'")
         try:                                      # counted before any layer object is opened
-            n_layers = len(root["layer"])
+            n_layers = len(root[K.LAYER])
         except Exception as exc:  # noqa: BLE001 - any h5py failure on a damaged file
-            raise top.fail("layer", f"is unreadable ({type(exc).__name__}: {exc})", "a readable HDF5 group") from None
+            raise top.fail(K.LAYER, f"is unreadable ({type(exc).__name__}: {exc})", "a readable HDF5 group") from None
         if n_layers > limits.max_layers:
-            raise top.fail("layer", f"has {n_layers} layers", f"at most {limits.max_layers}")
-        layers = _children(top, root["layer"], "layer")
+            raise top.fail(K.LAYER, f"has {n_layers} layers", f"at most {limits.max_layers}")
+        layers = _children(top, root[K.LAYER], K.LAYER)
         names = [str(i) for i in range(len(layers))]
         if not layers or sorted(layers) != sorted(names):
             extra = sorted(set(layers) - set(names))
-            raise top.fail("layer", f"has children {sorted(layers)}" + (f" ({extra} unexpected)" if extra else ""),
+            raise top.fail(K.LAYER, f"has children {sorted(layers)}" + (f" ({extra} unexpected)" if extra else ""),
                            "layers numbered '0' .. 'N-1' (at least one)")
         prev: Optional[Tuple[int, ...]] = None
         if input_shape is not None:
@@ -714,24 +638,25 @@ def _validate(path: Path, input_shape: Optional[Sequence[int]], limits: FileLimi
             w = _Where(path, i)
             if not isinstance(layers[name], h5py.Group):
                 raise w.fail(None, "is a dataset", "a group")
-            ltype, prev, block = _layer(w, layers[name], i, len(names), prev, prev_block, after_flatten)
-            after_flatten = ltype == "flatten"
+            ltype, prev, block = _layer(w, layers[name], i, len(names), prev, prev_block, after_flatten,
+                                        neuron_types)
+            after_flatten = ltype == T.FLATTEN
             prev_block = prev_block or block
             n_blocks += int(block)
-            if ltype == "flatten":
+            if ltype == T.FLATTEN:
                 continue
             neurons = int(np.prod(prev))
             n_neurons += neurons
             if n_neurons > limits.max_neurons:
-                raise w.fail("shape", f"brings the network to {n_neurons} neurons",
+                raise w.fail(K.SHAPE, f"brings the network to {n_neurons} neurons",
                              f"at most {limits.max_neurons} in total")
-            if ltype in ("dense", "conv"):
-                wshape = layers[name]["weight"].shape                      # checked by _layer
+            if ltype in (T.DENSE, T.CONV):
+                wshape = layers[name][K.WEIGHT].shape                      # checked by _layer
                 fan_in = int(np.prod(wshape[1:]))
                 n_synapses += fan_in * neurons
                 if n_synapses > limits.max_synapses:
-                    raise w.fail("weight", f"brings the network to {n_synapses} synapses (fan-in x neurons)",
+                    raise w.fail(K.WEIGHT, f"brings the network to {n_synapses} synapses (fan-in x neurons)",
                                  f"at most {limits.max_synapses} in total")
         if n_blocks == 0:
-            raise top.fail("layer", "has no dense, conv or input-with-neuron layer",
+            raise top.fail(K.LAYER, "has no dense, conv or input-with-neuron layer",
                            "at least one layer that builds a Lava block")

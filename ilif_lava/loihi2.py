@@ -9,10 +9,8 @@ There is no public Loihi 2 compiler (the Lava extension for Loihi is INRC-only),
   public PilotNet benchmark notebooks (lava-dl ``tutorials/lava/lib/dl/netx/pilotnet_snn/benchmark.ipynb``).
   Every resource number this module returns is flagged ``estimate=True``; the real mapper is closed.
 
-HDF5 layout read here (docs/api.md, Background): top group ``layer`` with children ``'0'``, ``'1'``, ... each
-holding ``type`` (e.g. ``[b'dense']``), ``shape`` ([C, H, W] or [F]), ``weight`` (float32 even integers), optional
-``delay``, ``bias`` and a ``neuron/`` group. CUBA neuron keys: iDecay, vDecay, vThMant, refDelay, gradedSpike.
-ILIF neuron keys: iDecay, vDecay, cDecay, mDecay, vThMant, inhibition, mpiu, ciu, refDelay, gradedSpike.
+The HDF5 layout, the keys, which are required and their Loihi 2 limits are the tables of
+:mod:`ilif_lava.netx_schema`.
 
 Dependencies: numpy and h5py (plus the numpy-only fan-out helper of :mod:`ilif_lava.metrics`).
 """
@@ -28,52 +26,17 @@ from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 import h5py
 import numpy as np
 
+from ilif_lava import netx_schema as schema
 from ilif_lava.file_limits import CHIP_CORES, CHIP_NEURONS, CHIP_SYNAPSES, SRAM_BYTES_PER_CORE  # noqa: F401
 from ilif_lava.metrics import fan_out_conv
+from ilif_lava.netx_schema import K, T
+from ilif_lava.netx_schema.rules import (BIAS_LIMIT, DECAY_LIMIT, DELAY_LIMIT, INTEGER_INHIBITIONS,  # noqa: F401
+                                         STATE_BITS, STATE_LIMIT, VTH_MANT_LIMIT, WEIGHT_BITS, WEIGHT_LIMIT, Limit)
 
 
 # ---------------------------------------------------------------------------------------------------------
 # limits
 # ---------------------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Limit:
-    """Allowed integer range of one parameter; ``ref`` = max(|lo|, |hi|) is the reference for headroom."""
-
-    name: str
-    lo: int
-    hi: int
-    integer: bool = True
-    even: bool = False
-    source: str = ""
-
-    @property
-    def ref(self) -> int:
-        return max(abs(self.lo), abs(self.hi))
-
-
-# Synaptic weight mantissa: Lava Dense ``weights`` precision=8, clipped to [-256, 255] in mixed sign mode; netx
-# exports ``w * 64`` as even integers in [-256, 254] (docs/api.md, Background). A per-layer weight
-# exponent scales it further (not stored in our files).
-WEIGHT_LIMIT = Limit("8-bit weight mantissa, even", -256, 254, integer=True, even=True,
-                     source="lava proc/dense/models.py weights precision=8")
-# Decays: du, dv are uint16 with precision=12; 4096 is reachable for the current through the +1 offset
-# (effective u decay = du + 1). ILIF's cDecay and mDecay use the same 12-bit convention (docs/api.md, Background).
-DECAY_LIMIT = Limit("12-bit decay", 0, 4096, source="lava proc/lif/models.py du, dv precision=12")
-# Threshold mantissa: vth int32 precision=17 (0 .. 131071); effective threshold vth << 6 (docs/api.md, Background).
-VTH_MANT_LIMIT = Limit("17-bit threshold mantissa", 0, 2 ** 17 - 1,
-                       source="lava proc/lif/models.py vth precision=17")
-# Bias mantissa: int16 precision=13 (-4096 .. 4095), with a 3-bit exponent (netx uses bias_exp = 6).
-BIAS_LIMIT = Limit("13-bit bias mantissa", -4096, 4095,
-                   source="lava proc/lif/models.py bias_mant precision=13")
-# Axonal delay: at most 62 steps (netx clamps; slayer Delay(max_delay=62)) (docs/api.md, Background).
-DELAY_LIMIT = Limit("axonal delay <= 62", 0, 62, source="slayer Delay(max_delay=62), netx")
-# Neuron states u, v (and ILIF's c, m): 24-bit; v saturates at +-(2**23 - 1), u wraps (docs/api.md, Background).
-STATE_LIMIT = Limit("24-bit state", -(2 ** 23 - 1), 2 ** 23 - 1,
-                    source="lava proc/lif/models.py u, v precision=24, uv_bitwidth=24")
-
-STATE_BITS = 24
-WEIGHT_BITS = 8
-
 # Per-core and per-chip capacities. ALL ARE ESTIMATES (docs/api.md, Background):
 # * up to ~8 K neurons per core: secondary sources (summaries of the Intel Loihi 2 brief); an upper bound.
 NEURONS_PER_CORE_MAX = 8192
@@ -90,22 +53,10 @@ SYNAPSES_PER_WORD = 2
 # Neuron state words the per-core neuron cap refers to (CUBA/LIF: u and v).
 REFERENCE_STATE_WORDS = 2
 
-# Integer inhibition functions (shift/add only) with a fixed-point model; mirrors fixed_point.INHIBITIONS.
-INTEGER_INHIBITIONS = ("plan",)
-
-LAYER_KEY_LIMITS: Dict[str, Limit] = {
-    "weight": WEIGHT_LIMIT, "weight/real": WEIGHT_LIMIT, "weight/imag": WEIGHT_LIMIT, "weight_rec": WEIGHT_LIMIT,
-    "bias": BIAS_LIMIT, "delay": DELAY_LIMIT,
-}
-NEURON_KEY_LIMITS: Dict[str, Limit] = {
-    "iDecay": DECAY_LIMIT, "vDecay": DECAY_LIMIT, "cDecay": DECAY_LIMIT, "mDecay": DECAY_LIMIT,
-    "vThMant": VTH_MANT_LIMIT,
-}
-REQUIRED_NEURON_KEYS: Dict[str, Tuple[str, ...]] = {
-    "CUBA": ("iDecay", "vDecay", "vThMant"),
-    "ILIF": ("iDecay", "vDecay", "cDecay", "mDecay", "vThMant", "inhibition"),
-}
-KNOWN_LAYER_TYPES = ("input", "dense", "dense_rec", "conv", "pool", "flatten", "average", "concat")
+# the Loihi 2 limit of every key that has one, and the types the check knows (from the netx schema tables)
+LAYER_KEY_LIMITS: Dict[str, Limit] = schema.layer_key_limits()
+NEURON_KEY_LIMITS: Dict[str, Limit] = schema.neuron_key_limits()
+KNOWN_LAYER_TYPES = tuple(n for n, t in schema.LAYER_TYPES.items() if t.resources)
 STATE_NAMES = ("u", "v", "c", "m")
 
 
@@ -251,38 +202,26 @@ def _open_layers(path_or_h5: PathOrH5) -> Iterator[h5py.Group]:
     if isinstance(path_or_h5, (str, Path)):
         from ilif_lava.hdf5_validate import open_checked     # lazy: hdf5_validate imports this module
         with open_checked(path_or_h5) as f:                   # a FIFO / device / directory is never opened
-            yield f["layer"]
+            yield f[K.LAYER]
         return
     g = path_or_h5
-    yield g["layer"] if "layer" in g else g
+    yield g[K.LAYER] if K.LAYER in g else g
 
 
 def _layer_items(layers: h5py.Group) -> List[Tuple[int, h5py.Group]]:
     return sorted(((int(k), layers[k]) for k in layers.keys()), key=lambda kv: kv[0])
 
 
-def _as_str(v: Any) -> str:
-    """Decode ``[b'dense']``, ``b'dense'``, ``np.bytes_`` or ``str`` to ``'dense'``."""
-    if isinstance(v, np.ndarray):
-        v = v.ravel()[0] if v.size else ""
-    if isinstance(v, (bytes, np.bytes_)):
-        return bytes(v).decode("ascii", "ignore").strip("\x00")
-    return str(v)
-
-
-def _read(g: h5py.Group, key: str) -> Any:
-    return g[key][()] if key in g else None
-
-
 def _layer_type(g: h5py.Group) -> str:
-    return _as_str(_read(g, "type")).lower() if "type" in g else ""
+    return schema.text(g[K.TYPE][()], strict=False).lower() if K.TYPE in g else ""
 
 
 def _neuron_type(g: h5py.Group) -> Optional[str]:
-    if "neuron" not in g or not isinstance(g["neuron"], h5py.Group):
+    if K.NEURON not in g or not isinstance(g[K.NEURON], h5py.Group):
         return None
-    n = g["neuron"]
-    return _as_str(n["type"][()]).upper() if "type" in n else "CUBA"
+    n = g[K.NEURON]
+    key = schema.NEURON_TYPE_KEY
+    return schema.text(n[key][()], strict=False).upper() if key in n else schema.DEFAULT_NEURON_TYPE
 
 
 def _ints(v: Any) -> Tuple[int, ...]:
@@ -305,16 +244,16 @@ def check_parameters(path_or_h5: PathOrH5) -> List[Finding]:
         for idx, g in _layer_items(layers):
             ltype = _layer_type(g)
             if ltype not in KNOWN_LAYER_TYPES:
-                findings.append(Finding(idx, "type", None, None, None, None, math.nan, False,
+                findings.append(Finding(idx, K.TYPE, None, None, None, None, math.nan, False,
                                         f"layer {idx}: unknown layer type {ltype!r}"))
             for key, lim in LAYER_KEY_LIMITS.items():
                 if key in g and isinstance(g[key], h5py.Dataset):
                     finding, finite = _check_dataset(idx, key, g[key], lim)
                     findings.append(finding)
-                    if key == "weight" and ltype == "dense" and finite:
+                    if key == K.WEIGHT and ltype == T.DENSE and finite:
                         _flag_inhibitory_weights(finding)
-            if "neuron" in g and isinstance(g["neuron"], h5py.Group):
-                findings.extend(_check_neuron(idx, g["neuron"]))
+            if K.NEURON in g and isinstance(g[K.NEURON], h5py.Group):
+                findings.extend(_check_neuron(idx, g[K.NEURON]))
     return findings
 
 
@@ -340,23 +279,25 @@ def _flag_inhibitory_weights(f: Finding) -> None:
 
 def _check_neuron(idx: int, n: h5py.Group) -> List[Finding]:
     out: List[Finding] = []
-    ntype = _as_str(n["type"][()]).upper() if "type" in n else "CUBA"
-    if ntype not in REQUIRED_NEURON_KEYS:
-        out.append(Finding(idx, "neuron/type", None, None, None, None, math.nan, False,
+    type_key = schema.NEURON_TYPE_KEY
+    ntype = schema.text(n[type_key][()], strict=False).upper() if type_key in n else schema.DEFAULT_NEURON_TYPE
+    table = schema.NEURON_TYPES.get(ntype)
+    if table is None or not table.fixed_point:
+        out.append(Finding(idx, f"{K.NEURON}/{type_key}", None, None, None, None, math.nan, False,
                            f"layer {idx}: neuron type {ntype!r} has no known Loihi 2 / fixed-point model"))
-    for key in REQUIRED_NEURON_KEYS.get(ntype, ()):
+    for key in (table.required if table is not None and table.fixed_point else ()):
         if key not in n:
-            out.append(Finding(idx, f"neuron/{key}", None, None, None, None, math.nan, False,
+            out.append(Finding(idx, f"{K.NEURON}/{key}", None, None, None, None, math.nan, False,
                                f"layer {idx}: {ntype} neuron is missing '{key}'"))
     for key, lim in NEURON_KEY_LIMITS.items():
         if key in n:
-            out.append(check_values(idx, f"neuron/{key}", n[key][()], lim))
-    if "inhibition" in n:
-        name = _as_str(n["inhibition"][()]).lower()
+            out.append(check_values(idx, f"{K.NEURON}/{key}", n[key][()], lim))
+    if K.INHIBITION in n:
+        name = schema.text(n[K.INHIBITION][()], strict=False).lower()
         ok = name in INTEGER_INHIBITIONS
-        msg = (f"layer {idx} neuron/inhibition: {name!r}"
+        msg = (f"layer {idx} {K.NEURON}/{K.INHIBITION}: {name!r}"
                + ("" if ok else f" has no shift/add integer form (use one of {INTEGER_INHIBITIONS})"))
-        out.append(Finding(idx, "neuron/inhibition", None, None, None, None, math.nan, ok, msg))
+        out.append(Finding(idx, f"{K.NEURON}/{K.INHIBITION}", None, None, None, None, math.nan, ok, msg))
     return out
 
 
@@ -429,10 +370,11 @@ def _state_layout(g: h5py.Group) -> Tuple[int, int, str]:
     ntype = _neuron_type(g)
     if ntype is None:
         return 0, 0, ""
-    if ntype == "ILIF":
-        n = g["neuron"]
-        mpiu = bool(np.asarray(n["mpiu"][()]).ravel()[0]) if "mpiu" in n else True
-        ciu = bool(np.asarray(n["ciu"][()]).ravel()[0]) if "ciu" in n else True
+    if ntype == schema.ILIF_NEURON_TYPE:
+        n = g[K.NEURON]
+        table = schema.NEURON_TYPES[ntype]
+        mpiu, ciu = (bool(np.asarray(n[k][()]).ravel()[0]) if k in n else bool(table.key(k).default)
+                     for k in (K.MPIU, K.CIU))
         words = 2 + int(ciu) + int(mpiu)
         names = "u, v" + (", c" if ciu else "") + (", m" if mpiu else "")
         extra = 1 if ciu else 0
@@ -453,32 +395,32 @@ def _conv_fan_out_bound(out_per_group: int, kernel: Sequence[int], stride: Seque
 def _incoming(g: h5py.Group, ltype: str, in_shape: Optional[Tuple[int, ...]],
               in_neurons: int) -> Tuple[int, int, int, float, int, str]:
     """(fan_in, synapses, stored_weights, fan_out_mean over inputs, fan_out_max over inputs, note) of a layer."""
-    neurons = int(np.prod(_ints(g["shape"][()]))) if "shape" in g else 0
+    neurons = int(np.prod(_ints(g[K.SHAPE][()]))) if K.SHAPE in g else 0
     note = ""
-    if ltype in ("dense", "dense_rec"):
-        fin = int(np.asarray(g["inFeatures"][()])) if "inFeatures" in g else int(g["weight"].shape[-1])
-        fout = int(np.asarray(g["outFeatures"][()])) if "outFeatures" in g else neurons
+    if ltype in (T.DENSE, T.DENSE_REC):
+        fin = int(np.asarray(g[K.IN_FEATURES][()])) if K.IN_FEATURES in g else int(g[K.WEIGHT].shape[-1])
+        fout = int(np.asarray(g[K.OUT_FEATURES][()])) if K.OUT_FEATURES in g else neurons
         stored = fin * fout
-        if ltype == "dense_rec":
+        if ltype == T.DENSE_REC:
             fin += fout
             stored += fout * fout
         return fin, fin * neurons, stored, float(fout), fout, note
-    if ltype in ("conv", "pool"):
-        kernel = _ints(g["kernelSize"][()]) if "kernelSize" in g else (1, 1)
+    if ltype in (T.CONV, T.POOL):
+        kernel = _ints(g[K.KERNEL_SIZE][()]) if K.KERNEL_SIZE in g else (1, 1)
         kernel = kernel * 2 if len(kernel) == 1 else kernel
-        stride = _ints(g["stride"][()]) if "stride" in g else (kernel if ltype == "pool" else (1, 1))
-        padding = _ints(g["padding"][()]) if "padding" in g else (0, 0)
-        dilation = _ints(g["dilation"][()]) if "dilation" in g else (1, 1)
+        stride = _ints(g[K.STRIDE][()]) if K.STRIDE in g else (kernel if ltype == T.POOL else (1, 1))
+        padding = _ints(g[K.PADDING][()]) if K.PADDING in g else (0, 0)
+        dilation = _ints(g[K.DILATION][()]) if K.DILATION in g else (1, 1)
         stride, padding, dilation = (t * 2 if len(t) == 1 else t for t in (stride, padding, dilation))
-        if ltype == "conv":
-            cin = int(np.asarray(g["inChannels"][()]))
-            cout = int(np.asarray(g["outChannels"][()]))
-            groups = int(np.asarray(g["groups"][()])) if "groups" in g else 1
+        if ltype == T.CONV:
+            cin = int(np.asarray(g[K.IN_CHANNELS][()]))
+            cout = int(np.asarray(g[K.OUT_CHANNELS][()]))
+            groups = int(np.asarray(g[K.GROUPS][()])) if K.GROUPS in g else 1
             stored = cout * (cin // groups) * kernel[0] * kernel[1]
         else:
-            cin = cout = int(_ints(g["shape"][()])[0])
+            cin = cout = int(_ints(g[K.SHAPE][()])[0])
             groups = cin
-            stored = int(g["weight"].size) if "weight" in g else 1      # metadata only
+            stored = int(g[K.WEIGHT].size) if K.WEIGHT in g else 1      # metadata only
         fin = (cin // groups) * kernel[0] * kernel[1]
         if in_shape is not None and len(in_shape) == 3 and in_shape[0] == cin:
             fo = fan_out_conv(in_shape, cout, kernel, stride, padding, dilation, groups)
@@ -510,14 +452,14 @@ def estimate_resources(path_or_h5: PathOrH5, neurons_per_core: int = NEURONS_PER
         prev_neurons = 0
         for idx, g in _layer_items(layers):
             ltype = _layer_type(g)
-            shape = _ints(g["shape"][()]) if "shape" in g else ()
+            shape = _ints(g[K.SHAPE][()]) if K.SHAPE in g else ()
             neurons = int(np.prod(shape)) if shape else 0
-            if ltype == "flatten":
+            if ltype == T.FLATTEN:
                 prev_shape = (int(np.prod(prev_shape)),) if prev_shape else shape
                 continue
             fin, syn, stored, fo_mean_in, fo_max_in, note = _incoming(g, ltype, prev_shape, prev_neurons)
             words, extra, snote = _state_layout(g)
-            rows.append(dict(layer=idx, type=ltype, neuron_type=_neuron_type(g), neurons=neurons, fan_in=fin,
+            rows.append(dict(index=idx, ltype=ltype, neuron_type=_neuron_type(g), neurons=neurons, fan_in=fin,
                              synapses=syn, stored_weights=stored, words=words, extra=extra,
                              notes="; ".join(x for x in (snote, note) if x),
                              in_fo=(fo_max_in, fo_mean_in)))
@@ -535,7 +477,7 @@ def estimate_resources(path_or_h5: PathOrH5, neurons_per_core: int = NEURONS_PER
         c_s = -(-syn_words // int(synmem_words_per_core)) if syn_words else 0
         cores = max(c_n, c_s)
         out.append(LayerResource(
-            layer=r["layer"], type=r["type"], neuron_type=r["neuron_type"], neurons=r["neurons"], fan_in=r["fan_in"],
+            layer=r["index"], type=r["ltype"], neuron_type=r["neuron_type"], neurons=r["neurons"], fan_in=r["fan_in"],
             fan_out_max=int(nxt[0]), fan_out_mean=float(nxt[1]), synapses=r["synapses"],
             stored_weights=r["stored_weights"], weight_bits=int(weight_bits),
             weight_memory_bits=r["stored_weights"] * int(weight_bits), synapse_words=syn_words,

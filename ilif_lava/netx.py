@@ -14,8 +14,13 @@ Adding a neuron type (a Lava process with ports ``a_in``/``s_out`` whose constru
 returned keys)::
 
     def my_params(neuron_config, input=False, reset_interval=None, reset_offset=0, spike_exp=6):
-        return {"neuron_proc": MyLIF, "vth": int(neuron_config["vThMant"]), "num_message_bits": 0}
-    ilif_lava.netx.register_neuron_type("MYLIF", my_params, keys={"vThMant": Int(0, 131071)})
+        return {"neuron_proc": MyLIF, "vth": int(read_key(neuron_config, "vth_key")), "num_message_bits": 0}
+    ilif_lava.netx.register_neuron_type("MYLIF", my_params, keys={"vth_key": Int(0, 131071)})
+
+(``Int``/``Choice``/``Flag``/``Text`` are the rules of :mod:`ilif_lava.netx_schema`.) What the validator accepts is a
+:class:`~ilif_lava.netx_schema.NeuronRegistry` handed to it: :func:`neuron_registry` (the built-in types plus the
+registered ones) for ILIFNetwork, the built-in ones for a plain ``hdf5_validate.validate_file`` call, whether or
+not this module was imported.
 """
 from __future__ import annotations
 
@@ -26,12 +31,12 @@ from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, Mapping, Optional, Tuple, Union
 
 import h5py
-import numpy as np
 from lava.lib.dl.netx import hdf5
 
 from ilif_lava import hdf5_validate as _hdf5_validate
+from ilif_lava import netx_schema as schema
 from ilif_lava.hdf5_validate import NetworkFileError, UnsupportedLayerError  # noqa: F401  (re-exported)
-from ilif_lava.neuron import NEURON_TYPE
+from ilif_lava.netx_schema import ILIF_NEURON_TYPE, K, NeuronRegistry
 
 #: ``params_fn(neuron_config, input=False, reset_interval=None, reset_offset=0, spike_exp=6) -> dict``: netx's
 #: ``neuron_params`` (``'neuron_proc'``: the Lava process class, then its constructor keywords; optional
@@ -40,49 +45,58 @@ from ilif_lava.neuron import NEURON_TYPE
 NeuronParamsFn = Callable[..., Dict[str, Any]]
 
 STOCK_NETWORK = hdf5.PyNetworkModel.implements_process   # netx's own Network, even after a user rebinds hdf5.Network
-STOCK_NEURON_TYPES = ("CUBA", "LOIHI", "SDNN")             # (and any type containing 'RF') dispatched by netx itself
+STOCK_NEURON_TYPES = tuple(n for n in schema.NEURON_TYPES if n != ILIF_NEURON_TYPE)  # (and any type containing
+#                                                           'RF') dispatched by netx itself
 _NEURON_TYPES: Dict[str, NeuronParamsFn] = {}
+_registry: NeuronRegistry = schema.NEURON_TYPES          # what ILIFNetwork's validation accepts; replaced, never mutated
 
 
 def read_key(cfg: Any, key: str) -> Any:
     """Read a neuron key from a dict, an h5py group or a netx ``NetDict`` (which wraps unknown keys instead of
-    returning them); strings are decoded, 1-element arrays stay arrays."""
+    returning them), decoded by :func:`ilif_lava.netx_schema.decode` (strings decoded, numpy scalars as Python
+    numbers, 1-element numeric arrays stay arrays). A missing key is a ``KeyError``."""
     if isinstance(cfg, dict):
         val = cfg[key]
     elif isinstance(cfg, h5py.Group):
         val = cfg[key][()]
     else:  # netx NetDict
         val = cfg.f[key][()]
-    if isinstance(val, bytes):
-        return val.decode("ascii")
-    if isinstance(val, np.ndarray) and val.dtype.kind == "S":
-        return val.reshape(-1)[0].decode("ascii")
-    return val
+    return schema.decode(val)
 
 
 def register_neuron_type(name: str, params_fn: NeuronParamsFn, keys: Optional[Mapping[str, Any]] = None,
                          replace: bool = False) -> None:
     """Let :class:`~ilif_lava.lava_proc.process.ILIFNetwork` build layers whose ``neuron/type`` is ``name``.
 
-    ``keys``: validation rules (``ilif_lava.hdf5_validate.Int/Choice/Flag``) of the neuron keys ``params_fn``
-    reads, checked before any Lava process is built (None: keep the validator's rules for ``name``, or none).
-    ``replace=True`` overrides an earlier registration or a stock netx type.
+    ``keys``: ``{key: rule}`` (``ilif_lava.netx_schema.Int/Choice/Flag/Text``) of the neuron keys ``params_fn``
+    reads, all required, checked before any Lava process is built (None: keep the table of ``name``, or none);
+    a :class:`~ilif_lava.netx_schema.NeuronType` is taken as it is. ``replace=True`` overrides an earlier
+    registration or a stock netx type.
     """
-    if not replace and (name in _NEURON_TYPES or name in STOCK_NEURON_TYPES or "RF" in name):
+    global _registry
+    if not replace and (name in _NEURON_TYPES or name in STOCK_NEURON_TYPES or schema.COMPLEX_NEURON_HINT in name):
         raise ValueError(f"neuron type {name!r} is already known to netx / ilif_lava.netx; pass replace=True "
                          f"to override it")
     _NEURON_TYPES[name] = params_fn
-    if keys is not None:
-        _hdf5_validate.NEURON_KEYS[name] = dict(keys)
-    else:
-        _hdf5_validate.NEURON_KEYS.setdefault(name, {})
+    if isinstance(keys, schema.NeuronType):
+        _registry = _registry.added(keys)
+    elif keys is not None:
+        _registry = _registry.added(schema.neuron_type_from_rules(name, keys))
+    elif name not in _registry:
+        _registry = _registry.added(schema.NeuronType(name))
 
 
 def unregister_neuron_type(name: str) -> None:
-    """Undo :func:`register_neuron_type` (validation rules included, unless they are the validator's own)."""
+    """Undo :func:`register_neuron_type` (its table included; a built-in type keeps its own table)."""
+    global _registry
     _NEURON_TYPES.pop(name)
-    if name != NEURON_TYPE and name not in STOCK_NEURON_TYPES:
-        _hdf5_validate.NEURON_KEYS.pop(name, None)
+    builtin = schema.NEURON_TYPES.get(name)
+    _registry = _registry.removed(name) if builtin is None else _registry.added(builtin)
+
+
+def neuron_registry() -> NeuronRegistry:
+    """The neuron types ILIFNetwork accepts: the built-in tables plus every :func:`register_neuron_type` one."""
+    return _registry
 
 
 def registered_neuron_types() -> Tuple[str, ...]:
@@ -93,7 +107,7 @@ def registered_neuron_types() -> Tuple[str, ...]:
 def neuron_params(neuron_config: Any, input: bool = False, reset_interval: Optional[int] = None,
                   reset_offset: int = 0, spike_exp: int = 6) -> Dict[str, Any]:
     """netx ``get_neuron_params`` with the registry: registered types first, then netx's own dispatch."""
-    fn = _NEURON_TYPES.get(str(neuron_config["type"]))
+    fn = _NEURON_TYPES.get(str(neuron_config[schema.NEURON_TYPE_KEY]))
     if fn is None:
         fn = STOCK_NETWORK.get_neuron_params
     return fn(neuron_config, input=input, reset_interval=reset_interval, reset_offset=reset_offset,
@@ -143,14 +157,13 @@ def ilif_lava_params(neuron_config: Any, input: bool = False, reset_interval: Op
     from ilif_lava.lava_proc.process import ILIF
     if reset_interval is not None:
         raise NotImplementedError("reset_interval is not supported for ILIF layers")
-    r = functools.partial(read_key, neuron_config)
-    return {"neuron_proc": ILIF, "bias_key": "bias_mant", "num_message_bits": 0,
-            "vth": int(r("vThMant")), "i_decay": int(r("iDecay")), "v_decay": int(r("vDecay")),
-            "c_decay": int(r("cDecay")), "m_decay": int(r("mDecay")), "mpiu": bool(r("mpiu")),
-            "ciu": bool(r("ciu")), "inhibition": str(r("inhibition"))}
+    table = schema.NEURON_TYPES[ILIF_NEURON_TYPE]
+    out: Dict[str, Any] = {"neuron_proc": ILIF, "bias_key": table.bias_param, "num_message_bits": 0}
+    out.update(table.values(functools.partial(read_key, neuron_config), lava_only=True))
+    return out
 
 
-register_neuron_type(NEURON_TYPE, ilif_lava_params)
+register_neuron_type(ILIF_NEURON_TYPE, ilif_lava_params)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -166,7 +179,7 @@ def export_blocks(blocks: Iterable[Any], path: Union[str, Path]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     with h5py.File(tmp, "w") as h:
-        layer = h.create_group("layer")
+        layer = h.create_group(K.LAYER)
         for i, blk in enumerate(blocks):
             copy.deepcopy(blk).export_hdf5(layer.create_group(str(i)))
     tmp.replace(path)
@@ -180,6 +193,7 @@ def validate_file(path: Union[str, Path], input_shape=None) -> None:
     """Check, before any Lava process is built, that ``path`` is a netx HDF5 network ILIFNetwork can build.
 
     Delegates to :func:`ilif_lava.hdf5_validate.validate_file` (structure, keys, dtypes, shapes, values, layer
-    sizes, neuron types and parameters). Raises :class:`NetworkFileError` naming the file, layer and key.
+    sizes, neuron types and parameters) with :func:`neuron_registry`. Raises :class:`NetworkFileError` naming the
+    file, layer and key.
     """
-    _hdf5_validate.validate_file(path, input_shape=input_shape)
+    _hdf5_validate.validate_file(path, input_shape=input_shape, neurons=_registry)

@@ -98,7 +98,7 @@ def _lava_input(x: torch.Tensor, graded: bool, rng: np.random.Generator) -> np.n
 
 
 # slayer's cuba.Affine exports vThMant = (1 << 18) - 1 (never fires); stock netx builds it and so does the validator
-# (ilif_lava/hdf5_validate.py, CUBA_VTH_MANT_MAX).
+# (ilif_lava/netx_schema/tables.py, CUBA_VTH_MANT_MAX).
 CASES = ["cuba_input_weight_bias", "cuba_input", "cuba_input_skipped", "cuba_dense", "cuba_dense_delay",
          "cuba_dense_sparse", "cuba_conv_flatten_dense", "cuba_conv_delay",
          "cuba_affine", "sdnn_dense", "sdnn_conv"]
