@@ -8,8 +8,17 @@ Usage is the same as lava-dl's CUBA blocks::
 Every synapse uses the neuron's 8-bit weight pre-hook (even integer mantissas in [-256, 254] / 64), and each
 block exports itself with lava-dl's ``export_hdf5`` (the neuron's ``device_params`` land in ``neuron/``).
 Inputs/outputs are [N, C, H, W, T] (conv, pool) or [N, C, T] (dense), time last.
+
+``Dense`` and ``Conv`` also take ``bias=`` (False: none, the default; True: zeros; a number or one number per
+output channel [C_out]: the initial values, threshold units). As in Loihi the neuron owns the bias
+(:meth:`ilif_lava.neuron.Neuron.add_bias`): one learnable value per output channel, added to the input current
+of every step and quantized to its deployed 13-bit mantissa (``neuron.bias_mant``, ``neuron.bias_exp``).
+slayer's Dense/Conv synapses have no bias (its only bias is a ``norm``'s, applied at the voltage step);
+``Input`` keeps slayer's scalar ``weight``/``bias`` affine transform.
 """
 from __future__ import annotations
+
+from typing import Any
 
 import numpy as np
 import torch
@@ -21,6 +30,8 @@ from ilif_lava.netx_schema import LAYER_TYPES, K
 from ilif_lava.neuron import Neuron
 
 CONV_LAYER = LAYER_TYPES["conv"]     # pools are written as depthwise convs (netx has no pool loader)
+
+BiasArg = Any   # False/None, True, a number, or [C_out] numbers (list, numpy array, tensor)
 
 
 class AbstractILIF(torch.nn.Module):
@@ -51,6 +62,21 @@ class AbstractILIF(torch.nn.Module):
             self.synapse.pre_hook_fx = self.neuron.quantize_8bit
         del self.synapse_params
 
+    def _attach_bias(self, bias: BiasArg) -> None:
+        """Give the neuron a per-output-channel bias when ``bias`` asks for one (see the module docstring)."""
+        if bias is None or (isinstance(bias, bool) and not bias):
+            return
+        self.neuron.add_bias(self.synapse.out_channels, 0.0 if isinstance(bias, bool) else bias)
+
+    def export_hdf5(self, handle) -> None:
+        """slayer's export, refused for a neuron with a non-zero bias: netx HDF5 does not carry the ILIF bias yet,
+        and a file without it would deploy a different network."""
+        mant = getattr(self.neuron, "bias_mant", None)
+        if mant is not None and mant.any():
+            raise NotImplementedError(f"{type(self).__name__} block: the neuron bias is not written to netx HDF5 yet "
+                                      "(the 'bias' key of ILIF layers is not wired); export a network without bias")
+        super().export_hdf5(handle)
+
 
 class Input(AbstractILIF, base.AbstractInput):
     """Input block (optional scalar weight/bias, then ILIF neurons)."""
@@ -66,19 +92,22 @@ class Flatten(base.AbstractFlatten):
 
 
 class Dense(AbstractILIF, base.AbstractDense):
-    """Dense synapse + ILIF neurons. [N, in, T] -> [N, out, T]."""
+    """Dense synapse + ILIF neurons (+ optional per-neuron bias). [N, in, T] -> [N, out, T]."""
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, bias: BiasArg = False, **kwargs):
         super().__init__(*args, **kwargs)
         self._attach(synapse.Dense, kwargs)
+        self._attach_bias(bias)
 
 
 class Conv(AbstractILIF, base.AbstractConv):
-    """2D convolution synapse + ILIF neurons. [N, C_in, H, W, T] -> [N, C_out, H', W', T]."""
+    """2D convolution synapse + ILIF neurons (+ optional bias per channel).
+    [N, C_in, H, W, T] -> [N, C_out, H', W', T]."""
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, bias: BiasArg = False, **kwargs):
         super().__init__(*args, **kwargs)
         self._attach(synapse.Conv, kwargs)
+        self._attach_bias(bias)
 
 
 class Pool(AbstractILIF, base.AbstractPool):

@@ -5,6 +5,13 @@ Quantized path (``quantized=True``): the forward evaluates :func:`ilif_lava.fixe
 tensors (bit-identical to the Lava ``fixed_pt`` model); the backward uses the float dynamics evaluated with
 the quantized parameters (straight-through estimator), so the quantized network can be fine-tuned.
 
+Bias (optional, :meth:`Neuron.add_bias`, added by the blocks' ``bias=`` argument): one float per channel [C],
+threshold units, added to the input current of every step in every path (float, reference, quantized, readout):
+``I[t] = k_I I[t-1] + z[t] + b``. It is always quantized to its deployed value (multiples of 1/64, 13-bit mantissa
+with ``bias_exp = 6``; straight-through gradient), as the synapse pre-hook quantizes the weights; the integer path
+adds exactly ``bias_mant << 6`` to the current (:func:`ilif_lava.fixed_point.ilif_step`), the rule Lava's
+``fixed_pt`` ILIF model computes.
+
 Variants (paper Table 2/3): ``ILIF`` (MPIU + CIU), ``MPIU`` (MPIU only), ``CIU`` (CIU only), ``LIF`` (a true LIF:
 no inhibition step at all, see docs/api.md), ``PLIF`` (LIF with a learnable per-layer decay),
 ``IPLIF`` (ILIF with the PLIF decay).
@@ -13,7 +20,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from typing import Dict, Mapping, Optional
+from typing import Dict, Mapping, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -124,6 +131,7 @@ class Neuron(base.Neuron):
         self.quantized = quantized
         self.record_states = record_states
         self.states: Dict[str, torch.Tensor] = {}
+        self.register_parameter("bias", None)     # [C] threshold units, see add_bias
         if self.flags["plif"]:
             if not tau > 1.0:
                 raise ValueError(f"tau must be > 1 for {variant} (initial w = -ln(tau - 1)), got {tau}")
@@ -138,6 +146,62 @@ class Neuron(base.Neuron):
                           "(the fused ILIF sequence has no gradient for it)", stacklevel=2)
 
     # ---- parameters -------------------------------------------------------------------------------------
+    bias_exp: int = fx.BIAS_EXP   # the bias exponent this neuron deploys with (netx fixes 6)
+
+    def add_bias(self, channels: int, init: Union[float, Sequence[float], torch.Tensor, np.ndarray] = 0.0) -> None:
+        """Give the neuron a learnable bias, one value per channel (``channels`` = C of the input [N, C, ..., T]),
+        in threshold units, initialised to ``init`` (a number or C numbers); it enters the input current."""
+        channels = int(channels)
+        if channels < 1:
+            raise ValueError(f"bias: channels must be >= 1, got {channels}")
+        if self.bias is not None:
+            raise ValueError("bias: this neuron already has a bias")
+        like = next(iter(self.parameters()), None)
+        like = self.voltage_decay if like is None else like      # the neuron's dtype/device (after .double() etc.)
+        init_t = torch.as_tensor(np.asarray(init, dtype=np.float64) if not isinstance(init, torch.Tensor)
+                                 else init.detach(), dtype=like.dtype, device=like.device)
+        if init_t.ndim > 1 or init_t.numel() not in (1, channels):
+            raise ValueError(f"bias: init must be one number or {channels} numbers, got shape {tuple(init_t.shape)}")
+        if not torch.isfinite(init_t).all():
+            raise ValueError("bias: init must be finite")
+        self.bias = torch.nn.Parameter(init_t.reshape(-1).expand(channels).clone())
+
+    @property
+    def quantized_bias(self) -> Optional[torch.Tensor]:
+        """The deployed bias as floats [C] (threshold units): clipped to the 13-bit mantissa range, rounded to
+        :func:`ilif_lava.fixed_point.bias_to_mant`'s step (1/64); the gradient passes straight through inside the
+        range and is 0 outside (as slayer's weight quantizer). None without a bias."""
+        if self.bias is None:
+            return None
+        step = fx.bias_step(self.bias_exp)
+        b = self.bias.clamp(fx.BIAS_MANT_MIN * step, fx.BIAS_MANT_MAX * step)
+        q = fx.bias_to_mant(b.detach(), self.bias_exp).to(b.dtype) * step
+        return b + (q - b.detach())
+
+    @property
+    def bias_mant(self) -> Optional[np.ndarray]:
+        """The integer bias mantissas [C] (int64 numpy, in [-4096, 4095]) that go with ``bias_exp``, in the form
+        the Lava ILIF process takes (``ILIF(bias_mant=..., bias_exp=...)`` broadcasts [C] over the last axis of its
+        shape, netx's conv layout) and netx stores under a layer's ``bias`` key. None without a bias."""
+        if self.bias is None:
+            return None
+        return fx.bias_to_mant(self.quantized_bias.detach().cpu().double().numpy(), self.bias_exp)
+
+    def _bias_view(self, z: torch.Tensor) -> Optional[torch.Tensor]:
+        """The quantized bias shaped to broadcast over z [N, C, ..., T]: [1, C, 1, ..., 1]; None without one."""
+        b = self.quantized_bias
+        if b is None:
+            return None
+        if z.ndim < 3 or z.shape[1] != b.shape[0]:
+            raise ValueError(f"bias: the neuron has a bias for {b.shape[0]} channels but its input has shape "
+                             f"{tuple(z.shape)} ([N, C, ..., T] expected)")
+        return b.reshape((1, -1) + (1,) * (z.ndim - 2))
+
+    def _biased(self, z: torch.Tensor) -> torch.Tensor:
+        """z + bias (the input current's synaptic part plus the bias), [N, C, ..., T]."""
+        b = self._bias_view(z)
+        return z if b is None else z + b.to(device=z.device, dtype=z.dtype)
+
     @property
     def lam(self) -> torch.Tensor:
         """Membrane multiplier lambda = 1 - voltage_decay / 4096 (kept fraction per step), float tensor [1]."""
@@ -195,11 +259,13 @@ class Neuron(base.Neuron):
     def float_dynamics(self, z: torch.Tensor) -> torch.Tensor:
         """Float ILIF over time. z [N, ..., T] -> spikes [N, ..., T].
 
-        Uses the fused sequence function (:class:`ilif_lava.dynamics.ILIFSequence`, analytic backward) unless
+        ``z`` is the synaptic input; the bias (if any) is added here. Uses the fused sequence function
+        (:class:`ilif_lava.dynamics.ILIFSequence`, analytic backward) unless
         states are being recorded, which the step-by-step :meth:`reference_dynamics` does.
         """
         if self.record_states:
             return self.reference_dynamics(z)
+        z = self._biased(z)
         lam, beta, kappa, cur_kept = self._float_multipliers()
         lam_t = lam if isinstance(lam, torch.Tensor) else torch.tensor([lam])
         inhibition = "plan" if (self.inhibition == "plan" or self.quantized) else "sigmoid"
@@ -209,7 +275,9 @@ class Neuron(base.Neuron):
 
     def reference_dynamics(self, z: torch.Tensor) -> torch.Tensor:
         """Float ILIF step by step with autograd through every operation (the authors' equations; the reference
-        the fused path is tested against). z [N, ..., T] -> spikes [N, ..., T]; records states when asked."""
+        the fused path is tested against). z [N, ..., T] -> spikes [N, ..., T]; records states when asked.
+        The bias (if any) joins the input current: ``I[t] = k_I I[t-1] + z[t] + b``."""
+        z = self._biased(z)
         lam, beta, kappa, cur_kept = self._float_multipliers()
         th = self.threshold
         mpiu, ciu = self.flags["mpiu"], self.flags["ciu"]
@@ -236,22 +304,30 @@ class Neuron(base.Neuron):
         return torch.stack(out, dim=-1)
 
     def integer_dynamics(self, z: torch.Tensor) -> torch.Tensor:
-        """Bit-exact integer ILIF. z [N, ..., T] (multiples of 1/64) -> spikes as float 0/1 [N, ..., T]."""
+        """Bit-exact integer ILIF. z [N, ..., T] (multiples of 1/64) -> spikes as float 0/1 [N, ..., T].
+
+        The bias enters as :func:`ilif_lava.fixed_point.ilif_step`'s ``bias`` (``bias_mant << 6``) on the torch path;
+        the fused kernels take the equal input ``a + bias_mant`` (:func:`ilif_lava.fixed_point.bias_as_input`).
+        """
         a = torch.round(z.detach() * fx.WEIGHT_SCALE).to(torch.int64)
+        b = self._bias_view(a)
+        mant = None if b is None else fx.bias_to_mant(b.detach(), self.bias_exp).to(a.device)
         p = self.int_params
         name, backend = kernels.select(a, self.kernel, integer=True)
         if backend is not None and not kernels.scalar_params(p):
             name, backend = "torch", None
         kernels.note_used("integer", name)
         if backend is not None:
-            spikes, states = kernels.integer_forward(backend, a, p, self.record_states, z.dtype)
+            a_k = a if mant is None else a + fx.bias_as_input(mant, self.bias_exp)
+            spikes, states = kernels.integer_forward(backend, a_k, p, self.record_states, z.dtype)
             if states is not None:
                 self.states = states
             return spikes
+        bias = 0 if mant is None else fx.effective_bias(mant, self.bias_exp)[..., 0]
         state = fx.zero_state_like(a[..., 0])
         out, rec = [], {k: [] for k in fx.STATE_NAMES} if self.record_states else None
         for t in range(a.shape[-1]):
-            state = fx.ilif_step(state, a[..., t], p)
+            state = fx.ilif_step(state, a[..., t], p, bias)
             out.append(state.s)
             if rec is not None:
                 for k in fx.STATE_NAMES:
@@ -268,7 +344,8 @@ class Neuron(base.Neuron):
             s = self.float_dynamics(z)
         else:
             s_int = self.integer_dynamics(z)
-            if torch.is_grad_enabled() and z.requires_grad:
+            bias_learns = self.bias is not None and self.bias.requires_grad
+            if torch.is_grad_enabled() and (z.requires_grad or bias_learns):
                 record, self.record_states = self.record_states, False
                 s_float = self.float_dynamics(z)
                 self.record_states = record
@@ -280,7 +357,9 @@ class Neuron(base.Neuron):
         return s
 
     def dynamics(self, z: torch.Tensor):
-        """Leaky integration without firing (readout): returns (current, voltage), each [N, ..., T]."""
+        """Leaky integration without firing (readout): returns (current, voltage), each [N, ..., T]; the current
+        includes the bias (if any)."""
+        z = self._biased(z)
         lam = self._float_multipliers()[0]
         v = torch.zeros_like(z[..., 0])
         vs = []
