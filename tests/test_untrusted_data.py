@@ -685,3 +685,38 @@ def test_lava_results_not_a_zip_or_fifo(tmp_path, content):
     with deadline(10), pytest.raises(ResultsFileError) as err:
         read_lava_results(p)
     assert str(p) in one_line(err.value)
+
+
+# ----------------------------------------------------------------- item 5: the network's memory before training
+EXE = REPO / ".venv" / "bin" / "ilif-lava"
+
+
+@pytest.mark.parametrize("flags", [["--hidden", "16384", "-T", "10000"],
+                                   ["--arch", "resnet18", "--loss", "tet", "--hidden", "16384"]])
+def test_train_refuses_a_network_that_cannot_fit_before_allocating(tmp_path, flags):
+    """In a child process (an allocation failure or a kill would show): one line naming the flags, exit 2,
+    no run folder, well before any allocation of that size could finish."""
+    res = subprocess.run([str(EXE), "train", "--dataset", "digits", "--epochs", "1", *flags,
+                          "--run-dir", str(tmp_path / "run")], capture_output=True, text=True, timeout=300, cwd=REPO)
+    err = [l for l in res.stderr.splitlines() if l.startswith("ilif-lava")]
+    assert res.returncode == 2 and len(err) == 1 and "Traceback" not in res.stderr, res.stderr
+    assert "--hidden 16384" in err[0] and "GiB" in err[0] and "lower --hidden, -T or --batch-size" in err[0]
+    assert not (tmp_path / "run").exists()
+
+
+def test_network_count_equals_a_real_forward_pass():
+    """The meta-device count (scaled from 2 steps) equals the outputs of a real forward pass at 6 steps."""
+    from training.models import build_model
+    from training.ram import network_elements
+    params, acts = network_elements("cnn", (2, 12, 12), 4, "ILIF", {}, 16, 3, 6)
+    model = build_model("cnn", (2, 12, 12), 4, "ILIF", {}, 16)
+    total = [0]
+    leaves = [m for m in model.modules() if not list(m.children())]
+    hooks = [m.register_forward_hook(lambda m, i, o: total.__setitem__(0, total[0] + sum(
+        t.numel() for t in (o if isinstance(o, (tuple, list)) else (o,)) if isinstance(t, torch.Tensor))))
+        for m in leaves]
+    with torch.no_grad():
+        model(torch.zeros(3, 2, 12, 12, 6))
+    for h in hooks:
+        h.remove()
+    assert params == sum(p.numel() for p in model.parameters()) and acts == total[0] > 0

@@ -370,6 +370,8 @@ def _same_run(saved: Dict[str, Any], cfg: TrainConfig) -> bool:
 
 def _train(cfg: TrainConfig, out_dir: Path, resume: bool, progress: bool, env: distributed.DistEnv,
            device: torch.device) -> Path:
+    info = dataset_info(cfg.dataset)
+    _check_network_memory(cfg, info, distributed.per_rank_batch(cfg.batch_size, env), device)
     if not env.main:
         distributed.barrier(env)        # rank 0 fills the dataset caches first
     tr, te = load_datasets(cfg)         # before creating the folder: a missing dataset leaves nothing behind
@@ -377,7 +379,6 @@ def _train(cfg: TrainConfig, out_dir: Path, resume: bool, progress: bool, env: d
         distributed.barrier(env)
         out_dir.mkdir(parents=True, exist_ok=True)
     batch = distributed.per_rank_batch(cfg.batch_size, env)
-    info = dataset_info(cfg.dataset)
     torch.manual_seed(cfg.seed)
     model = build_model(cfg.arch, info.shape, info.num_classes, cfg.neuron, cfg.neuron_overrides, cfg.hidden,
                         weight_scale=cfg.weight_scale, dropout=cfg.dropout).to(device)
@@ -465,6 +466,15 @@ def _train(cfg: TrainConfig, out_dir: Path, resume: bool, progress: bool, env: d
                      "quantized": cfg.qat_epochs > 0}, final)
     distributed.barrier(env)
     return final
+
+
+def _check_network_memory(cfg: TrainConfig, info: Any, batch: int, device: torch.device) -> None:
+    """The network's memory estimate (:mod:`training.ram`) against this machine's RAM or this GPU's memory."""
+    from training.datasets import physical_memory
+    from training.ram import check_network_memory
+    available = (torch.cuda.get_device_properties(device).total_memory if device.type == "cuda"
+                 else physical_memory())
+    check_network_memory(cfg, info.shape, info.num_classes, batch, device, available)
 
 
 def _parallel(model: torch.nn.Module, env: distributed.DistEnv, device: torch.device) -> torch.nn.Module:
