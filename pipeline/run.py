@@ -26,6 +26,7 @@ from pipeline import evaluation
 from simulations.activity import network_activity
 from simulations.compare import (align_lava_states, first_divergence, lsb_error_histogram, prediction_agreement,
                                  spike_agreement)
+from simulations.cost import report_entry as loihi2_cost_entry
 from simulations.lava_run import run_network
 from simulations.report import write_lava_report, write_report
 from training.datasets import load_split
@@ -243,6 +244,7 @@ def stage_compare(run_dir: Path, baseline_dir: Optional[Path] = None, device: st
         "lava_wall_s": float(z["wall_s"]),
         "activity": activity,
         "loihi2": check.to_dict(),
+        "loihi2_cost": loihi2_cost_entry(run_dir / "network.net", x.numpy(), lava_spikes),
         "training_log": read_training_log(run_dir / "train"),
     }
     if baseline_dir is not None and (Path(baseline_dir) / "train" / "model.pt").exists():

@@ -251,3 +251,42 @@ def calibrate_pilotnet(folder: Optional[Path] = None,
                      for k, (e, v) in pairs.items()},
             "time_calibration": m["time_per_step_us"] / est.time_per_step_us,
             "energy_calibration": m["dynamic_energy_per_inference_mj"] / (est.dynamic_energy_uj / 1000.0)}
+
+
+# ---------------------------------------------------------------------------------------------------------
+# report
+# ---------------------------------------------------------------------------------------------------------
+def cost_markdown(est: Dict[str, Any], heading: str = "## Loihi 2 cost (estimate)") -> str:
+    """Markdown section of a :meth:`~ilif_lava.loihi2_cost.CostEstimate.to_dict`: the summary, one row per layer
+    and the calibration note. Every number is an estimate."""
+    lines = [heading, "", lc.calibration_note() + ".", "",
+             "| quantity (estimate) | value |", "|---|---|",
+             f"| cores / chips | {est['cores']} / {est['chips']} |",
+             f"| time per step | {est['time_per_step_us']:.3f} us ({est['bound']} bound, slowest layer "
+             f"{est['slowest_layer']}, barrier {est['barrier_us']:.3f} us) |",
+             f"| latency per sample (T + depth = {est['steps']} + {est['depth']} steps) | "
+             f"{est['latency_per_sample_us']:.2f} us |",
+             f"| throughput | {est['inferences_per_s']:.0f} inferences/s |",
+             f"| energy per inference (dynamic + static) | {est['energy_per_inference_uj']:.3f} uJ "
+             f"({est['dynamic_energy_uj']:.3f} + {est['static_energy_uj']:.3f}) |",
+             f"| effective synaptic ops / neuron updates / spikes per inference | {est['synops']:.0f} / "
+             f"{est['neuron_updates']:.0f} / {est['spikes']:.0f} |", "",
+             "| layer | type | neurons | cores | SynMem words/core | synops | active updates | spikes | "
+             "dynamic energy (uJ) | compute / message time per step (us) |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in est["layers"]:
+        e = r["energy_synops_uj"] + r["energy_neurons_uj"] + r["energy_messages_uj"]
+        lines.append(f"| {r['layer']} | {r['type']} | {r['neurons']} | {r['cores']} | "
+                     f"{r['synmem_words_per_core']:.0f} | {r['synops']:.0f} | {r['active_updates']:.0f} | "
+                     f"{r['spikes']:.0f} | {e:.4f} | {r['compute_us_per_step']:.3f} / "
+                     f"{r['message_us_per_step']:.3f} |")
+    return "\n".join(lines) + "\n"
+
+
+def report_entry(path: PathLike, x: np.ndarray, spikes: Sequence[np.ndarray]) -> Dict[str, Any]:
+    """The compare report's ``loihi2_cost`` entry: the calibrated estimate's dict, or ``{"error": one line}`` when
+    the network has a layer the cost model does not cover (the rest of the report is still written)."""
+    try:
+        return estimate_run(path, x, spikes).to_dict()
+    except ValueError as exc:
+        return {"error": " ".join(str(exc).split())}

@@ -171,7 +171,12 @@ def _md(r: Dict[str, Any], plots: List[str], check_markdown: str) -> str:
         lines.append(f"| {r['baseline']['neuron']} baseline (quantized, acc {r['baseline']['accuracy_quantized']:.4f}) | "
                      f"{b['firing_rate']:.4f} | {b['continuous_firing_rate']:.4f} | {b['acs_per_sample']:.0f} | "
                      f"{b['macs_per_sample']} | {b['sop_energy_uj_per_sample']:.4f} |")
-    lines += ["", "## Loihi 2 checks and resource estimate", "", check_markdown, "", "## Plots", ""]
+    lines += ["", "## Loihi 2 checks and resource estimate", "", check_markdown, ""]
+    if "loihi2_cost" in r:                         # simulations/cost.py (issue 21): estimate from measured activity
+        from simulations.cost import cost_markdown
+        c = r["loihi2_cost"]
+        lines += [f"## Loihi 2 cost (estimate)\n\nnot estimated: {c['error']}\n" if "error" in c else cost_markdown(c)]
+    lines += ["## Plots", ""]
     lines += [f"![{p}]({p})" for p in plots]
     return "\n".join(lines) + "\n"
 

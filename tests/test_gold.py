@@ -154,3 +154,19 @@ def test_gold_needs_simulate_first(tmp_path, capsys):
     (run / "network.net").write_bytes(b"placeholder")
     code, _, err = run_cli(["gold", str(run)], capsys)
     assert code == 2 and "ilif-lava simulate" in err and err.count("\n") == 1
+
+
+def test_compare_report_has_the_cost_estimate_of_the_same_spikes(run_dir, pack_dir):
+    """The compare report (issue 21 item 1 wiring) carries the Loihi 2 cost estimate computed from Lava's spikes
+    of exactly the simulated samples: the same numbers as the estimate from the gold pack's input and spikes."""
+    from pipeline.run import stage_compare
+    from simulations.cost import estimate_run
+    rep = stage_compare(run_dir, device="cpu", progress=False)
+    cost = rep["loihi2_cost"]
+    pack = gold.load_pack(pack_dir)
+    again = estimate_run(pack.network, pack.x, pack.spikes).to_dict()
+    assert cost["synops"] == pytest.approx(again["synops"]) and cost["synops"] > 0
+    assert cost["energy_per_inference_uj"] == pytest.approx(again["energy_per_inference_uj"])
+    assert cost["cores"] == 2 and cost["chips"] == 1                         # two tiny dense layers
+    md = (run_dir / "report" / "report.md").read_text()
+    assert "## Loihi 2 cost (estimate)" in md and "calibrated on" in md
