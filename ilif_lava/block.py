@@ -13,8 +13,10 @@ Inputs/outputs are [N, C, H, W, T] (conv, pool) or [N, C, T] (dense), time last.
 output channel [C_out]: the initial values, threshold units). As in Loihi the neuron owns the bias
 (:meth:`ilif_lava.neuron.Neuron.add_bias`): one learnable value per output channel, added to the input current
 of every step and quantized to its deployed 13-bit mantissa (``neuron.bias_mant``, ``neuron.bias_exp``).
-slayer's Dense/Conv synapses have no bias (its only bias is a ``norm``'s, applied at the voltage step);
-``Input`` keeps slayer's scalar ``weight``/``bias`` affine transform.
+With ``delay_shift=True`` (Lava's one-step synapse) a biased neuron takes the shift on its input, not its
+output (:meth:`ilif_lava.neuron.Neuron.forward_delayed`): Lava's neuron integrates its bias on the step before
+the first input arrives; without a bias both are the same. slayer's Dense/Conv synapses have no bias (its only
+bias is a ``norm``'s, applied at the voltage step); ``Input`` keeps slayer's scalar ``weight``/``bias`` transform.
 """
 from __future__ import annotations
 
@@ -46,15 +48,29 @@ class AbstractILIF(torch.nn.Module):
 
     def forward(self, x: torch.Tensor):
         """slayer's block forward; with ``count_log=True`` also the event rate (mean of output > 0, a 0-d float
-        tensor), computed on floats (lava-dl's ``torch.mean(x > 0)`` fails on bool tensors in current torch)."""
-        if not getattr(self, "count_log", False):
-            return super().forward(x)
+        tensor), computed on floats (lava-dl's ``torch.mean(x > 0)`` fails on bool tensors in current torch).
+        A neuron with a bias behind ``delay_shift=True`` runs :meth:`_forward_biased` instead."""
+        counting = getattr(self, "count_log", False)
         self.count_log = False
         try:
-            out = super().forward(x)
+            out = self._forward_biased(x) if self._biased_shift() else super().forward(x)
         finally:
-            self.count_log = True
-        return out, (out > 0).float().mean()
+            self.count_log = counting
+        return (out, (out > 0).float().mean()) if counting else out
+
+    def _biased_shift(self) -> bool:
+        neuron = getattr(self, "neuron", None)
+        return getattr(self, "delay_shift", False) is True and getattr(neuron, "bias", None) is not None
+
+    def _forward_biased(self, x: torch.Tensor) -> torch.Tensor:
+        """slayer's Dense/Conv forward with the one-step shift taken on the synaptic input instead of the output
+        spikes (:meth:`ilif_lava.neuron.Neuron.forward_delayed`): identical without a bias; with one, the first
+        step integrates the bias as Lava's neuron does before its synapse delivers the first input."""
+        mask = getattr(self, "mask", None)
+        if mask is not None:
+            self.synapse.weight.data *= mask
+        out = self.neuron.forward_delayed(self.synapse(x))
+        return self.delay(out) if self.delay is not None else out
 
     def _attach(self, synapse_cls, kwargs) -> None:
         self.synapse = synapse_cls(**self.synapse_params)

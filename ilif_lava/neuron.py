@@ -356,6 +356,21 @@ class Neuron(base.Neuron):
             s = self.drop(s)
         return s
 
+    def forward_delayed(self, z: torch.Tensor) -> torch.Tensor:
+        """The neuron as Lava runs it behind a synapse: the synaptic input ``z`` [N, ..., T] arrives one step late,
+        so step 0 sees no input (only the bias) and step t sees ``z[t-1]``. Returns spikes [N, ..., T].
+
+        This is slayer's ``delay_shift`` (output shifted by one step, 0 first) for a neuron without a bias; with
+        a bias the first step is not at rest (it integrates the bias and may fire), and this models it exactly.
+        Recorded states keep the blocks' alignment: ``states[..., t]`` after the input ``z[t]`` (Lava's states
+        after its step t + 2); the first step's states (Lava's after step 1) go to ``lead_states`` [N, ...].
+        """
+        s = self.forward(torch.cat([torch.zeros_like(z[..., :1]), z], dim=-1))
+        if self.record_states and self.states:
+            self.lead_states = {k: v[..., 0] for k, v in self.states.items()}
+            self.states = {k: v[..., 1:] for k, v in self.states.items()}
+        return s[..., :-1]
+
     def dynamics(self, z: torch.Tensor):
         """Leaky integration without firing (readout): returns (current, voltage), each [N, ..., T]; the current
         includes the bias (if any)."""

@@ -310,9 +310,11 @@ def test_block_bias_arguments_and_layout():
     assert "neuron.bias" in dict(conv.named_parameters())
     x = (torch.rand(2, 2, 5, 5, 9, generator=torch.Generator().manual_seed(1)) < 0.4).double()
     ref = Neuron(**params).double()
-    z = conv.synapse(x) + torch.tensor([0.5, -0.25, 1.0], dtype=torch.float64).reshape(1, 3, 1, 1, 1)
+    syn = conv.synapse(x)
+    late = torch.cat([torch.zeros_like(syn[..., :1]), syn[..., :-1]], dim=-1)   # delay_shift: input one step late
     out = conv(x)
-    assert torch.equal(out[..., 1:], ref(z)[..., :-1])                   # delay_shift=True: one step later
+    assert torch.equal(out, ref(late + torch.tensor([0.5, -0.25, 1.0], dtype=torch.float64).reshape(1, 3, 1, 1, 1)))
+    assert out[:, 2, ..., 0].all() and not out[:, :2, ..., 0].any()     # step 0: the bias alone (1.0 fires)
     # the parameter travels with the state dict
     copy = block.Conv(params, 2, 3, 3, padding=1, bias=True).double()
     copy.load_state_dict(conv.state_dict())
@@ -442,6 +444,73 @@ def test_lava_fixed_pt_bias_bit_exact(variant, case, lava_layers):
         assert spikes_t.sum() == 0
     if case == "mixed":
         assert 0.05 < spikes_t.mean() < 0.95 and len(set(spikes_t.sum(axis=1).tolist())) > 5   # graded rates
+
+
+def test_lava_dense_synapse_into_biased_ilif_bit_exact():
+    """A trained-looking ``block.Dense(..., bias=...)`` deployed by hand as Lava's own fixed_pt Dense synapse feeding
+    the ILIF process with the block's ``neuron.bias_mant`` / ``bias_exp``: 0 spike and 0 state mismatches. Lava's
+    synapse adds one step (delay_shift=True models it): Lava spikes equal the block output at the same index,
+    Lava states after step j+1 equal the neuron's at t = j (tests/test_fixed_point_lava.py)."""
+    from lava.magma.core.run_conditions import RunSteps
+    from lava.magma.core.run_configs import Loihi2SimCfg
+    from lava.proc import io
+    from lava.proc.dense.process import Dense as LavaDense
+
+    from ilif_lava.lava_proc.process import ILIF
+
+    torch.manual_seed(4)
+    n_in, n_out, steps = 30, 12, 40
+    blk = block.Dense({"threshold": 1.25, "tau": 2.0, "variant": "ILIF", "current_decay": 0.2, "quantized": True,
+                       "record_states": True}, n_in, n_out, weight_scale=2, delay_shift=True,
+                      bias=torch.linspace(-2.0, 1.5, n_out)).eval()
+    x = (torch.rand(1, n_in, steps) < 0.3).float()
+    with torch.no_grad():
+        out = blk(x)[0].numpy()
+    st = {k: blk.neuron.states[k][0].numpy() for k in fx.STATE_NAMES}
+    w = blk.synapse.pre_hook_fx(blk.synapse.weight, descale=True).detach().numpy().reshape(n_out, n_in)
+    src = io.source.RingBuffer(data=x[0].numpy().astype(np.int32))
+    syn = LavaDense(weights=w.astype(np.int32))
+    neu = ILIF(shape=(n_out,), **_int_kwargs(blk.neuron))
+    sink = io.sink.RingBuffer(shape=(n_out,), buffer=steps)
+    src.s_out.connect(syn.s_in)
+    syn.a_out.connect(neu.a_in)
+    neu.s_out.connect(sink.a_in)
+    rec = {k: [] for k in fx.STATE_NAMES}
+    try:
+        for _ in range(steps):
+            neu.run(condition=RunSteps(num_steps=1), run_cfg=Loihi2SimCfg(select_tag="fixed_pt"))
+            for k in fx.STATE_NAMES:
+                rec[k].append(np.array(getattr(neu, k).get()))
+        spikes_l = np.array(sink.data.get())
+    finally:
+        neu.stop()
+    np.testing.assert_array_equal(spikes_l, out)
+    for k in fx.STATE_NAMES:
+        lava = np.stack(rec[k], axis=-1)
+        np.testing.assert_array_equal(lava[:, 1:], st[k][:, :-1], err_msg=k)
+        np.testing.assert_array_equal(lava[:, 0], blk.neuron.lead_states[k][0].numpy(), err_msg=k)
+    # Lava's first step: no input yet, the current is the bias alone, and the largest biases fire already
+    np.testing.assert_array_equal(blk.neuron.lead_states["u"][0].numpy(), fx.effective_bias(blk.neuron.bias_mant))
+    assert out[-1, 0] == 1 and out[0].sum() < out[-1].sum() and 0.05 < out.mean() < 0.95
+
+
+@pytest.mark.parametrize("quantized", [False, True])
+def test_delayed_input_is_slayers_output_shift_without_bias(quantized):
+    """forward_delayed (input one step late) equals slayer's delay_shift (output one step late, 0 first) for an
+    unbiased neuron, states included; with a bias the first step differs (it integrates the bias)."""
+    z = torch.randn(2, 7, 25, generator=torch.Generator().manual_seed(9), dtype=torch.float64) + 0.4
+    n = Neuron(variant="ILIF", current_decay=0.3, quantized=quantized, record_states=True).double()
+    s = n(z)
+    st = dict(n.states)
+    s_d = n.forward_delayed(z)
+    assert torch.equal(s_d[..., 1:], s[..., :-1]) and not s_d[..., 0].any()
+    for k in fx.STATE_NAMES:
+        assert torch.equal(n.states[k], st[k]) and not n.lead_states[k].any(), k
+    n.add_bias(7, 1.5)                                   # above the threshold: the first step fires
+    s_b = n.forward_delayed(z)
+    assert s_b[..., 0].all() and (n.lead_states["u"] == (1.5 * 4096 if quantized else 1.5)).all()
+    blk = block.Dense({"variant": "ILIF", "quantized": quantized}, 7, 3, bias=1.5)
+    assert blk((torch.rand(2, 7, 5) < 0.5).float())[..., 0].all()
 
 
 def test_lava_conv_layout_per_channel_bias():
