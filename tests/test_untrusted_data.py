@@ -720,3 +720,88 @@ def test_network_count_equals_a_real_forward_pass():
     for h in hooks:
         h.remove()
     assert params == sum(p.numel() for p in model.parameters()) and acts == total[0] > 0
+
+
+# --------------------------------------------------------------- item 6: distributed resume check and SIGTERM
+from tests.test_distributed import ARGS as DIST_ARGS, descendants, rank_pid  # noqa: E402
+
+# each rank trains in <base>/node<RANK>: two machines whose run folders are not one shared folder
+NODE_DRIVER = ("import os, sys\nfrom pathlib import Path\nfrom pipeline.cli import main\n"
+               "sys.exit(main(['train', *sys.argv[2:], '--run-dir', str(Path(sys.argv[1]) / ('node' + "
+               "os.environ['RANK']))]))\n")
+
+
+def _torchrun(argv: list, **kw) -> subprocess.Popen:
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
+    return subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                             *argv], cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True, **kw)
+
+
+def test_ranks_with_different_checkpoints_stop_before_any_other_collective(tmp_path, capsys):
+    """Node 0 holds a finished checkpoint, node 1 none: both ranks stop with one line naming the run folder and
+    what each found (no deadlock: bounded by the timeout)."""
+    base = tmp_path / "runs"
+    code, _, err = run_cli(["train", *DIST_ARGS, "--epochs", "1", "--qat-epochs", "0", "--limit-train", "64",
+                            "--run-dir", str(base / "node0")], capsys)
+    assert code == 0, err
+    (tmp_path / "driver.py").write_text(NODE_DRIVER)
+    job = _torchrun([str(tmp_path / "driver.py"), str(base), *DIST_ARGS, "--epochs", "1", "--qat-epochs", "0",
+                     "--limit-train", "64"])
+    try:
+        out, _ = job.communicate(timeout=300)
+    finally:
+        if job.poll() is None:
+            os.killpg(job.pid, signal.SIGKILL)
+    assert job.returncode != 0, out
+    lines = [l for l in out.splitlines() if "would resume from different checkpoints" in l]
+    assert lines, out
+    assert "rank 0: epoch 1 (sha256 " in lines[0] and "rank 1: no checkpoint.pt" in lines[0]
+    assert str(base / "node") in lines[0]
+    assert not (base / "node1" / "train").exists() or not (base / "node1" / "train" / "model.pt").exists()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state not in ("Z", "X")
+
+
+def _running_job(tmp_path) -> tuple:
+    """A 2-rank torchrun job in its training loop (rank 0 printed an epoch); returns (job, rank pids)."""
+    job = _torchrun(["-m", "pipeline.cli", "train", *DIST_ARGS, "--epochs", "500", "--qat-epochs", "0",
+                     "--run-dir", str(tmp_path / "run")])
+    ranks: list = []
+    with deadline(300):
+        for line in job.stdout:
+            if line.startswith("epoch 1/500"):
+                break
+        ranks = [rank_pid(job.pid, r) for r in (0, 1)]
+    assert all(ranks), ranks
+    return job, ranks
+
+
+@pytest.mark.parametrize("how", ["sigterm_to_torchrun", "sigkill_torchrun", "sigterm_to_rank_1"])
+def test_ranks_stop_with_the_job(tmp_path, how):
+    job, ranks = _running_job(tmp_path)
+    everyone = [job.pid, *descendants(job.pid)]
+    try:
+        if how == "sigterm_to_torchrun":
+            os.kill(job.pid, signal.SIGTERM)
+        elif how == "sigkill_torchrun":
+            os.kill(job.pid, signal.SIGKILL)           # the agent cannot forward anything: the kernel must
+        else:
+            os.kill(ranks[1], signal.SIGTERM)          # rank 0 waits in a collective for rank 1
+        import time
+        end = time.time() + 90
+        while any(_alive(p) for p in ranks) and time.time() < end:
+            time.sleep(0.2)
+        assert not any(_alive(p) for p in ranks), f"ranks still running 90 s after {how}"
+    finally:
+        for pid in everyone:
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+        job.stdout.close()
+        job.wait(timeout=60)

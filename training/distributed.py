@@ -49,11 +49,45 @@ def env_from_torchrun() -> DistEnv:
 
 
 def setup(device: torch.device) -> DistEnv:
-    """Join the torchrun job (NCCL for CUDA, gloo for CPU) unless already joined or single-process."""
+    """Join the torchrun job (NCCL for CUDA, gloo for CPU) unless already joined or single-process; a rank of a
+    job also dies with it (:func:`die_with_the_job`)."""
     env = env_from_torchrun()
     if env.distributed and not dist.is_initialized():
+        die_with_the_job()
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     return env
+
+
+PR_SET_PDEATHSIG = 1     # linux/prctl.h
+
+
+def die_with_the_job() -> None:
+    """Make this rank stop when the job does, even while it waits inside a collective (C++ code, where a Python
+    signal handler never runs): SIGTERM gets its default action (the process ends at once; checkpoints are
+    written atomically, so nothing is left half-written), and on Linux the kernel sends SIGTERM when the
+    process that started this rank (torchrun's agent) dies, so ranks never outlive a killed torchrun."""
+    import signal
+    import threading
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    parent = os.getppid()
+    try:
+        import ctypes
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
+    except (OSError, AttributeError):
+        return              # not Linux: torchrun's own SIGTERM to its workers remains
+    if os.getppid() != parent:          # the agent died before the request took effect
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+def all_gather(obj: Any, env: DistEnv) -> List[Any]:
+    """``obj`` of every rank, in rank order (one collective; ``[obj]`` in a single process)."""
+    if not env.distributed:
+        return [obj]
+    parts: List[Any] = [None] * env.world_size
+    dist.all_gather_object(parts, obj)
+    return parts
 
 
 def device_for(name: str, env: DistEnv) -> str:

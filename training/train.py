@@ -370,6 +370,8 @@ def _same_run(saved: Dict[str, Any], cfg: TrainConfig) -> bool:
 
 def _train(cfg: TrainConfig, out_dir: Path, resume: bool, progress: bool, env: distributed.DistEnv,
            device: torch.device) -> Path:
+    ckpt_path, log_path = out_dir / "checkpoint.pt", out_dir / "log.jsonl"
+    ck = _agreed_checkpoint(ckpt_path, resume, env, out_dir) if env.distributed else None   # first collective
     info = dataset_info(cfg.dataset)
     _check_network_memory(cfg, info, distributed.per_rank_batch(cfg.batch_size, env), device)
     if not env.main:
@@ -384,10 +386,9 @@ def _train(cfg: TrainConfig, out_dir: Path, resume: bool, progress: bool, env: d
                         weight_scale=cfg.weight_scale, dropout=cfg.dropout).to(device)
     loss_fn = _loss(cfg.loss, getattr(model, "output_is_logits", False))
     total = cfg.epochs + cfg.qat_epochs
-    ckpt_path, log_path = out_dir / "checkpoint.pt", out_dir / "log.jsonl"
     start, opt, sched = 0, None, None
     if resume and ckpt_path.exists():
-        ck = read_torch_file(ckpt_path, "checkpoint", device)
+        ck = ck if ck is not None else read_torch_file(ckpt_path, "checkpoint", device)
         if not _same_run(ck["config"], cfg):
             raise TrainingError(f"{ckpt_path}: checkpoint was written with a different configuration; "
                                 "use a new output folder or --no-resume")
@@ -466,6 +467,38 @@ def _train(cfg: TrainConfig, out_dir: Path, resume: bool, progress: bool, env: d
                      "quantized": cfg.qat_epochs > 0}, final)
     distributed.barrier(env)
     return final
+
+
+def _agreed_checkpoint(ckpt_path: Path, resume: bool, env: distributed.DistEnv,
+                       out_dir: Path) -> Optional[Dict[str, Any]]:
+    """Under torchrun, before any other collective: every rank reads its ``checkpoint.pt`` (epoch and SHA-256
+    of the file, or none), the ranks exchange what they found, and all stop with one line naming the run folder
+    unless they all resume from the same checkpoint (a run folder that is not shared between machines would
+    otherwise deadlock in a later collective). Returns this rank's checkpoint (None: start from epoch 0)."""
+    import hashlib
+    state: Dict[str, Any] = {"epoch": None, "sha256": None, "error": None}
+    ck = None
+    if resume and (ckpt_path.exists() or ckpt_path.is_symlink()):
+        try:
+            digest = hashlib.sha256()
+            with open_regular(ckpt_path, MAX_MODEL_BYTES, ModelFileError, "an ilif-lava checkpoint file") as fh:
+                for chunk in iter(lambda: fh.read(1 << 22), b""):
+                    digest.update(chunk)
+            ck = read_torch_file(ckpt_path, "checkpoint", "cpu")
+            state.update(epoch=int(ck["epoch"]), sha256=digest.hexdigest()[:16])
+        except (ModelFileError, OSError, TypeError, ValueError) as exc:
+            state["error"] = " ".join(str(exc).split())[:200]
+    states = distributed.all_gather(state, env)
+    for rank, st in enumerate(states):
+        if st["error"]:
+            raise ModelFileError(f"{out_dir}: rank {rank} cannot resume: {st['error']}")
+    if any(st != states[0] for st in states):
+        seen = "; ".join(f"rank {r}: " + ("no checkpoint.pt" if st["epoch"] is None else
+                                          f"epoch {st['epoch'] + 1} (sha256 {st['sha256']})")
+                         for r, st in enumerate(states))
+        raise TrainingError(f"{out_dir}: the ranks would resume from different checkpoints ({seen}); the run "
+                            "folder must be one folder that all machines share")
+    return ck
 
 
 def _check_network_memory(cfg: TrainConfig, info: Any, batch: int, device: torch.device) -> None:
