@@ -805,3 +805,34 @@ def test_ranks_stop_with_the_job(tmp_path, how):
                 os.kill(pid, signal.SIGKILL)
         job.stdout.close()
         job.wait(timeout=60)
+
+
+# ------------------------------------------------------------------------------ item 3: damaged .aedat4 files
+from tests.test_dvs import T0_US, expected_split, write_aedat4, write_cifar10dvs  # noqa: E402
+
+
+def _first_cifar10dvs_train_file(written) -> Path:
+    return Path(expected_split(written, "train")[0])
+
+
+@pytest.mark.parametrize("damage", ["truncated", "event_less", "outside_sensor"])
+def test_cifar10dvs_damaged_recording(tmp_path, damage):
+    """A truncated recording is one line naming it; one without events bins to silence (handled: a sample with
+    no spikes); events outside the 128 x 128 sensor are one line naming it."""
+    root, cache = tmp_path / "data", tmp_path / "cache"
+    written = write_cifar10dvs(root)
+    p = _first_cifar10dvs_train_file(written)
+    if damage == "truncated":
+        p.write_bytes(p.read_bytes()[:-40])
+    elif damage == "event_less":
+        write_aedat4(p, np.zeros((0, 4), dtype=np.int64), packets=1)
+    else:
+        write_aedat4(p, np.array([[3, 5, 1, T0_US], [200, 5, 1, T0_US + 9]], dtype=np.int64), width=256)
+    with pytest.warns(UserWarning, match="CIFAR10-DVS has 10000"):
+        if damage == "event_less":
+            ds = load_split("cifar10dvs", "train", time_bins=T, data_dir=root, cache_dir=cache)
+            assert float(ds.tensors()[0][0].sum()) == 0.0
+            return
+        with pytest.raises(DatasetFileError) as err:
+            load_split("cifar10dvs", "train", time_bins=T, data_dir=root, cache_dir=cache)
+    assert str(p) in one_line(err.value)
