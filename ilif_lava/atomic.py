@@ -3,7 +3,11 @@
 A crash, a full disk or Ctrl-C never leaves a half-written target, and the temporary file is removed on any
 failure. Temporary names are ``.<name>.<random>.tmp`` in the target's folder (same file system, so the rename
 is atomic), created with ``O_EXCL`` so an existing file or a planted symlink of that name is never written
-through.
+through; a symlink at the target itself is replaced by the rename, never followed.
+
+The same module holds the rest of the rule about which paths a command touches: :func:`append_line` (appends
+with ``O_NOFOLLOW``), :func:`check_input` (an input that is a link out of its folder or not a regular file is
+refused before ``open()``) and :func:`check_outputs` (an output never replaces an input of the same command).
 """
 from __future__ import annotations
 
