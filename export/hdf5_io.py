@@ -41,6 +41,7 @@ from ilif_lava import fixed_point as fx
 from ilif_lava import netx_schema as schema
 from ilif_lava.netx import NetworkFileError, validate_file
 from ilif_lava.netx_schema import K, T
+from ilif_lava.safe_hdf5 import open_checked
 from ilif_lava.neuron import NEURON_TYPE, neuron_params_from_device
 
 CUBA_TYPES = ("CUBA", "LOIHI")
@@ -141,10 +142,10 @@ def describe_hdf5(path: PathLike) -> List[Dict[str, Any]]:
     present, ``inFeatures``/``outFeatures`` or ``inChannels``/``outChannels``/``kernelSize``/``stride``/
     ``padding``/``dilation``/``groups``, ``weight_shape`` and ``has_delay``/``has_bias``."""
     path = Path(path)
-    _open_checked(path)
+    validate_file(path)
     out: List[Dict[str, Any]] = []
     rules = schema.layer_key_rules()
-    with h5py.File(path, "r") as h:
+    with open_checked(path) as h:
         for i in range(len(h[K.LAYER])):
             g = h[K.LAYER][str(i)]
             d: Dict[str, Any] = {"index": i, K.TYPE: str(_get(g, K.TYPE, path, i)),
@@ -160,11 +161,6 @@ def describe_hdf5(path: PathLike) -> List[Dict[str, Any]]:
             d["has_bias"] = K.BIAS in g
             out.append(d)
     return out
-
-
-def _open_checked(path: Path) -> None:
-    """Existence, HDF5-ness, layer numbering and ILIF neuron ranges (:func:`ilif_lava.netx.validate_file`)."""
-    validate_file(path)
 
 
 def _set_delay(blk: torch.nn.Module, g: h5py.Group, path: Path, layer: int) -> None:
@@ -226,9 +222,9 @@ def blocks_from_hdf5(path: PathLike, record_states: bool = False) -> torch.nn.Mo
     input ``[N, C(, H, W), T]`` reproduces the exported network. Raises :class:`NetworkFileError`.
     """
     path = Path(path)
-    _open_checked(path)
+    validate_file(path)
     blocks = torch.nn.ModuleList()
-    with h5py.File(path, "r") as h:
+    with open_checked(path) as h:
         for i in range(len(h[K.LAYER])):
             blocks.append(_build_layer(h[K.LAYER][str(i)], path, i, record_states))
     blocks.eval()

@@ -1,13 +1,14 @@
 """Loihi 2 chip capacities and the size limits of a network file derived from them.
 
 Light to import (no numpy, h5py or torch), so the command line shows the defaults in ``--help`` at once.
-:mod:`ilif_lava.hdf5_validate` enforces the limits; :mod:`ilif_lava.loihi2` estimates resources with the same
-capacities (both re-export these names).
+:mod:`ilif_lava.safe_hdf5` and :mod:`ilif_lava.hdf5_validate` enforce the limits (those of :func:`current_limits`
+unless given), :mod:`ilif_lava.loihi2` estimates resources with the same capacities.
 """
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, replace
-from typing import Optional
+from typing import Iterator, List, Optional
 
 # Chip: 128 neuro-cores, up to 1 M neurons and 120 M synapses (Intel newsroom / Loihi 2 brief, 2021).
 CHIP_CORES = 128
@@ -52,3 +53,23 @@ class FileLimits:
 
 
 DEFAULT_LIMITS = FileLimits()
+_active_limits: List[FileLimits] = []
+
+
+@contextlib.contextmanager
+def use_limits(limits: Optional[FileLimits]) -> Iterator[None]:
+    """While active, readers called without ``limits`` (e.g. the validation inside ``ILIFNetwork``) use ``limits``
+    (the CLI's ``--max-*`` flags); ``None`` changes nothing."""
+    if limits is None:
+        yield
+        return
+    _active_limits.append(limits)
+    try:
+        yield
+    finally:
+        _active_limits.pop()
+
+
+def current_limits() -> FileLimits:
+    """The limits of the innermost :func:`use_limits`, else :data:`DEFAULT_LIMITS`."""
+    return _active_limits[-1] if _active_limits else DEFAULT_LIMITS

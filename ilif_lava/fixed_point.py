@@ -38,6 +38,10 @@ from typing import Any, Dict, NamedTuple, Tuple, Union
 
 import numpy as np
 
+# the Loihi 2 word widths (decay 12, state 24, threshold mantissa 17, bias mantissa 13 bits) have one home
+from ilif_lava.netx_schema.rules import (BIAS_MANT_BITS, DECAY_BITS, INTEGER_INHIBITIONS, STATE_BITS,
+                                         VTH_MANT_MAX, WEIGHT_MANT_MAX, WEIGHT_MANT_MIN)
+
 try:  # torch is optional for the numpy (Lava) side
     import torch
 except ImportError:  # pragma: no cover
@@ -45,23 +49,19 @@ except ImportError:  # pragma: no cover
 
 Array = Any  # torch.Tensor or np.ndarray holding int64
 
-DECAY_BITS = 12
 DECAY_ONE = 1 << DECAY_BITS            # 4096: a decay of 4096 empties the state each step
 WEIGHT_SCALE = 1 << 6                  # float weight * 64 = integer weight mantissa
 ACT_SHIFT = 6                          # synaptic input enters the current as a << 6
 VTH_SHIFT = 6                          # effective threshold = vThMant << 6
 STATE_SCALE = 1 << 12                  # one float threshold unit in state units (64 << 6)
-STATE_BITS = 24
 STATE_MAX = (1 << (STATE_BITS - 1)) - 1   # 8388607
 STATE_MIN = -STATE_MAX                    # saturating states are symmetric, as Lava's v
-VTH_MANT_MAX = (1 << 17) - 1
-BIAS_MANT_BITS = 13                    # signed bias mantissa, as Loihi / Lava's LIF bias_mant
 BIAS_MANT_MIN = -(1 << (BIAS_MANT_BITS - 1))        # -4096
 BIAS_MANT_MAX = (1 << (BIAS_MANT_BITS - 1)) - 1     # 4095
 BIAS_EXP_MIN, BIAS_EXP_MAX = 0, 7      # 3-bit unsigned bias exponent
 BIAS_EXP = 6                           # the exponent netx fixes and the neuron uses: bias_mant / 64 thresholds
-WEIGHT_MIN, WEIGHT_MAX = -256, 254
-INHIBITIONS = ("plan",)                # integer inhibition functions available to fixed point
+WEIGHT_MIN, WEIGHT_MAX = WEIGHT_MANT_MIN, WEIGHT_MANT_MAX    # 8-bit mantissa, even (x2 mixed sign)
+INHIBITIONS = INTEGER_INHIBITIONS      # integer inhibition functions available to fixed point
 
 
 # ---------------------------------------------------------------------------------------------------------

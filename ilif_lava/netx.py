@@ -3,9 +3,10 @@
 netx (``lava.lib.dl.netx.hdf5.Network``) knows the neuron types CUBA/LOIHI, SDNN and RF; it dispatches them in
 one static method, ``get_neuron_params``, which its layer builders (``create_input/dense/conv``) call through
 the module-level name ``Network``. :class:`~ilif_lava.lava_proc.process.ILIFNetwork` extends it without touching
-netx: its ``get_neuron_params`` consults the registry below first (``ILIF`` is registered here) and delegates
-every other type to netx's own function, and its builders are netx's own functions with ``Network`` resolved
-to the class being built (:func:`netx_builder`), so a subclass's ``get_neuron_params`` is honoured too. Nothing
+netx: its ``get_neuron_params`` consults the registry below first (``ILIF`` is registered there, with
+:func:`ilif_lava_params`) and delegates every other type to netx's own function, and its builders are netx's own
+functions with ``Network`` resolved to the class being built (:func:`netx_builder`), so a subclass's
+``get_neuron_params`` is honoured too. Nothing
 is copied from netx and no netx attribute is replaced: stock ``netx.hdf5.Network`` is unchanged, and files
 with only stock neuron types build exactly as with stock netx. A user may also rebind
 ``netx.hdf5.Network = ILIFNetwork`` so that existing scripts load ILIF files.
@@ -48,7 +49,7 @@ STOCK_NETWORK = hdf5.PyNetworkModel.implements_process   # netx's own Network, e
 STOCK_NEURON_TYPES = tuple(n for n in schema.NEURON_TYPES if n != ILIF_NEURON_TYPE)  # (and any type containing
 #                                                           'RF') dispatched by netx itself
 _NEURON_TYPES: Dict[str, NeuronParamsFn] = {}
-_registry: NeuronRegistry = schema.NEURON_TYPES          # what ILIFNetwork's validation accepts; replaced, never mutated
+_registry: NeuronRegistry = schema.NEURON_TYPES   # what ILIFNetwork's validation accepts; replaced, never mutated
 
 
 def read_key(cfg: Any, key: str) -> Any:
@@ -100,7 +101,8 @@ def neuron_registry() -> NeuronRegistry:
 
 
 def registered_neuron_types() -> Tuple[str, ...]:
-    """Neuron types added to netx through :func:`register_neuron_type` (``'ILIF'`` always)."""
+    """Neuron types added to netx through :func:`register_neuron_type` (``'ILIF'`` once
+    :mod:`ilif_lava.lava_proc.process`, the home of ``ILIFNetwork``, is imported)."""
     return tuple(_NEURON_TYPES)
 
 
@@ -152,18 +154,17 @@ def ensure_network_model(network_cls: type) -> None:
 
 
 def ilif_lava_params(neuron_config: Any, input: bool = False, reset_interval: Optional[int] = None,
-                     reset_offset: int = 0, spike_exp: int = 6) -> Dict[str, Any]:
-    """netx ``neuron_params`` of an ILIF neuron entry (registered as ``'ILIF'``)."""
-    from ilif_lava.lava_proc.process import ILIF
+                     reset_offset: int = 0, spike_exp: int = 6, *, neuron_proc: type) -> Dict[str, Any]:
+    """netx ``neuron_params`` of an ILIF neuron entry: the Lava process class ``neuron_proc`` and its keywords, read
+    as the ILIF table says. :mod:`ilif_lava.lava_proc.process` registers it as ``'ILIF'`` with its ``ILIF`` class
+    bound (so this module does not import the process module, which imports this one)."""
     if reset_interval is not None:
         raise NotImplementedError("reset_interval is not supported for ILIF layers")
     table = schema.NEURON_TYPES[ILIF_NEURON_TYPE]
-    out: Dict[str, Any] = {"neuron_proc": ILIF, "bias_key": table.bias_param, "num_message_bits": 0}
+    out: Dict[str, Any] = {"neuron_proc": neuron_proc, "bias_key": table.bias_param, "num_message_bits": 0}
     out.update(table.values(functools.partial(read_key, neuron_config), lava_only=True))
     return out
 
-
-register_neuron_type(ILIF_NEURON_TYPE, ilif_lava_params)
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -25,6 +25,9 @@ import torch
 
 from ilif_lava import hdf5_validate, loihi2
 from ilif_lava import loihi2_cost as lc
+from ilif_lava import netx_schema as schema
+from ilif_lava.netx_schema import K, T
+from ilif_lava.safe_hdf5 import open_checked
 
 PathLike = Union[str, Path]
 SAMPLE_BATCH = 16                    # samples per conv call when counting events (bounds memory)
@@ -71,34 +74,33 @@ def read_synapses(path: PathLike, input_shape: Optional[Sequence[int]] = None) -
     The file is checked as an HDF5 container (links, sizes) before anything is read."""
     hdf5_validate.check_container(path)
     out: List[Synapse] = []
-    with h5py.File(path, "r") as f:
+    with open_checked(path) as f:
         prev: Optional[Tuple[int, ...]] = tuple(int(v) for v in input_shape) if input_shape is not None else None
-        for name in sorted(f["layer"], key=int):
-            g = f["layer"][name]
-            ltype = bytes(np.asarray(g["type"][()]).ravel()[0]).decode() if np.asarray(g["type"][()]).dtype.kind \
-                == "S" else str(np.asarray(g["type"][()]).ravel()[0])
-            shape = tuple(int(v) for v in np.asarray(g["shape"][()]).ravel())
-            if ltype == "flatten":
+        for name in sorted(f[K.LAYER], key=int):
+            g = f[K.LAYER][name]
+            ltype = schema.text(g[K.TYPE][()], strict=False)
+            shape = tuple(int(v) for v in np.asarray(g[K.SHAPE][()]).ravel())
+            if ltype == T.FLATTEN:
                 prev = (int(np.prod(prev if prev is not None else shape)),)
                 continue
-            if ltype == "input":
+            if ltype == T.INPUT:
                 out.append(Synapse(int(name), ltype, shape, shape))
-            elif ltype == "dense":
-                w = np.rint(np.asarray(g["weight"][()], dtype=np.float64)).astype(np.int64)
+            elif ltype == T.DENSE:
+                w = np.rint(np.asarray(g[K.WEIGHT][()], dtype=np.float64)).astype(np.int64)
                 w = w.reshape(int(np.prod(shape)), -1)
                 out.append(Synapse(int(name), ltype, prev if prev is not None else (w.shape[1],), shape, w))
-            elif ltype == "conv":
-                w = np.rint(np.asarray(g["weight"][()], dtype=np.float64)).astype(np.int64)
+            elif ltype == T.CONV:
+                w = np.rint(np.asarray(g[K.WEIGHT][()], dtype=np.float64)).astype(np.int64)
                 w = w.reshape(w.shape[:4])
-                groups = int(np.asarray(g["groups"][()]).ravel()[0]) if "groups" in g else 1
+                groups = int(np.asarray(g[K.GROUPS][()]).ravel()[0]) if K.GROUPS in g else 1
                 cin = w.shape[1] * groups
                 if prev is None or len(prev) != 3 or prev[0] != cin:
                     raise ValueError(f"{path}: layer {name}: input shape {prev} unknown or not [C={cin}, H, W]; give "
                                      f"input_shape")
-                out.append(Synapse(int(name), ltype, prev, shape, w, _pair(g, "stride", 1), _pair(g, "padding", 0),
-                                   _pair(g, "dilation", 1), groups))
+                out.append(Synapse(int(name), ltype, prev, shape, w, _pair(g, K.STRIDE, 1), _pair(g, K.PADDING, 0),
+                                   _pair(g, K.DILATION, 1), groups))
             else:
-                raise ValueError(f"{path}: layer {name}: key 'type' = {ltype!r} has no cost model (dense, conv, "
+                raise ValueError(f"{path}: layer {name}: key '{K.TYPE}' = {ltype!r} has no cost model (dense, conv, "
                                  f"input, flatten)")
             prev = shape
     return out

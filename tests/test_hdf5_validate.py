@@ -509,9 +509,13 @@ def test_loihi2_flags_inhibitory_weights(tmp_path, weights, flagged):
 
 
 def test_validator_has_no_lava_import():
-    """hdf5_validate depends on h5py and numpy only (it runs before any Lava process is built)."""
+    """hdf5_validate and what it reads with (safe_hdf5, the netx schema) depend on h5py and numpy only (they run
+    before any Lava process is built)."""
     import ast
-    tree = ast.parse(Path(hv.__file__).read_text())
-    mods = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)} | \
-           {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
-    assert not any(m and m.startswith("lava") for m in mods), mods
+    from ilif_lava import netx_schema, safe_hdf5
+    files = [Path(hv.__file__), Path(safe_hdf5.__file__), *Path(netx_schema.__file__).parent.glob("*.py")]
+    for f in files:
+        tree = ast.parse(f.read_text())
+        mods = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)} | \
+               {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+        assert not any(m and (m.startswith("lava") or m.startswith("torch")) for m in mods), (f, mods)

@@ -49,24 +49,42 @@ def _imports_h5py(tree: ast.AST) -> bool:
     return any(isinstance(n, ast.Import) and any(a.name == "h5py" for a in n.names) for n in ast.walk(tree))
 
 
+def _hdf5_uses(tree: ast.AST) -> Iterator[Tuple[int, str]]:
+    """String constants used as HDF5 access: ``X["k"][...]``, ``X["k"].attr``, ``"k" in X``, ``X.get("k")``,
+    ``X.create_dataset("k", ...)`` / ``create_group`` / ``require_group``."""
+    for node in ast.walk(tree):
+        inner = None
+        if isinstance(node, (ast.Subscript, ast.Attribute)) and isinstance(node.value, ast.Subscript):
+            inner = node.value.slice
+        elif isinstance(node, ast.Compare) and any(isinstance(op, (ast.In, ast.NotIn)) for op in node.ops):
+            inner = node.left
+        elif (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.args
+              and node.func.attr in ("get", "create_dataset", "create_group", "require_group", "require_dataset")):
+            inner = node.args[0]
+        if isinstance(inner, ast.Constant) and isinstance(inner.value, str):
+            yield inner.lineno, inner.value
+
+
 def stray_keys(files: List[Path]) -> List[str]:
-    """'file:line: text' for every netx key spelled outside the schema: a netx camelCase key anywhere; in a module
-    that reads HDF5 (imports h5py) any key name; and any 'neuron/<key>' or 'layer/<i>' path."""
-    keys = _all_keys()
+    """'file:line: text' for every netx key spelled outside the schema: a netx camelCase key or a 'neuron/<key>' /
+    'layer/<i>' path in any string; in a module that reads HDF5 (imports h5py), any key name used as an HDF5
+    access (:func:`_hdf5_uses`). Docstrings are prose and are not checked."""
+    keys = set(_all_keys())
     camel = {k for k in keys if re.search(r"[A-Z]", k)}
     word = re.compile(r"\b(" + "|".join(map(re.escape, sorted(camel, key=len, reverse=True))) + r")\b")
     path = re.compile(r"\b(neuron|layer)/(\w|$)")
-    out = []
+    out = set()
     for f in files:
         rel = f.relative_to(ROOT).as_posix() if ROOT in f.parents else f.name
         if rel in ALLOWED:
             continue
         tree = ast.parse(f.read_text(), filename=rel)
-        h5 = _imports_h5py(tree)
-        for line, s in sorted(_strings(tree)):
-            if word.search(s) or path.search(s) or (h5 and s in keys):
-                out.append(f"{rel}:{line}: {s!r}")
-    return out
+        for line, s in _strings(tree):
+            if word.search(s) or path.search(s):
+                out.add((rel, line, s))
+        if _imports_h5py(tree):
+            out.update((rel, line, s) for line, s in _hdf5_uses(tree) if s in keys)
+    return [f"{rel}:{line}: {s!r}" for rel, line, s in sorted(out)]
 
 
 def _code_files() -> List[Path]:
@@ -85,9 +103,10 @@ def test_the_key_grep_finds_a_stray_key(tmp_path):
     """The check above can fail: a camelCase key, a neuron path, and a plain key in an HDF5 reader are found."""
     mod = tmp_path / "stray_probe.py"
     mod.write_text('"""Doc mentions vThMant (allowed)."""\nimport h5py\n\nA = "vThMant"\nB = f"neuron/{A}"\n'
-                   'C = "weight"\nD = "refDelay is 1"\n')
+                   'C = g["weight"][()]\nD = "refDelay is 1"\nE = "groups" in g\nF = report["shape"]\n')
     found = stray_keys([mod])
-    assert [s.split(": ", 1)[1] for s in found] == ["'vThMant'", "'neuron/'", "'weight'", "'refDelay is 1'"], found
+    assert [s.split(": ", 1)[1] for s in found] == ["'vThMant'", "'neuron/'", "'weight'", "'refDelay is 1'",
+                                                    "'groups'"], found          # report["shape"]: a dict, not HDF5
 
 
 def test_schema_is_plain_python_and_numpy():
@@ -121,6 +140,7 @@ def test_fixed_point_computes_with_the_schema_widths():
 
 def test_writer_and_readers_follow_the_ilif_table():
     """device_params writes exactly the ILIF table's keys; the back-reader and the netx loader read them back."""
+    from ilif_lava.lava_proc.process import ILIF
     from ilif_lava.netx import ilif_lava_params
     from ilif_lava.neuron import Neuron, neuron_params_from_device
     table = NEURON_TYPES[schema.ILIF_NEURON_TYPE]
@@ -129,7 +149,8 @@ def test_writer_and_readers_follow_the_ilif_table():
     assert set(dp) == {schema.NEURON_TYPE_KEY} | {k.name for k in table.keys}
     as_h5 = {k: (np.bytes_(v) if isinstance(v, str) else np.asarray(v)[()]) for k, v in dp.items()}
     assert Neuron(**neuron_params_from_device(as_h5)).device_params == dp
-    lava = ilif_lava_params(dp)
+    lava = ilif_lava_params(dp, neuron_proc=ILIF)
+    assert lava["neuron_proc"] is ILIF and lava["bias_key"] == table.bias_param
     assert lava["vth"] == dp[K.VTH_MANT] and lava["mpiu"] is True and lava["ciu"] is False
     assert K.VARIANT not in lava and "variant" not in lava          # the float model's, not the process's
     with pytest.raises(TypeError, match="no key for parameter"):
@@ -175,7 +196,7 @@ def test_validator_accepts_the_registry_it_is_given(ilif_file, tmp_path):
     with pytest.raises(hv.NetworkFileError, match="'SCHEMATEST' is not a neuron type"):
         hv.validate_file(mine)
     rules = {k.name: k.rule for k in NEURON_TYPES[schema.ILIF_NEURON_TYPE].keys if k.required}
-    netx.register_neuron_type("SCHEMATEST", netx.ilif_lava_params, keys=rules)
+    netx.register_neuron_type("SCHEMATEST", netx.neuron_params, keys=rules)     # (never called here)
     try:
         netx.validate_file(mine)
         hv.validate_file(mine, neurons=netx.neuron_registry())

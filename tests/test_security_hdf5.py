@@ -258,13 +258,12 @@ def test_conv_padding_bomb_is_refused(tmp_path):
 def test_large_datasets_are_checked_in_slabs(tmp_path, monkeypatch):
     """With slabs of 16 bytes (one weight row of 6 float32 is 24 bytes: every row is its own read), a NaN in the
     last row and an all-zero matrix are still found, and the Loihi 2 check sees every value."""
-    from ilif_lava import loihi2
-    monkeypatch.setattr(hv, "STREAM_BYTES", 16)
-    monkeypatch.setattr(loihi2, "STREAM_BYTES", 16)
+    from ilif_lava import loihi2, safe_hdf5
+    monkeypatch.setattr(safe_hdf5, "STREAM_BYTES", 16)     # the one slab reader of the validator and the Loihi check
     path = base_files()["ilif_dense"].path
     validate_file(path)
     whole = loihi2.check_parameters(path)
-    monkeypatch.setattr(loihi2, "STREAM_BYTES", 1 << 30)
+    monkeypatch.setattr(safe_hdf5, "STREAM_BYTES", 1 << 30)
     assert [f.to_dict() for f in loihi2.check_parameters(path)] == [f.to_dict() for f in whole]
 
     def last_nan(h, d):

@@ -1,6 +1,7 @@
 """Lava processes: the ILIF neuron and a netx network that can hold ILIF layers."""
 from __future__ import annotations
 
+import functools
 from typing import Any, Dict, Optional, Tuple
 
 import numpy as np
@@ -11,6 +12,7 @@ from lava.magma.core.process.variable import Var
 
 from ilif_lava import fixed_point as fx
 from ilif_lava import netx as _netx
+from ilif_lava.netx_schema import ILIF_NEURON_TYPE
 
 
 class ILIF(AbstractProcess):
@@ -64,6 +66,9 @@ class ILIF(AbstractProcess):
         # a constructor that raised leaves no runtime; Lava's __del__ would print an ignored AttributeError
         if "_runtime" in self.__dict__:
             super().__del__()
+
+
+_netx.register_neuron_type(ILIF_NEURON_TYPE, functools.partial(_netx.ilif_lava_params, neuron_proc=ILIF))
 
 
 class ILIFNetwork(hdf5.PyNetworkModel.implements_process):

@@ -76,8 +76,23 @@ class Key:
     big: bool = False
 
 
+class _Table:
+    """What layer and neuron tables share: their ``keys`` (a tuple of :class:`Key`)."""
+
+    keys: Tuple[Key, ...]
+
+    def key(self, name: str) -> Optional[Key]:
+        """The row of key ``name``, or None."""
+        return next((k for k in self.keys if k.name == name), None)
+
+    @property
+    def required(self) -> Tuple[str, ...]:
+        """Names of the required keys, in table order."""
+        return tuple(k.name for k in self.keys if k.required)
+
+
 @dataclass(frozen=True)
-class LayerType:
+class LayerType(_Table):
     """The keys of one layer type. ``builds``: ILIFNetwork (netx) builds it (False: refused, naming the layer);
     ``resources``: the Loihi 2 resource estimate knows how to count it."""
 
@@ -86,16 +101,9 @@ class LayerType:
     builds: bool = True
     resources: bool = True
 
-    def key(self, name: str) -> Optional[Key]:
-        return next((k for k in self.keys if k.name == name), None)
-
-    @property
-    def required(self) -> Tuple[str, ...]:
-        return tuple(k.name for k in self.keys if k.required)
-
 
 @dataclass(frozen=True)
-class NeuronType:
+class NeuronType(_Table):
     """The ``neuron/<key>`` entries of one neuron type (``neuron/type`` itself is :data:`NEURON_TYPE_KEY`).
 
     ``bias_param``: the Lava process keyword that receives the layer's per-neuron ``bias`` (netx's ``bias_key``).
@@ -107,13 +115,6 @@ class NeuronType:
     bias_param: str = "bias_mant"
     has_bias: bool = True
     fixed_point: bool = False
-
-    def key(self, name: str) -> Optional[Key]:
-        return next((k for k in self.keys if k.name == name), None)
-
-    @property
-    def required(self) -> Tuple[str, ...]:
-        return tuple(k.name for k in self.keys if k.required)
 
     @property
     def rebuild_keys(self) -> Tuple[Key, ...]:
@@ -212,7 +213,7 @@ REFUSED_LAYER_TYPES = tuple(n for n, t in LAYER_TYPES.items() if not t.builds)
 # neuron tables
 # ---------------------------------------------------------------------------------------------------------
 _DECAY = Int(0, DECAY_ONE)
-_DECAY_0D = Int(0, DECAY_ONE, "strict")     # ILIFNetwork reads with int(): 0-d (int() of 1-element arrays is deprecated)
+_DECAY_0D = Int(0, DECAY_ONE, "strict")   # ILIFNetwork reads with int(): 0-d (int() of 1-element arrays: deprecated)
 # Stock CUBA threshold mantissa: slayer's cuba.Affine writes (1 << 18) - 1 ("never fires") and stock netx builds
 # it; vth << 6 then exceeds the 24-bit saturated v, so it never fires in Lava either. The Loihi 2 check still
 # reports anything above the 17-bit mantissa; ILIF layers keep the 17-bit cap.

@@ -1,7 +1,7 @@
 """Reading NIR files from others, bounded, and writing ours atomically.
 
 A NIR file is HDF5 written by someone else: before ``nir.read`` parses it, :func:`read_nir` runs the project's
-HDF5 container checks (:func:`ilif_lava.hdf5_validate.check_container`: a regular file, no external links,
+HDF5 container checks (:func:`ilif_lava.safe_hdf5.check_container`: a regular file, no external links,
 external storage or virtual datasets, built-in filters only, per-dataset and total byte limits from metadata,
 bounded links and nesting, global heaps walked) with the NIR field names that may be large.
 """
@@ -13,7 +13,8 @@ from typing import Optional, Union
 import nir
 
 from ilif_lava import atomic
-from ilif_lava.hdf5_validate import FileLimits, NetworkFileError, check_container, current_limits
+from ilif_lava.file_limits import FileLimits, current_limits
+from ilif_lava.safe_hdf5 import NetworkFileError, check_container
 
 PathLike = Union[str, Path]
 
@@ -32,7 +33,7 @@ def read_nir(path: PathLike, limits: Optional[FileLimits] = None) -> nir.NIRGrap
     """Check ``path`` as an HDF5 container (limits: ``limits`` or the active ones, default one Loihi 2 chip),
     then ``nir.read`` it. Types are not checked by ``nir`` here (an ilif_lava composite fails NIR's own type
     inference on purpose, see docs/nir.md); :func:`ilif_lava.nir.from_nir` checks what it converts. Raises
-    :class:`~ilif_lava.hdf5_validate.NetworkFileError` (one line naming the file) for anything refused."""
+    :class:`~ilif_lava.safe_hdf5.NetworkFileError` (one line naming the file) for anything refused."""
     lim = _nir_limits(limits)
     path = check_container(path, lim, big_keys=NIR_BIG_KEYS, max_vlen=2 * lim.max_links)
     try:
