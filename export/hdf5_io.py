@@ -21,7 +21,8 @@ width multiples of the kernel. Outside that geometry lava-dl's ``synapse.Pool`` 
 (it zero-pads H by ``H % kernel`` rows and convolves channels stacked along H), so the export already differs.
 
 Not supported (a :class:`~ilif_lava.netx.NetworkFileError` names file, layer and key): ``input`` layers and any
-other layer type, biases (ILIF layers have none), complex weights, per-neuron (array) decays, and neuron types
+other layer type, biases of non-ILIF layers (an ILIF layer's ``bias``, its 13-bit mantissas, becomes the block's
+``bias=``), complex weights, per-neuron (array) decays, and neuron types
 other than ``ILIF`` / ``CUBA``.
 
 :func:`describe_hdf5` lists the layers (type, shape, neuron entry, ...) without building anything.
@@ -171,6 +172,11 @@ def _set_delay(blk: torch.nn.Module, g: h5py.Group, path: Path, layer: int) -> N
     blk.delay.init = True
 
 
+def _bias_kw(bias: Any) -> Dict[str, Any]:
+    """The ``bias=`` keyword of an ILIF block for a layer bias (none: no keyword, so CUBA blocks stay unchanged)."""
+    return {} if bias is None else {"bias": torch.as_tensor(bias, dtype=torch.float64)}
+
+
 def _build_layer(g: h5py.Group, path: Path, i: int, record_states: bool) -> torch.nn.Module:
     ltype = str(_get(g, K.TYPE, path, i))
     if ltype not in SUPPORTED_LAYERS:
@@ -181,10 +187,15 @@ def _build_layer(g: h5py.Group, path: Path, i: int, record_states: bool) -> torc
         blk = ilif_block.Flatten()
         blk.shape = list(shape)
         return blk
-    if K.BIAS in g:
-        raise NetworkFileError(f"{path}: layer {i}: key '{K.BIAS}' present; biases are not supported")
     entry = _neuron_entry(g)
     kind, params = _neuron_params(entry, path, i)
+    bias = None
+    if K.BIAS in g:
+        if kind != NEURON_TYPE:
+            raise NetworkFileError(f"{path}: layer {i}: key '{K.BIAS}' present on a {kind} layer; only ILIF layers' "
+                                   f"biases are rebuilt")
+        mant = np.asarray(_get(g, K.BIAS, path, i)).reshape(-1)      # integer mantissas, checked by validate_file
+        bias = fx.bias_to_float(mant.astype(np.int64), schema.ILIF_BIAS_EXP)   # threshold units, exact
     if kind == NEURON_TYPE and record_states:
         params["record_states"] = True
     has_delay = K.DELAY in g
@@ -195,7 +206,7 @@ def _build_layer(g: h5py.Group, path: Path, i: int, record_states: bool) -> torc
     if ltype == T.DENSE:
         n_in, n_out = int(_get(g, K.IN_FEATURES, path, i)), int(_get(g, K.OUT_FEATURES, path, i))
         w = _weights(g, path, i)
-        blk = mod.Dense(params, n_in, n_out, delay=has_delay, delay_shift=True)
+        blk = mod.Dense(params, n_in, n_out, delay=has_delay, delay_shift=True, **_bias_kw(bias))
         blk.synapse.weight.data = w.reshape(blk.synapse.weight.shape)
         _set_delay(blk, g, path, i)
     else:  # conv (also a pool exported as depthwise conv)
@@ -205,7 +216,7 @@ def _build_layer(g: h5py.Group, path: Path, i: int, record_states: bool) -> torc
                                              for key in (K.KERNEL_SIZE, K.STRIDE, K.PADDING, K.DILATION))
         w = _weights(g, path, i)
         blk = mod.Conv(params, c_in, c_out, kernel, stride=stride, padding=padding, dilation=dilation,
-                       groups=groups, delay=has_delay, delay_shift=True)
+                       groups=groups, delay=has_delay, delay_shift=True, **_bias_kw(bias))
         blk.synapse.weight.data = w.reshape(blk.synapse.weight.shape)
         _set_delay(blk, g, path, i)   # slayer axonal delays are per channel
     blk.neuron.shape = torch.Size(shape)

@@ -85,13 +85,14 @@ class AbstractILIF(torch.nn.Module):
         self.neuron.add_bias(self.synapse.out_channels, 0.0 if isinstance(bias, bool) else bias)
 
     def export_hdf5(self, handle) -> None:
-        """slayer's export, refused for a neuron with a non-zero bias: netx HDF5 does not carry the ILIF bias yet,
-        and a file without it would deploy a different network."""
-        mant = getattr(self.neuron, "bias_mant", None)
-        if mant is not None and mant.any():
-            raise NotImplementedError(f"{type(self).__name__} block: the neuron bias is not written to netx HDF5 yet "
-                                      "(the 'bias' key of ILIF layers is not wired); export a network without bias")
+        """slayer's export, plus the neuron bias: a neuron with a bias writes its 13-bit mantissas
+        (``neuron.bias_mant``, int32 [C_out], one per output channel, deployed with exponent 6) under the layer's
+        ``bias`` key, netx's per-neuron bias as CUBA layers use it (netx hands it to the ILIF process as
+        ``bias_mant``)."""
         super().export_hdf5(handle)
+        mant = getattr(getattr(self, "neuron", None), "bias_mant", None)
+        if mant is not None:
+            handle.create_dataset(K.BIAS, data=np.asarray(mant, dtype=np.int32).reshape(-1))
 
 
 class Input(AbstractILIF, base.AbstractInput):

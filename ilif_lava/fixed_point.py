@@ -39,7 +39,7 @@ from typing import Any, Dict, NamedTuple, Tuple, Union
 import numpy as np
 
 # the Loihi 2 word widths (decay 12, state 24, threshold mantissa 17, bias mantissa 13 bits) have one home
-from ilif_lava.netx_schema.rules import (BIAS_MANT_BITS, DECAY_BITS, INTEGER_INHIBITIONS, STATE_BITS,
+from ilif_lava.netx_schema.rules import (BIAS_EXP, BIAS_MANT_BITS, DECAY_BITS, INTEGER_INHIBITIONS, STATE_BITS,
                                          VTH_MANT_MAX, WEIGHT_MANT_MAX, WEIGHT_MANT_MIN)
 
 try:  # torch is optional for the numpy (Lava) side
@@ -59,7 +59,7 @@ STATE_MIN = -STATE_MAX                    # saturating states are symmetric, as 
 BIAS_MANT_MIN = -(1 << (BIAS_MANT_BITS - 1))        # -4096
 BIAS_MANT_MAX = (1 << (BIAS_MANT_BITS - 1)) - 1     # 4095
 BIAS_EXP_MIN, BIAS_EXP_MAX = 0, 7      # 3-bit unsigned bias exponent
-BIAS_EXP = 6                           # the exponent netx fixes and the neuron uses: bias_mant / 64 thresholds
+# BIAS_EXP (6, from the schema): the exponent netx fixes and the neuron uses: bias_mant / 64 thresholds
 WEIGHT_MIN, WEIGHT_MAX = WEIGHT_MANT_MIN, WEIGHT_MANT_MAX    # 8-bit mantissa, even (x2 mixed sign)
 INHIBITIONS = INTEGER_INHIBITIONS      # integer inhibition functions available to fixed point
 

@@ -11,7 +11,8 @@ what was expected. It accepts exactly what ``lava.lib.dl.netx.hdf5.Network`` (th
   the required keys of each type and the form of each key (the layer tables of :mod:`ilif_lava.netx_schema`);
 * values: weights are real, finite, integer and in [-256, 255] (netx's weight range), and a dense layer's are
   not all zero (netx's ``optimize_weight_bits`` divides by the largest weight); delays are integers in
-  [0, 62], one per output; biases are finite, one per output (all zero for ILIF, whose process has no bias);
+  [0, 62], one per output; biases are finite, one per output channel, and of the form the neuron type's
+  ``bias_rule`` says (ILIF: integer mantissas in [-4096, 4095]; all zero for a type without ``has_bias``);
 * shapes: dense weight == (outFeatures, inFeatures), conv weight == (outChannels, inChannels / groups, kH, kW)
   with ``groups`` dividing both channel counts, ``shape`` consistent with outFeatures / outChannels;
 * sizes along the network: a layer's input size equals the previous layer's output size, and a conv's
@@ -274,6 +275,8 @@ def _layer(w: Where, g: h5py.Group, idx: int, n_layers: int, prev: Optional[Tupl
     for key in (K.DELAY, K.BIAS):
         if key in items:
             rule = table.key(key).rule
+            if key == K.BIAS and neuron is not None and neuron.has_bias:
+                rule = neuron.bias_rule              # the neuron type's bias (ILIF: 13-bit integer mantissas)
             vals[key] = _numbers(w, key, read(w, items[key], key), [(n_per_out,)], integer=rule.integer,
                                  lo=rule.lo, hi=rule.hi)
     if K.BIAS in items and neuron is not None and not neuron.has_bias and vals[K.BIAS].any():

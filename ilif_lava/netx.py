@@ -161,7 +161,10 @@ def ilif_lava_params(neuron_config: Any, input: bool = False, reset_interval: Op
     if reset_interval is not None:
         raise NotImplementedError("reset_interval is not supported for ILIF layers")
     table = schema.NEURON_TYPES[ILIF_NEURON_TYPE]
-    out: Dict[str, Any] = {"neuron_proc": neuron_proc, "bias_key": table.bias_param, "num_message_bits": 0}
+    # netx passes the layer's ``bias`` (13-bit mantissas, one per output channel) as ``bias_key``; the exponent is
+    # netx's fixed 6, as for CUBA layers
+    out: Dict[str, Any] = {"neuron_proc": neuron_proc, "bias_key": table.bias_param,
+                           "bias_exp": schema.ILIF_BIAS_EXP, "num_message_bits": 0}
     out.update(table.values(functools.partial(read_key, neuron_config), lava_only=True))
     return out
 

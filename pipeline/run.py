@@ -24,8 +24,8 @@ from ilif_lava.progress import bar
 from export.export_net import export_model
 from pipeline import evaluation
 from simulations.activity import network_activity
-from simulations.compare import (align_lava_states, first_divergence, lsb_error_histogram, prediction_agreement,
-                                 spike_agreement)
+from simulations.compare import (first_divergence, lsb_error_histogram, prediction_agreement, spike_agreement,
+                                 twin_states_on_lava_steps)
 from simulations.cost import report_entry as loihi2_cost_entry
 from simulations.lava_run import run_network
 from simulations.report import write_lava_report, write_report
@@ -131,8 +131,11 @@ def _load_lava(path: Path):
 
 
 def engine_spikes(model, x: torch.Tensor, device: torch.device, quantized: bool, record: bool, batch: int = 64,
-            progress: bool = False, desc: str = "model"):
-    """Spikes per layer [N, neurons, T] (numpy) and, with ``record``, states of the first batch."""
+            progress: bool = False, desc: str = "model", lead_out: Optional[Dict[int, Dict[str, np.ndarray]]] = None):
+    """Spikes per layer [N, neurons, T] (numpy) and, with ``record``, states of the first batch.
+
+    ``lead_out`` (a dict, filled in): per layer whose neuron has a bias behind ``delay_shift``, the states of the
+    step before its first input (:attr:`ilif_lava.neuron.Neuron.lead_states`, [N, neurons]; Lava's first step)."""
     model.set_quantized(quantized)
     model.eval()
     model.to(device)
@@ -149,6 +152,10 @@ def engine_spikes(model, x: torch.Tensor, device: torch.device, quantized: bool,
                     if getattr(blk.neuron, "states", None):
                         states[li] = {k: _flat(v).astype(np.float64 if not quantized else np.int64)
                                       for k, v in blk.neuron.states.items()}
+                    lead = getattr(blk.neuron, "lead_states", None) if lead_out is not None else None
+                    if lead:
+                        lead_out[li] = {k: v.detach().cpu().reshape(v.shape[0], -1).numpy().astype(
+                            np.float64 if not quantized else np.int64) for k, v in lead.items()}
     model.set_record_states(False)
     return spikes, states
 
@@ -171,16 +178,20 @@ class DeploymentMismatchError(RuntimeError):
 
 def check_deployment(report: Dict[str, Any], report_dir: Path) -> None:
     """Raise :class:`DeploymentMismatchError` (one line: the mismatch count, the first divergence, the report
-    folder) unless the quantized model and Lava agree on every spike of every layer and step and on every
-    prediction. The report is written before this is called, so the user can read where and why."""
+    folder) unless the quantized model and Lava agree on every spike of every layer and step, on every
+    prediction, and on every recorded state (u, v, c, m of the state samples on every Lava step, the first
+    included). The report is written before this is called, so the user can read where and why."""
     rows = report["spikes"]["quantized_vs_lava"]
     spikes = sum(int(r["mismatches"]) for r in rows)
     pred = float(report["prediction_agreement"]["quantized_vs_lava"])
-    if spikes == 0 and pred == 1.0:
+    state_div = report["first_divergence"].get("quantized_vs_lava_with_states")
+    if spikes == 0 and pred == 1.0 and state_div is None:
         return
-    div = report["first_divergence"]["quantized_vs_lava"]
+    div = report["first_divergence"]["quantized_vs_lava"] or state_div
+    label = "" if div is None or div.get("what", "spike") == "spike" else f"state {div['what']}: "
     where = ("" if div is None else f"; first at layer {div['layer']}, step {div['time_step']}, sample "
-             f"{div['sample']}, neuron {div['neuron']} (quantized {div['value_a']:g}, Lava {div['value_b']:g})")
+             f"{div['sample']}, neuron {div['neuron']} ({label}quantized {div['value_a']:g}, "
+             f"Lava {div['value_b']:g})")
     raise DeploymentMismatchError(f"the Lava network differs from its quantized twin: {spikes} spike mismatches, "
                                   f"prediction agreement {pred:.3f}{where}; report in {report_dir}")
 
@@ -207,17 +218,18 @@ def stage_compare(run_dir: Path, baseline_dir: Optional[Path] = None, device: st
     model = load_model(run_dir / "train" / "model.pt")
     float_spikes, float_states = engine_spikes(model, x, dev, quantized=False, record=True, progress=progress,
                                          desc="float model")
+    quant_lead: Dict[int, Dict[str, np.ndarray]] = {}
     quant_spikes, quant_states = engine_spikes(model, x, torch.device("cpu"), quantized=True, record=True,
-                                         progress=progress, desc="quantized model")
+                                               progress=progress, desc="quantized model", lead_out=quant_lead)
     k_states = next(iter(lava_states.values()))["u"].shape[0] if lava_states else 0
-    lava_aligned = align_lava_states(lava_states)
     trim = lambda st, k: {l: {n_: a[:k] for n_, a in per.items()} for l, per in st.items()}  # noqa: E731
     steps = x.shape[-1]
     preds = {"float": predict(float_spikes[-1]), "quantized": predict(quant_spikes[-1]), "lava": z["pred"]}
     qs, ls = [s[:k_states] for s in quant_spikes], [s[:k_states] for s in lava_spikes]
     div_q_lava = first_divergence(quant_spikes, lava_spikes)
-    div_q_lava_states = first_divergence(qs, ls, trim(quant_states, k_states), lava_aligned,
-                                         valid_steps=steps - 1) if k_states else None
+    # every Lava step, the first included (a biased neuron's lead step; rest for the others)
+    twin = twin_states_on_lava_steps(trim(quant_states, k_states), trim(quant_lead, k_states))
+    div_q_lava_states = first_divergence(qs, ls, twin, trim(lava_states, k_states)) if k_states else None
     div_f_q = first_divergence(float_spikes, quant_spikes)
     div_f_q_states = first_divergence([s[:k_states] for s in float_spikes], qs,
                                       _scaled(trim(float_states, k_states)), trim(quant_states, k_states))

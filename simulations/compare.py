@@ -2,8 +2,9 @@
 
 Conventions: spikes per layer are arrays [N, neurons, T] (neurons flattened in slayer C, H, W order); integer
 states are in Loihi units (one threshold = 4096); float states are in threshold units and compared after
-scaling by 4096. Lava states are recorded one step later than the PyTorch ones (lava[..., t + 1] == torch[..., t]),
-which :func:`align_lava_states` undoes.
+scaling by 4096. Lava states are recorded one step later than the PyTorch ones (lava[..., t + 1] == torch[..., t];
+lava[..., 0] is the step before the first input: the lead state of a biased neuron, else rest), which
+:func:`twin_states_on_lava_steps` puts the twin's states on.
 """
 from __future__ import annotations
 
@@ -33,15 +34,27 @@ class Divergence:
         return asdict(self)
 
 
-def align_lava_states(states: StateDict) -> StateDict:
-    """Shift Lava-recorded states one step earlier (pad the last step with -1 markers never compared)."""
+def twin_states_on_lava_steps(states: StateDict, lead: Optional[Dict[int, Dict[str, np.ndarray]]] = None
+                              ) -> StateDict:
+    """The quantized twin's states on Lava's steps, for comparison with Lava's recorded states as they are.
+
+    ``states``: layer -> name -> [N, neurons, T], the twin's blocks' states (``states[..., t]`` after synaptic
+    input ``t``); ``lead``: layer -> name -> [N, neurons], the state of the step before the first input arrives
+    (:attr:`ilif_lava.neuron.Neuron.lead_states`, set for neurons with a bias behind ``delay_shift``). Lava's
+    neuron runs that step first (its synapse delivers input ``t`` on step ``t + 2``), so Lava's recorded
+    ``[..., 0]`` is the lead state (zeros, rest, for a layer without one: nothing has arrived) and ``[..., t + 1]``
+    is the twin's ``[..., t]``. Returned arrays are [N, neurons, T] on Lava's steps; index ``j`` is also the
+    step whose spikes Lava's sink holds at ``j`` (the blocks' spike index), so a state difference and the spike
+    difference it causes carry the same time step. Every step is compared; nothing is left out."""
     out: StateDict = {}
     for layer, per in states.items():
         out[layer] = {}
         for k, arr in per.items():
-            shifted = np.empty_like(arr)
-            shifted[..., :-1] = arr[..., 1:]
-            shifted[..., -1] = arr[..., -1]
+            first = (lead or {}).get(layer, {}).get(k)
+            shifted = np.zeros_like(arr)
+            shifted[..., 1:] = arr[..., :-1]
+            if first is not None:
+                shifted[..., 0] = np.asarray(first).reshape(arr.shape[:-1])
             out[layer][k] = shifted
     return out
 

@@ -321,18 +321,21 @@ def test_block_bias_arguments_and_layout():
     assert torch.equal(copy(x), out)
 
 
-def test_export_refuses_a_non_zero_bias_until_netx_carries_it(tmp_path):
+def test_export_writes_the_bias_mantissas(tmp_path):
+    """The export writes netx's layer ``bias``: the neuron's 13-bit mantissas (clipped, rounded), one per output
+    channel; the Lava round trip is tests/test_netx_bias.py."""
+    import h5py
     from ilif_lava.netx import export_blocks
+    from ilif_lava.netx_schema import K
     params = {"threshold": 1.0, "variant": "ILIF"}
-    blk = block.Dense(params, 4, 3, bias=[0.0, 0.5, 0.0])
+    blk = block.Dense(params, 4, 3, bias=[-100.0, 0.5, 1 / 128])
     blk(torch.zeros(1, 4, 2))
-    with pytest.raises(NotImplementedError, match=r"Dense block: the neuron bias is not written to netx HDF5 yet") \
-            as info:
-        export_blocks([blk], tmp_path / "b.net")
-    assert "\n" not in str(info.value)
-    zero = block.Dense(params, 4, 3, bias=True)
-    zero(torch.zeros(1, 4, 2))
-    assert export_blocks([zero], tmp_path / "z.net").exists()          # a zero bias is no bias
+    with h5py.File(export_blocks([blk], tmp_path / "b.net"), "r") as h:
+        np.testing.assert_array_equal(h[f"{K.LAYER}/0/{K.BIAS}"][()], [-4096, 32, 0])
+    plain = block.Dense(params, 4, 3)
+    plain(torch.zeros(1, 4, 2))
+    with h5py.File(export_blocks([plain], tmp_path / "p.net"), "r") as h:
+        assert K.BIAS not in h[f"{K.LAYER}/0"]                       # no bias: no key, as before
 
 
 # =========================================================================================================

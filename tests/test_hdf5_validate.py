@@ -340,8 +340,13 @@ def test_bias(tmp_path):
              "shape (4,)")
     _rejects(_mutant(tmp_path, "cuba_dense", lambda h: _set(h, "layer/1/bias", np.array([0, np.nan, 0])), "nan"),
              1, "bias", "NaN")
-    _rejects(_mutant(tmp_path, "ilif_dense", lambda h: _set(h, "layer/1/bias", np.array([0, 1.0, 0])), "ilif"),
-             1, "bias", "ILIF")
+    # ILIF layers carry 13-bit integer bias mantissas (tests/test_netx_bias.py runs them in Lava)
+    _rejects(_mutant(tmp_path, "ilif_dense", lambda h: _set(h, "layer/1/bias", np.array([0, 0.5, 0])), "ilif"),
+             1, "bias", "non-integer")
+    _rejects(_mutant(tmp_path, "ilif_dense", lambda h: _set(h, "layer/1/bias", np.array([0, 4096, 0])), "big"),
+             1, "bias", "[-4096, 4095]")
+    validate_file(_mutant(tmp_path, "ilif_dense", lambda h: _set(h, "layer/1/bias", np.array([-4096, 7, 4095])),
+                          "ilif_ok"))
     p = _mutant(tmp_path, "cuba_dense", lambda h: _set(h, "layer/1/bias", np.array([0, 3.0, -2.0])), "ok")
     assert len(build_network(p).layers) == 2                     # a CUBA bias of the right length is fine
 

@@ -28,6 +28,7 @@ VTH_MANT_MAX = (1 << VTH_MANT_BITS) - 1
 WEIGHT_BITS = 8                         # weight mantissa, x2 in mixed sign mode: even integers in [-256, 254]
 WEIGHT_MANT_MIN, WEIGHT_MANT_MAX = -256, 254
 BIAS_MANT_BITS = 13                     # bias mantissa, with a 3-bit exponent (netx: bias_exp = 6)
+BIAS_EXP = 6                            # the bias exponent netx passes (CUBA) and ILIF layers are loaded with
 MAX_DELAY = 62                          # axonal delay steps (slayer Delay(max_delay=62); netx clamps larger)
 STATE_BITS = 24                         # neuron states u, v (and ILIF's c, m)
 INTEGER_INHIBITIONS = ("plan",)         # ILIF inhibition functions with a shift/add integer form

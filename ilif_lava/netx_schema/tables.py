@@ -15,8 +15,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, Iterable, Mapping, Optional, Tuple
 
-from ilif_lava.netx_schema.rules import (BIAS_LIMIT, DECAY_LIMIT, DECAY_ONE, DELAY_LIMIT, MAX_DELAY, MAX_NEURONS,
-                                         VTH_MANT_LIMIT, VTH_MANT_MAX, WEIGHT_LIMIT, WEIGHT_MANT_MAX, WEIGHT_MANT_MIN,
+from ilif_lava.netx_schema.rules import (BIAS_EXP, BIAS_LIMIT, DECAY_LIMIT, DECAY_ONE, DELAY_LIMIT, MAX_DELAY,
+                                         MAX_NEURONS, VTH_MANT_LIMIT, VTH_MANT_MAX, WEIGHT_LIMIT, WEIGHT_MANT_MAX, WEIGHT_MANT_MIN,
                                          Choice, Flag,
                                          Int, Limit, Numbers, Rule, Text, INTEGER_INHIBITIONS, decode)
 
@@ -107,13 +107,17 @@ class NeuronType(_Table):
     """The ``neuron/<key>`` entries of one neuron type (``neuron/type`` itself is :data:`NEURON_TYPE_KEY`).
 
     ``bias_param``: the Lava process keyword that receives the layer's per-neuron ``bias`` (netx's ``bias_key``).
-    ``has_bias``: the neuron adds that bias (False: a layer ``bias`` must be all zero). ``fixed_point``: a
-    bit-accurate fixed-point model exists (the Loihi 2 check knows the type)."""
+    ``has_bias``: the neuron adds that bias (False: a layer ``bias`` must be all zero). ``bias_rule``: what the
+    layer ``bias`` of this neuron type must be (form and range; its shape, one value per output channel, is the
+    layer's), e.g. 13-bit integer mantissas for ILIF; stock types keep netx's lenient reading (any real number,
+    truncated by netx). ``fixed_point``: a bit-accurate fixed-point model exists (the Loihi 2 check knows the
+    type)."""
 
     name: str
     keys: Tuple[Key, ...] = ()
     bias_param: str = "bias_mant"
     has_bias: bool = True
+    bias_rule: Numbers = Numbers()
     fixed_point: bool = False
 
     @property
@@ -222,6 +226,11 @@ _CUBA_KEYS = (Key(K.I_DECAY, _DECAY, required=True, loihi=DECAY_LIMIT, rebuild=T
               Key(K.V_DECAY, _DECAY, required=True, loihi=DECAY_LIMIT, rebuild=True),
               Key(K.VTH_MANT, Int(0, CUBA_VTH_MANT_MAX), required=True, loihi=VTH_MANT_LIMIT, rebuild=True))
 ILIF_VARIANT = Key(K.VARIANT, Text(), param="variant", lava=False, rebuild=True)
+# ILIF layers: netx's layer ``bias`` (one value per output channel, as slayer's CUBA blocks write it) holds the
+# 13-bit bias mantissas exactly (netx reads it with ``astype(int)``, so a fraction would be truncated silently);
+# the process adds ``bias << ILIF_BIAS_EXP`` to the input current (docs/fixed-point.md, "The neuron bias")
+ILIF_BIAS_RULE = Numbers(BIAS_LIMIT.lo, BIAS_LIMIT.hi, integer=True)
+ILIF_BIAS_EXP = BIAS_EXP
 
 NEURON_TYPE_TABLES: Tuple[NeuronType, ...] = (
     NeuronType("CUBA", _CUBA_KEYS, fixed_point=True),
@@ -241,7 +250,7 @@ NEURON_TYPE_TABLES: Tuple[NeuronType, ...] = (
         ILIF_VARIANT,
         Key(K.REF_DELAY, Int(1, 1), default=1),          # no refractory period: written for netx's CUBA reader
         Key(K.GRADED_SPIKE, Flag(), default=False),      # binary spikes
-    ), has_bias=False, fixed_point=True),        # the ILIF process has no bias (yet)
+    ), has_bias=True, bias_rule=ILIF_BIAS_RULE, fixed_point=True),
 )
 # netx maps any type containing "RF" to RF / RF_IZ, whose processes have complex inputs (a_real_in, a_imag_in): a
 # plain dense/conv/input block cannot connect to them, and Lava 0.10 ships RF models for floating_pt only
