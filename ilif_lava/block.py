@@ -20,7 +20,7 @@ bias is a ``norm``'s, applied at the voltage step); ``Input`` keeps slayer's sca
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Optional, Tuple
 
 import numpy as np
 import torch
@@ -34,6 +34,18 @@ from ilif_lava.neuron import Neuron
 CONV_LAYER = LAYER_TYPES["conv"]     # pools are written as depthwise convs (netx has no pool loader)
 
 BiasArg = Any   # False/None, True, a number, or [C_out] numbers (list, numpy array, tensor)
+
+
+def fold_batchnorm(weight: torch.Tensor, bias: Optional[torch.Tensor],
+                   bn: torch.nn.modules.batchnorm._BatchNorm) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Fold an eval-mode ``bn`` that follows a conv/linear (``weight [out, ...]``, ``bias [out]`` or None) into
+    one affine map: ``bn(conv(x)) == conv'(x)`` with ``w' = w * g / sqrt(var + eps)``,
+    ``b' = (b - mean) * g / sqrt(var + eps) + beta`` (running statistics; differentiable in ``weight``, ``bias``,
+    ``g`` and ``beta``). Returns ``(w' [same shape as weight], b' [out])``."""
+    scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+    b = torch.zeros_like(bn.running_mean) if bias is None else bias
+    w = weight * scale.reshape(-1, *([1] * (weight.dim() - 1)))
+    return w, (b - bn.running_mean) * scale + bn.bias
 
 
 class AbstractILIF(torch.nn.Module):
@@ -53,14 +65,60 @@ class AbstractILIF(torch.nn.Module):
         counting = getattr(self, "count_log", False)
         self.count_log = False
         try:
-            out = self._forward_biased(x) if self._biased_shift() else super().forward(x)
+            if getattr(self, "bn", None) is not None and not self._folded():
+                out = self._forward_batchnorm(x)
+            else:
+                out = self._forward_biased(x) if self._biased_shift() else super().forward(x)
         finally:
             self.count_log = counting
         return (out, (out > 0).float().mean()) if counting else out
 
     def _biased_shift(self) -> bool:
         neuron = getattr(self, "neuron", None)
-        return getattr(self, "delay_shift", False) is True and getattr(neuron, "bias", None) is not None
+        return (getattr(self, "delay_shift", False) is True and neuron is not None
+                and getattr(neuron, "raw_bias", lambda: None)() is not None)
+
+    # ---- batch norm between the synapse and the neuron (``batch_norm=True``) --------------------------------
+    def _attach_batchnorm(self, batch_norm: bool, bias: BiasArg, dims: int) -> None:
+        """Give the block a batch norm over the synaptic input's channels (``dims``: 1 for [N, C, T], 3 for
+        [N, C, H, W, T]; statistics over batch, space and time). Its shift is the neuron's bias, so ``bias=`` is
+        refused with it."""
+        self.bn = None
+        if not batch_norm:
+            return
+        if not (bias is None or (isinstance(bias, bool) and not bias)):
+            raise ValueError(f"{type(self).__name__}: batch_norm=True already gives the neuron its bias (the batch "
+                             f"norm's shift); do not pass bias= as well")
+        if getattr(self.synapse, "weight_norm_enabled", False):
+            raise ValueError(f"{type(self).__name__}: batch_norm=True with weight_norm=True is not supported")
+        cls = torch.nn.BatchNorm1d if dims == 1 else torch.nn.BatchNorm3d
+        self.bn = cls(self.synapse.out_channels)
+        self.fold_now = False
+        self.synapse.pre_hook_fx = self._folded_weight_hook
+        self.neuron.bias_source = self._folded_shift
+
+    def _folded(self) -> bool:
+        """The batch norm is folded (weights x scale, shift as the neuron bias, running statistics): in the
+        quantized (QAT / deployment twin) forward and while exporting. Otherwise it runs as a batch norm."""
+        return bool(self.neuron.quantized or self.fold_now)
+
+    def _folded_weight_hook(self, weight: torch.Tensor, descale: bool = False) -> torch.Tensor:
+        """The synapse pre-hook: the 8-bit weight quantizer, applied to the folded weight when folded."""
+        if self._folded():
+            weight = fold_batchnorm(weight, None, self.bn)[0]
+        return self.neuron.quantize_8bit(weight, descale=descale)
+
+    def _folded_shift(self) -> Optional[torch.Tensor]:
+        """The neuron's bias source: the folded shift [C] when folded, else None (the batch norm adds it)."""
+        return fold_batchnorm(self.synapse.weight, None, self.bn)[1] if self._folded() else None
+
+    def _forward_batchnorm(self, x: torch.Tensor) -> torch.Tensor:
+        """The float forward with an unfolded batch norm: synapse (8-bit weights), batch norm (batch statistics in
+        training, running ones in eval), neuron (input one step late with ``delay_shift``, as the folded network
+        runs behind Lava's synapse)."""
+        z = self.bn(self.synapse(x))
+        out = self.neuron.forward_delayed(z) if getattr(self, "delay_shift", False) is True else self.neuron(z)
+        return self.delay(out) if self.delay is not None else out
 
     def _forward_biased(self, x: torch.Tensor) -> torch.Tensor:
         """slayer's Dense/Conv forward with the one-step shift taken on the synaptic input instead of the output
@@ -89,8 +147,15 @@ class AbstractILIF(torch.nn.Module):
         (``neuron.bias_mant``, int32 [C_out], one per output channel, deployed with exponent 6) under the layer's
         ``bias`` key, netx's per-neuron bias as CUBA layers use it (netx hands it to the ILIF process as
         ``bias_mant``)."""
-        super().export_hdf5(handle)
-        mant = getattr(getattr(self, "neuron", None), "bias_mant", None)
+        folding = getattr(self, "bn", None) is not None
+        if folding:                       # a batch norm is written folded: weights x scale, shift as the bias
+            self.fold_now = True
+        try:
+            super().export_hdf5(handle)
+            mant = getattr(getattr(self, "neuron", None), "bias_mant", None)
+        finally:
+            if folding:
+                self.fold_now = False
         if mant is not None:
             handle.create_dataset(K.BIAS, data=np.asarray(mant, dtype=np.int32).reshape(-1))
 
@@ -111,9 +176,10 @@ class Flatten(base.AbstractFlatten):
 class Dense(AbstractILIF, base.AbstractDense):
     """Dense synapse + ILIF neurons (+ optional per-neuron bias). [N, in, T] -> [N, out, T]."""
 
-    def __init__(self, *args, bias: BiasArg = False, **kwargs):
+    def __init__(self, *args, bias: BiasArg = False, batch_norm: bool = False, **kwargs):
         super().__init__(*args, **kwargs)
         self._attach(synapse.Dense, kwargs)
+        self._attach_batchnorm(batch_norm, bias, dims=1)
         self._attach_bias(bias)
 
 
@@ -121,9 +187,10 @@ class Conv(AbstractILIF, base.AbstractConv):
     """2D convolution synapse + ILIF neurons (+ optional bias per channel).
     [N, C_in, H, W, T] -> [N, C_out, H', W', T]."""
 
-    def __init__(self, *args, bias: BiasArg = False, **kwargs):
+    def __init__(self, *args, bias: BiasArg = False, batch_norm: bool = False, **kwargs):
         super().__init__(*args, **kwargs)
         self._attach(synapse.Conv, kwargs)
+        self._attach_batchnorm(batch_norm, bias, dims=3)
         self._attach_bias(bias)
 
 

@@ -166,15 +166,25 @@ class Neuron(base.Neuron):
             raise ValueError("bias: init must be finite")
         self.bias = torch.nn.Parameter(init_t.reshape(-1).expand(channels).clone())
 
+    #: optional callable returning the float bias [C] (threshold units, with gradients) in place of ``bias``, or
+    #: None for "no bias now": a block with a batch norm sets it to the folded shift (:mod:`ilif_lava.block`)
+    bias_source = None
+
+    def raw_bias(self) -> Optional[torch.Tensor]:
+        """The float bias [C] before quantization (threshold units): ``bias_source()`` when set, else ``bias``;
+        None without a bias."""
+        return self.bias if self.bias_source is None else self.bias_source()
+
     @property
     def quantized_bias(self) -> Optional[torch.Tensor]:
         """The deployed bias as floats [C] (threshold units): clipped to the 13-bit mantissa range, rounded to
         :func:`ilif_lava.fixed_point.bias_to_mant`'s step (1/64); the gradient passes straight through inside the
         range and is 0 outside (as slayer's weight quantizer). None without a bias."""
-        if self.bias is None:
+        raw = self.raw_bias()
+        if raw is None:
             return None
         step = fx.bias_step(self.bias_exp)
-        b = self.bias.clamp(fx.BIAS_MANT_MIN * step, fx.BIAS_MANT_MAX * step)
+        b = raw.clamp(fx.BIAS_MANT_MIN * step, fx.BIAS_MANT_MAX * step)
         q = fx.bias_to_mant(b.detach(), self.bias_exp).to(b.dtype) * step
         return b + (q - b.detach())
 
@@ -183,9 +193,10 @@ class Neuron(base.Neuron):
         """The integer bias mantissas [C] (int64 numpy, in [-4096, 4095]) that go with ``bias_exp``, in the form
         the Lava ILIF process takes (``ILIF(bias_mant=..., bias_exp=...)`` broadcasts [C] over the last axis of its
         shape, netx's conv layout) and netx stores under a layer's ``bias`` key. None without a bias."""
-        if self.bias is None:
+        q = self.quantized_bias
+        if q is None:
             return None
-        return fx.bias_to_mant(self.quantized_bias.detach().cpu().double().numpy(), self.bias_exp)
+        return fx.bias_to_mant(q.detach().cpu().double().numpy(), self.bias_exp)
 
     def _bias_view(self, z: torch.Tensor) -> Optional[torch.Tensor]:
         """The quantized bias shaped to broadcast over z [N, C, ..., T]: [1, C, 1, ..., 1]; None without one."""
@@ -344,7 +355,8 @@ class Neuron(base.Neuron):
             s = self.float_dynamics(z)
         else:
             s_int = self.integer_dynamics(z)
-            bias_learns = self.bias is not None and self.bias.requires_grad
+            raw = self.raw_bias()
+            bias_learns = raw is not None and raw.requires_grad
             if torch.is_grad_enabled() and (z.requires_grad or bias_learns):
                 record, self.record_states = self.record_states, False
                 s_float = self.float_dynamics(z)

@@ -28,6 +28,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import torch
 from torch import nn
 
+from ilif_lava.block import fold_batchnorm  # its one definition (the blocks fold with it at export and in QAT)
 from ilif_lava.neuron import Neuron
 from training.net_switches import NeuronSwitches
 
@@ -47,17 +48,6 @@ def per_step(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
     n, t = x.shape[0], x.shape[-1]
     y = module(x.movedim(-1, 1).reshape(n * t, *x.shape[1:-1]))
     return y.reshape(n, t, *y.shape[1:]).movedim(1, -1)
-
-
-def fold_batchnorm(weight: torch.Tensor, bias: Optional[torch.Tensor],
-                   bn: nn.modules.batchnorm._BatchNorm) -> Tuple[torch.Tensor, torch.Tensor]:
-    """Fold an eval-mode ``bn`` that follows a conv/linear (``weight [out, ...]``, ``bias [out]`` or None) into
-    one affine map: ``bn(conv(x)) == conv'(x)`` with ``w' = w * g / sqrt(var + eps)``,
-    ``b' = (b - mean) * g / sqrt(var + eps) + beta``."""
-    scale = bn.weight.detach() / torch.sqrt(bn.running_var + bn.eps)
-    b = torch.zeros_like(bn.running_mean) if bias is None else bias.detach()
-    w = weight.detach() * scale.reshape(-1, *([1] * (weight.dim() - 1)))
-    return w, (b - bn.running_mean) * scale + bn.bias.detach()
 
 
 class TimeSharedDropout(nn.Module):
