@@ -369,6 +369,14 @@ def test_study_cell_linked_out_of_the_folder_is_refused(finished_study, tmp_path
     assert code == 2 and str(path) in stderr and "symbolic link" in stderr
 
 
+def test_study_cells_folder_that_is_a_link_is_refused(finished_study, tmp_path, capsys):
+    out = _study_copy(finished_study, tmp_path)
+    os.replace(out / "cells", tmp_path / "elsewhere")
+    (out / "cells").symlink_to(tmp_path / "elsewhere")
+    code, _, stderr = _report_only(out, capsys)
+    assert code == 2 and str(out / "cells") in stderr and "symbolic link" in stderr and stderr.count("\n") == 1
+
+
 def test_study_plots_replace_planted_links_not_their_targets(finished_study, tmp_path, capsys):
     out = _study_copy(finished_study, tmp_path)
     victim = tmp_path / "victim.txt"
@@ -513,7 +521,8 @@ NIR_CASES = {
                                        shape=(1, 6, 6)), "'conv' (Conv2d): stride holds a non-finite value"),
     "conv_padding_negative": (lambda: _chain(("conv", _conv(padding=-1)), ("lif", _lif(2)), shape=(1, 6, 6)),
                               "'conv' (Conv2d): padding = [-1, -1] must hold whole numbers >= 0"),
-    "conv_padding_word": (lambda: _chain(("conv", _set_after(_conv(), padding="full")), ("lif", _lif(2)), shape=(1, 6, 6)),
+    "conv_padding_word": (lambda: _chain(("conv", _set_after(_conv(), padding="full")), ("lif", _lif(2)),
+                                         shape=(1, 6, 6)),
                           "'conv' (Conv2d): padding 'full'"),
     "conv_groups_0": (lambda: _chain(("conv", _conv(groups=0)), ("lif", _lif(2)), shape=(1, 6, 6)),
                       "'conv' (Conv2d): groups"),
@@ -772,7 +781,7 @@ def _alive(pid: int) -> bool:
 def _running_job(tmp_path) -> tuple:
     """A 2-rank torchrun job in its training loop (rank 0 printed an epoch); returns (job, rank pids)."""
     job = _torchrun(["-m", "pipeline.cli", "train", *DIST_ARGS, "--epochs", "500", "--qat-epochs", "0",
-                     "--run-dir", str(tmp_path / "run")])
+                     "--limit-train", "64", "--limit-test", "32", "--run-dir", str(tmp_path / "run")])
     ranks: list = []
     with deadline(300):
         for line in job.stdout:

@@ -407,7 +407,7 @@ def _train(cfg: TrainConfig, out_dir: Path, resume: bool, progress: bool, env: d
             _truncate_log(log_path, start)
             if progress:
                 print(f"resumed from {ckpt_path} after epoch {start}/{total}", flush=True)
-    elif env.main and log_path.exists():
+    elif env.main and (log_path.exists() or log_path.is_symlink()):   # a planted link is removed, not followed
         log_path.unlink()
     # written only after the checkpoint check: a refused resume must not relabel the existing run
     if env.main:
