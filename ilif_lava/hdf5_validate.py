@@ -62,8 +62,9 @@ def _text(w: Where, a: np.ndarray, key: str, expected: str) -> str:
         raise w.fail(key, f"= {exc}", expected) from None
 
 
-def _check(w: Where, key: str, a: np.ndarray, rule: Any) -> Any:
-    """Check ``a`` against a rule; returns the value (int, tuple of ints, str or bool)."""
+def _check(w: Where, key: str, a: np.ndarray, rule: Any, n_neurons: int = 1) -> Any:
+    """Check ``a`` against a rule; returns the value (int, tuple of ints, str or bool). ``n_neurons``: the layer's
+    neuron count, the other size a per-neuron (``neurons`` form) value may have."""
     exp = schema.expected(rule)
     if isinstance(rule, Text):
         return _text(w, a, key, exp)
@@ -81,16 +82,18 @@ def _check(w: Where, key: str, a: np.ndarray, rule: Any) -> Any:
         if a.size != 1 or a.ndim > 1 or int(a.reshape(-1)[0]) not in (0, 1):
             raise w.fail(key, f"= {schema.show(a)}", exp)
         return bool(a.reshape(-1)[0])
-    sizes = {"scalar": (1,), "strict": (1,), "pair": (2,), "dims": (1, 2, 3)}[rule.form]
-    ndim_ok = {"scalar": a.ndim <= 1, "strict": a.ndim == 0, "pair": a.ndim <= 1, "dims": a.ndim == 1}[rule.form]
+    sizes = {"scalar": (1,), "strict": (1,), "pair": (2,), "dims": (1, 2, 3), "neurons": (1, n_neurons)}[rule.form]
+    ndim_ok = {"scalar": a.ndim <= 1, "strict": a.ndim == 0, "pair": a.ndim <= 1, "dims": a.ndim == 1,
+               "neurons": a.ndim <= 1}[rule.form]
     if not ndim_ok or (a.size not in sizes and not (rule.form == "pair" and a.ndim == 0)):
-        raise w.fail(key, f"= {schema.show(a)} has shape {a.shape}", exp)
+        raise w.fail(key, f"= {schema.show(a)} has shape {a.shape}",
+                     exp + (f" ({n_neurons} neurons)" if rule.form == "neurons" else ""))
     if (a < rule.lo).any() or (a > rule.hi).any():
         raise w.fail(key, f"= {schema.show(a)} is out of range", exp)
     vals = tuple(int(x) for x in a.reshape(-1))
     if rule.form == "pair":
         return vals * 2 if len(vals) == 1 else vals
-    return vals if rule.form == "dims" else vals[0]
+    return vals if rule.form == "dims" or (rule.form == "neurons" and len(vals) > 1) else vals[0]
 
 
 def _numbers(w: Where, key: str, a: np.ndarray, shapes: Sequence[Tuple[int, ...]], integer: bool,
@@ -161,8 +164,9 @@ def conv_out(n: int, k: int, s: int, p: int, d: int) -> int:
     return (n + 2 * p - d * (k - 1) - 1) // s + 1
 
 
-def _neuron(w: Where, node: Any, neurons: NeuronRegistry) -> schema.NeuronType:
-    """Check a layer's ``neuron`` group against its type's table in ``neurons``; returns that table."""
+def _neuron(w: Where, node: Any, neurons: NeuronRegistry, n_neurons: int = 1) -> schema.NeuronType:
+    """Check a layer's ``neuron`` group (of a layer of ``n_neurons`` neurons) against its type's table in
+    ``neurons``; returns that table."""
     if not isinstance(node, h5py.Group):
         raise w.fail(K.NEURON, "is a dataset", "a group holding the neuron parameters")
     items = children(w, node, K.NEURON)
@@ -179,7 +183,7 @@ def _neuron(w: Where, node: Any, neurons: NeuronRegistry) -> schema.NeuronType:
     for k in table.keys:
         name = f"{K.NEURON}/{k.name}"
         if k.name in items:
-            _check(w, name, read(w, items[k.name], name), k.rule)
+            _check(w, name, read(w, items[k.name], name), k.rule, n_neurons)
         elif k.required:
             raise w.fail(name, f"is missing (required for {ntype} neurons)", schema.expected(k.rule))
     return table
@@ -210,7 +214,7 @@ def _layer(w: Where, g: h5py.Group, idx: int, n_layers: int, prev: Optional[Tupl
     cap = min(MAX_NEURONS, current_limits().max_neurons_per_layer)
     if int(np.prod(shape)) > cap:
         raise w.fail(K.SHAPE, f"= {list(shape)} holds {int(np.prod(shape))} neurons", f"at most {cap} per layer")
-    neuron = (_neuron(w, items[K.NEURON], neurons)
+    neuron = (_neuron(w, items[K.NEURON], neurons, int(np.prod(shape)))
               if table.key(K.NEURON) is not None and K.NEURON in items else None)
 
     if ltype == T.INPUT:
@@ -232,7 +236,7 @@ def _layer(w: Where, g: h5py.Group, idx: int, n_layers: int, prev: Optional[Tupl
             raise w.fail(K.TYPE, "= 'flatten' is the last layer", "a dense layer after it")
         return ltype, (int(np.prod(shape)),), False
 
-    if ltype == T.DENSE:
+    if ltype in (T.DENSE, T.DENSE_REC):
         n_in, n_out = vals[K.IN_FEATURES], vals[K.OUT_FEATURES]
         if int(np.prod(shape)) != n_out:
             raise w.fail(K.SHAPE, f"= {list(shape)} does not match {K.OUT_FEATURES} = {n_out}", f"[{n_out}]")
@@ -240,10 +244,19 @@ def _layer(w: Where, g: h5py.Group, idx: int, n_layers: int, prev: Optional[Tupl
             raise w.fail(K.IN_FEATURES, f"= {n_in} does not match the previous layer's output {list(prev)}",
                          f"{int(np.prod(prev))}")
         if prev_block and not after_flatten and len(prev) != 1:
-            raise w.fail(K.TYPE, f"= 'dense' follows a layer of shape {list(prev)} without a flatten layer",
+            raise w.fail(K.TYPE, f"= {ltype!r} follows a layer of shape {list(prev)} without a flatten layer",
                          "a 'flatten' layer in between")
         wshape = (n_out, n_in)
         n_per_out = n_out
+        if ltype == T.DENSE_REC:
+            if K.DELAY in items:
+                raise w.fail(K.DELAY, "is given for a 'dense_rec' layer (netx would build the recurrent delays "
+                             "from the feed-forward delay matrix)", "no delay on recurrent layers")
+            rule = table.key(K.WEIGHT_REC).rule
+            _stream_numbers(w, K.WEIGHT_REC, items[K.WEIGHT_REC], [(n_out, n_out)], integer=rule.integer,
+                            lo=rule.lo, hi=rule.hi)
+        shape = (n_out,)        # netx builds a dense layer of (prod(shape),) neurons; old slayer wrote [n, 1, 1]
+        flat_weight = (n_out * n_in,)     # netx: a 1-d dense weight is reshaped to (neurons, -1)
     else:  # conv
         c_in, c_out, groups = vals[K.IN_CHANNELS], vals[K.OUT_CHANNELS], vals[K.GROUPS]
         k, s, p, d = (vals[x] for x in (K.KERNEL_SIZE, K.STRIDE, K.PADDING, K.DILATION))
@@ -267,9 +280,11 @@ def _layer(w: Where, g: h5py.Group, idx: int, n_layers: int, prev: Optional[Tupl
                              f"dilation {list(d)})", f"{[c_out, *out_hw]}")
         wshape = (c_out, c_in // groups) + tuple(k)
         n_per_out = c_out
+    # netx reshapes a conv weight to its first 4 axes, so older slayer files' trailing time axis of size 1 is read
+    shapes = [wshape, wshape + (1,)] if ltype == T.CONV else [wshape, flat_weight]
     rule = table.key(K.WEIGHT).rule
-    nonzero = _stream_numbers(w, K.WEIGHT, items[K.WEIGHT], [wshape], integer=rule.integer, lo=rule.lo, hi=rule.hi)
-    if ltype == T.DENSE and not nonzero:       # netx's optimize_weight_bits divides by the largest weight
+    nonzero = _stream_numbers(w, K.WEIGHT, items[K.WEIGHT], shapes, integer=rule.integer, lo=rule.lo, hi=rule.hi)
+    if ltype in (T.DENSE, T.DENSE_REC) and not nonzero:   # netx optimize_weight_bits divides by the largest weight
         raise w.fail(K.WEIGHT, "is all zero (netx cannot scale an all-zero dense weight matrix)",
                      "at least one non-zero weight")
     for key in (K.DELAY, K.BIAS):
@@ -292,7 +307,8 @@ def check_container(path: PathLike, limits: Optional[FileLimits] = None) -> Path
 
 
 def validate_file(path: PathLike, input_shape: Optional[Sequence[int]] = None,
-                  limits: Optional[FileLimits] = None, neurons: Optional[NeuronRegistry] = None) -> None:
+                  limits: Optional[FileLimits] = None, neurons: Optional[NeuronRegistry] = None,
+                  num_layers: Optional[int] = None) -> None:
     """Raise :class:`NetworkFileError` unless ``path`` is a netx HDF5 network that ILIFNetwork can build.
 
     ``input_shape`` (optional, netx's (x, y, f) order, as ``hdf5.Network(input_shape=...)``) is the network
@@ -302,14 +318,16 @@ def validate_file(path: PathLike, input_shape: Optional[Sequence[int]] = None,
     and dataset is checked from metadata (:func:`ilif_lava.safe_hdf5.walk`) before any value is read.
     ``neurons``: the neuron types accepted (default: the built-in tables,
     :data:`ilif_lava.netx_schema.NEURON_TYPES`).
+    ``num_layers``: netx's argument of that name; only the first ``num_layers`` layers are built, so only they
+    are checked (the container checks still cover the whole file).
     """
     limits = limits or current_limits()
     with use_limits(limits):
-        _validate(Path(path), input_shape, limits, NEURON_TYPES if neurons is None else neurons)
+        _validate(Path(path), input_shape, limits, NEURON_TYPES if neurons is None else neurons, num_layers)
 
 
 def _validate(path: Path, input_shape: Optional[Sequence[int]], limits: FileLimits,
-              neuron_types: NeuronRegistry) -> None:
+              neuron_types: NeuronRegistry, num_layers: Optional[int] = None) -> None:
     top = Where(path)
     with open_checked(path) as h:
         walk(path, h, limits, big_keys=BIG_KEYS)
@@ -330,6 +348,8 @@ def _validate(path: Path, input_shape: Optional[Sequence[int]], limits: FileLimi
             extra = sorted(set(layers) - set(names))
             raise top.fail(K.LAYER, f"has children {sorted(layers)}" + (f" ({extra} unexpected)" if extra else ""),
                            "layers numbered '0' .. 'N-1' (at least one)")
+        if num_layers is not None:                 # netx: min(num_layers, len(layers)) layers are built
+            names = names[:max(0, int(num_layers))]
         prev: Optional[Tuple[int, ...]] = None
         if input_shape is not None:
             prev = tuple(int(v) for v in tuple(input_shape)[::-1])      # (x, y, f) -> (C, H, W)
@@ -351,9 +371,10 @@ def _validate(path: Path, input_shape: Optional[Sequence[int]], limits: FileLimi
             if n_neurons > limits.max_neurons:
                 raise w.fail(K.SHAPE, f"brings the network to {n_neurons} neurons",
                              f"at most {limits.max_neurons} in total")
-            if ltype in (T.DENSE, T.CONV):
+            if ltype in (T.DENSE, T.DENSE_REC, T.CONV):
                 wshape = layers[name][K.WEIGHT].shape                      # checked by _layer
-                fan_in = int(np.prod(wshape[1:]))
+                rows = prev[0] if ltype == T.CONV else neurons                 # output channels / neurons
+                fan_in = int(np.prod(wshape)) // rows + (neurons if ltype == T.DENSE_REC else 0)
                 n_synapses += fan_in * neurons
                 if n_synapses > limits.max_synapses:
                     raise w.fail(K.WEIGHT, f"brings the network to {n_synapses} synapses (fan-in x neurons)",

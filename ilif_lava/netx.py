@@ -193,11 +193,11 @@ def export_blocks(blocks: Iterable[Any], path: Union[str, Path]) -> Path:
 # ---------------------------------------------------------------------------------------------------------
 # reading / validation
 # ---------------------------------------------------------------------------------------------------------
-def validate_file(path: Union[str, Path], input_shape=None) -> None:
+def validate_file(path: Union[str, Path], input_shape=None, num_layers: Optional[int] = None) -> None:
     """Check, before any Lava process is built, that ``path`` is a netx HDF5 network ILIFNetwork can build.
 
     Delegates to :func:`ilif_lava.hdf5_validate.validate_file` (structure, keys, dtypes, shapes, values, layer
     sizes, neuron types and parameters) with :func:`neuron_registry`. Raises :class:`NetworkFileError` naming the
     file, layer and key.
     """
-    _hdf5_validate.validate_file(path, input_shape=input_shape, neurons=_registry)
+    _hdf5_validate.validate_file(path, input_shape=input_shape, neurons=_registry, num_layers=num_layers)

@@ -86,7 +86,7 @@ class ILIFNetwork(hdf5.PyNetworkModel.implements_process):
     get_neuron_params = staticmethod(_netx.neuron_params)
 
     def __init__(self, net_config: str, **kwargs) -> None:
-        _netx.validate_file(net_config, input_shape=kwargs.get("input_shape"))
+        _netx.validate_file(net_config, input_shape=kwargs.get("input_shape"), num_layers=kwargs.get("num_layers"))
         if type(self) is not ILIFNetwork:
             _netx.ensure_network_model(type(self))
         super().__init__(net_config=net_config, **kwargs)

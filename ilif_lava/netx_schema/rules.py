@@ -42,7 +42,8 @@ MAX_NEURONS = 1 << 24                   # per layer: a guard against allocation 
 class Int:
     """Integer dtype in [lo, hi]. ``form``: ``scalar`` (one value, 0-d or 1 element), ``strict`` (a 0-d dataset,
     as ``np.isscalar`` / ``int()`` need), ``pair`` (0-d or exactly 2 values: netx indexes ``[0]`` and ``[1]``),
-    ``dims`` (1 to 3 values)."""
+    ``dims`` (1 to 3 values), ``neurons`` (one value, or a 1-d array of one value per neuron of the layer: slayer
+    writes CUBA decays that way for ``shared_param=False``, and netx hands the array to Lava's LIF process)."""
 
     lo: int
     hi: int
@@ -90,7 +91,7 @@ def expected(rule: Rule) -> str:
         what = f"a real {'integer-valued ' if rule.integer else ''}array"
         return what + (f" with values in [{rule.lo:g}, {rule.hi:g}]" if np.isfinite([rule.lo, rule.hi]).any() else "")
     what = {"scalar": "an integer", "strict": "a scalar (0-d) integer", "pair": "a scalar (0-d) or 2 integers",
-            "dims": "1 to 3 integers"}[rule.form]
+            "dims": "1 to 3 integers", "neurons": "an integer or one integer per neuron"}[rule.form]
     return f"{what} in [{rule.lo}, {rule.hi}]"
 
 

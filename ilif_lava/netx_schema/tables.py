@@ -199,15 +199,19 @@ LAYER_TYPES: Mapping[str, LayerType] = {t.name: t for t in (
                         WEIGHT, *WEIGHT_PARTS, BIAS, DELAY, NEURON)),
     LayerType(T.CONV, (SHAPE, *CONV_KEYS, WEIGHT, *WEIGHT_PARTS, BIAS, DELAY, Key(K.NEURON, Text(), required=True))),
     LayerType(T.FLATTEN, (SHAPE,)),
-    # netx raises NotImplementedError / AttributeError for these (or, for dense_rec, builds recurrent delays from
-    # the feed-forward delay matrix); ILIFNetwork refuses them
+    # netx builds dense_rec (slayer's Recurrent blocks) as a RecurrentDense block: weight [out, in] plus
+    # weight_rec [out, out], one bit-width for both; a delay is refused (netx would build the recurrent delays
+    # from the feed-forward delay matrix)
+    LayerType(T.DENSE_REC, (SHAPE, Key(K.IN_FEATURES, _COUNT, required=True),
+                            Key(K.OUT_FEATURES, _COUNT, required=True), WEIGHT,
+                            Key(K.WEIGHT_REC, Numbers(*WEIGHT_RANGE, integer=True), required=True, loihi=WEIGHT_LIMIT,
+                                big=True), BIAS, DELAY, NEURON)),
+    # netx raises NotImplementedError / AttributeError for these; ILIFNetwork refuses them
     LayerType(T.POOL, (SHAPE, WEIGHT, BIAS, DELAY, NEURON), builds=False),
     LayerType(T.CONV_T, (SHAPE, WEIGHT, BIAS, DELAY, NEURON), builds=False, resources=False),
     LayerType(T.UNPOOL, (SHAPE, WEIGHT, NEURON), builds=False, resources=False),
     LayerType(T.AVERAGE, (SHAPE, NEURON), builds=False),
     LayerType(T.CONCAT, (SHAPE, NEURON), builds=False),
-    LayerType(T.DENSE_REC, (SHAPE, WEIGHT, Key(K.WEIGHT_REC, Numbers(*WEIGHT_RANGE, integer=True),
-                                                loihi=WEIGHT_LIMIT, big=True), BIAS, DELAY, NEURON), builds=False),
     LayerType(T.DENSE_COMP, (SHAPE, WEIGHT, BIAS, DELAY, NEURON), builds=False, resources=False),
 )}
 BUILT_LAYER_TYPES = tuple(n for n, t in LAYER_TYPES.items() if t.builds)
@@ -222,8 +226,9 @@ _DECAY_0D = Int(0, DECAY_ONE, "strict")   # ILIFNetwork reads with int(): 0-d (i
 # it; vth << 6 then exceeds the 24-bit saturated v, so it never fires in Lava either. The Loihi 2 check still
 # reports anything above the 17-bit mantissa; ILIF layers keep the 17-bit cap.
 CUBA_VTH_MANT_MAX = (1 << 18) - 1
-_CUBA_KEYS = (Key(K.I_DECAY, _DECAY, required=True, loihi=DECAY_LIMIT, rebuild=True),
-              Key(K.V_DECAY, _DECAY, required=True, loihi=DECAY_LIMIT, rebuild=True),
+_DECAY_PER_NEURON = Int(0, DECAY_ONE, "neurons")
+_CUBA_KEYS = (Key(K.I_DECAY, _DECAY_PER_NEURON, required=True, loihi=DECAY_LIMIT, rebuild=True),
+              Key(K.V_DECAY, _DECAY_PER_NEURON, required=True, loihi=DECAY_LIMIT, rebuild=True),
               Key(K.VTH_MANT, Int(0, CUBA_VTH_MANT_MAX), required=True, loihi=VTH_MANT_LIMIT, rebuild=True))
 ILIF_VARIANT = Key(K.VARIANT, Text(), param="variant", lava=False, rebuild=True)
 # ILIF layers: netx's layer ``bias`` (one value per output channel, as slayer's CUBA blocks write it) holds the
