@@ -211,7 +211,8 @@ def test_dvs_negative_coordinate_is_one_line_naming_the_file(gesture_copy):
     assert str(p) in msg and "outside the 128x128 sensor" in msg and "x in -1..".replace("..", "") in msg
 
 
-@pytest.mark.parametrize("col,value,field", [(1, 128, "y"), (1, -3, "y"), (0, 500, "x")])
+@pytest.mark.parametrize("col,value,field", [(1, 128, "y"), (1, -3, "y"), (0, 500, "x"), (2, 2, "p"),
+                                             (2, -1, "p")])
 def test_dvs_events_outside_the_sensor(gesture_copy, col, value, field):
     root, written, cache = gesture_copy
     p = _first_recording(written)
@@ -231,6 +232,7 @@ def test_dvs_three_column_recording_is_one_line(gesture_copy):
     with pytest.raises(DatasetFileError) as err:
         load_split("dvsgesture", "test", time_bins=T, data_dir=root, cache_dir=cache)
     assert str(p) in one_line(err.value) and "cannot be read as a dvsgesture recording" in str(err.value)
+    assert "int64 [40, 3]" in str(err.value)
 
 
 def test_dvs_label_out_of_range_from_the_file_name(gesture_copy):

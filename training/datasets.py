@@ -610,9 +610,28 @@ def check_events(ev: Any, sensor_size: tuple[int, int, int], where: str, kind: s
                                    f"0..{top - 1})")
 
 
+def _check_gesture_rows(path: Path, sensor: tuple[int, int, int]) -> None:
+    """A DVSGesture ``.npy`` as stored (rows x, y, p, t of integers), checked before tonic reads it: tonic casts
+    the polarity to bool, so a polarity outside 0..P-1 would silently read as ON."""
+    try:
+        raw = np.load(path, mmap_mode="r", allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise DatasetFileError(f"{path}: cannot be read as a dvsgesture recording ({exc})") from None
+    if raw.ndim != 2 or raw.shape[1] != 4 or raw.dtype.kind not in "iu":
+        raise DatasetFileError(f"{path}: cannot be read as a dvsgesture recording (expected integer rows x, y, p, "
+                               f"t; got {raw.dtype} {list(raw.shape)})")
+    pol = sensor[2]
+    if len(raw) and (int(raw[:, 2].min()) < 0 or int(raw[:, 2].max()) >= pol):
+        raise DatasetFileError(f"{path}: corrupt recording (events outside the {sensor[0]}x{sensor[1]} sensor with "
+                               f"{pol} polarities: p in {int(raw[:, 2].min())}..{int(raw[:, 2].max())}, must lie "
+                               f"in 0..{pol - 1})")
+
+
 def _recording(ds: Any, i: int, name: str, sensor: tuple[int, int, int]) -> np.ndarray:
     """The events of tonic sample ``i``, read and range-checked; any failure is one line naming the file."""
     where = _where(ds, i, name)
+    if name == "dvsgesture" and Path(where).suffix == ".npy":
+        _check_gesture_rows(Path(where), sensor)
     try:
         ev = ds[i][0]
     except Exception as exc:  # noqa: BLE001 - whatever tonic / numpy / aedat trip on in a damaged recording
