@@ -7,7 +7,7 @@ neurons, steps]. Before any member is decompressed, :func:`read_lava_results`:
 * opens the file as a regular file of at most :data:`MAX_FILE_BYTES` (:func:`ilif_lava.safe_read.open_regular`);
 * reads every member's declared size from the zip directory and its ``.npy`` header (a few hundred bytes): a
   real numeric dtype (no object, string or compound data), a shape whose byte count is the declared size, at most
-  the active file limits' neurons per layer (:func:`ilif_lava.hdf5_validate.current_limits`) in a spike or state
+  the active file limits' neurons per layer (:func:`ilif_lava.file_limits.current_limits`) in a spike or state
   array, and all members together at most ``max_bytes`` (default 80 % of this machine's memory);
 * checks that the required members are there and agree: N from ``labels`` everywhere, ``steps`` as the last axis.
 
@@ -75,7 +75,7 @@ def _header(zf: zipfile.ZipFile, info: zipfile.ZipInfo, where: str,
 
 def read_lava_results(path: Path, max_bytes: Optional[int] = None) -> Dict[str, np.ndarray]:
     """Every member of a ``lava_test.npz`` as an array, after the checks of the module docstring."""
-    from ilif_lava.hdf5_validate import current_limits
+    from ilif_lava.file_limits import current_limits
     from ilif_lava.safe_read import open_regular
     from training.datasets import physical_memory
 

@@ -679,7 +679,7 @@ def test_lava_results_declared_size_bounded_before_decompressing(tmp_path):
 
 
 def test_lava_results_more_neurons_than_a_layer_may_have(tmp_path):
-    from ilif_lava.hdf5_validate import current_limits
+    from ilif_lava.file_limits import current_limits
     big = current_limits().max_neurons_per_layer + 1
     _results(tmp_path / "z.npz", n=1, neurons=(big,), t=1, drop=("state_0_v",))
     with pytest.raises(ResultsFileError, match=r"member 'spikes_0' has shape \[1, %d, 1\]" % big):

@@ -29,7 +29,8 @@ import torch
 
 from ilif_lava import block as ilif_block
 from ilif_lava import fixed_point as fx
-from ilif_lava.hdf5_validate import conv_out, current_limits   # Lava's conv output size, defined there
+from ilif_lava.file_limits import current_limits
+from ilif_lava.hdf5_validate import conv_out     # Lava's conv output size, defined there
 from ilif_lava.nir.convention import (NIRConversionError, checked_pair, dynamics_of, int_field, node_error,
                                       real_field, steps_of_delay, tau_from_lam)
 from ilif_lava.nir.files import read_nir
