@@ -187,7 +187,9 @@ def check_deployment(report: Dict[str, Any], report_dir: Path) -> None:
     state_div = report["first_divergence"].get("quantized_vs_lava_with_states")
     if spikes == 0 and pred == 1.0 and state_div is None:
         return
-    div = report["first_divergence"]["quantized_vs_lava"] or state_div
+    found = [d for d in (report["first_divergence"]["quantized_vs_lava"], state_div) if d is not None]
+    # the earliest (step, layer); at the same place the state difference, which causes the spike difference
+    div = min(found, key=lambda d: (d["time_step"], d["layer"], d.get("what") == "spike")) if found else None
     label = "" if div is None or div.get("what", "spike") == "spike" else f"state {div['what']}: "
     where = ("" if div is None else f"; first at layer {div['layer']}, step {div['time_step']}, sample "
              f"{div['sample']}, neuron {div['neuron']} ({label}quantized {div['value_a']:g}, "

@@ -148,3 +148,41 @@ def test_float_forward_is_batchnorm_then_neuron():
 def test_batchnorm_and_bias_together_refused():
     with pytest.raises(ValueError, match=r"batch_norm=True already gives the neuron its bias"):
         block.Conv(_p("ILIF"), 2, 3, 3, batch_norm=True, bias=0.5)
+
+
+def test_cnnbn_pipeline_compare_is_exact_and_catches_a_bias(tmp_path, capsys):
+    """``--arch cnnbn`` (batch norm after both convs and the hidden dense) through the whole pipeline: float then
+    QAT training, export (biases in the file), Lava, compare: 0 spike and 0 state mismatches, every Lava step. A
+    copy whose first bias mantissa is one LSB off changes only states at first: ``compare`` exits 1 naming it."""
+    import json
+    import shutil
+
+    from pipeline.run import run_pipeline
+    from tests.helpers import run_cli
+    from training.train import TrainConfig
+
+    cfg = TrainConfig(dataset="digits", arch="cnnbn", hidden=16, time_bins=8, epochs=1, qat_epochs=1, batch_size=32,
+                      lr=1e-2, seed=0, device="cpu", limit_train=96, limit_test=6)
+    run_dir = tmp_path / "run"
+    report = run_pipeline(cfg, run_dir, baseline=None, state_samples=2, progress=False)
+    assert sum(r["mismatches"] for r in report["spikes"]["quantized_vs_lava"]) == 0
+    assert report["first_divergence"]["quantized_vs_lava_with_states"] is None and report["state_samples"] == 2
+    with h5py.File(run_dir / "network.net", "r") as h:
+        biased = [i for i in h[K.LAYER] if K.BIAS in h[K.LAYER][i]]
+        assert sorted(biased, key=int) == ["0", "2", "5"]
+        assert any(h[f"{K.LAYER}/{i}/{K.BIAS}"][()].any() for i in biased)
+
+    copy = tmp_path / "copy"
+    shutil.copytree(run_dir, copy, ignore=shutil.ignore_patterns("report", "lava_test.npz"))
+    with h5py.File(copy / "network.net", "r+") as h:
+        b = h[f"{K.LAYER}/0/{K.BIAS}"][()]
+        b[0] += 1 if b[0] < 4095 else -1
+        h[f"{K.LAYER}/0/{K.BIAS}"][...] = b
+    code, _, err = run_cli(["simulate", str(copy), "--state-samples", "2"], capsys)
+    assert code == 0, err
+    code, _, err = run_cli(["compare", str(copy), "--device", "cpu"], capsys)
+    lines = [ln for ln in err.splitlines() if ln.startswith("ilif-lava")]
+    assert code == 1 and len(lines) == 1, err
+    assert "first at layer 0, step 0, sample 0" in lines[0] and "(state u: quantized" in lines[0], lines[0]
+    rep = json.loads((copy / "report" / "report.json").read_text())
+    assert rep["first_divergence"]["quantized_vs_lava_with_states"]["what"] == "u"

@@ -10,6 +10,6 @@ MAX_HIDDEN = 16_384             # hidden width (MLP) / width scale (VGG-11)
 MAX_EPOCHS = 100_000
 MAX_BATCH = 65_536
 
-#: network names (``--arch``): training/models.py builds the first three, training/paper_models.py the last two
-ARCHS = ("mlp", "cnn", "vgg11", "resnet18", "vgg11bn")
+#: network names (``--arch``): training/models.py builds the first four, training/paper_models.py the last two
+ARCHS = ("mlp", "cnn", "cnnbn", "vgg11", "resnet18", "vgg11bn")
 AMP_DTYPES = ("bf16", "fp16")   # ``--amp`` choices (CUDA only)

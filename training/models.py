@@ -87,16 +87,24 @@ def build_model(arch: str, in_shape: Sequence[int], num_classes: int, neuron: st
         blocks = [mod.Dense(p, c * h * w, hidden, weight_scale=ws, **kw),
                   mod.Dense(p, hidden, num_classes, weight_scale=ws, **kw)]
         return _initialised(SpikingNet(blocks, flatten_input=True, meta=meta))
-    if arch == "cnn":
+    if arch in ("cnn", "cnnbn"):
         c1, c2 = 8, 16
         (kh, ph), (kw_, pw) = _first_conv_geometry(h), _first_conv_geometry(w)
         h1, w1 = (h + 2 * ph - kh + 1) // 4, (w + 2 * pw - kw_ + 1) // 4
-        blocks = [mod.Conv(p, c, c1, (kh, kw_), padding=(ph, pw), stride=1, weight_scale=ws, **kw),
+        # cnnbn: batch norm after both convs and the hidden dense (folded into weights and neuron bias in QAT and
+        # at export, ilif_lava.block); ILIF variants only (slayer's CUBA blocks have no such option)
+        bn = {}
+        if arch == "cnnbn":
+            if neuron == "CUBA":
+                raise ValueError("--arch cnnbn needs an ILIF-family neuron (batch norm folds into the ILIF neuron "
+                                 "bias); use --arch cnn with --neuron CUBA")
+            bn = {"batch_norm": True}
+        blocks = [mod.Conv(p, c, c1, (kh, kw_), padding=(ph, pw), stride=1, weight_scale=ws, **kw, **bn),
                   mod.Pool(p, 2, stride=2, delay_shift=True),
-                  mod.Conv(p, c1, c2, 3, padding=1, stride=1, weight_scale=ws, **kw),
+                  mod.Conv(p, c1, c2, 3, padding=1, stride=1, weight_scale=ws, **kw, **bn),
                   mod.Pool(p, 2, stride=2, delay_shift=True),
                   mod.Flatten(),
-                  mod.Dense(p, c2 * h1 * w1, hidden, weight_scale=ws, **kw),
+                  mod.Dense(p, c2 * h1 * w1, hidden, weight_scale=ws, **kw, **bn),
                   mod.Dense(p, hidden, num_classes, weight_scale=ws, **kw)]
         return _initialised(SpikingNet(blocks, flatten_input=False, meta=meta))
     # VGG-11 as in the paper's DVS experiments (conv widths scaled by hidden/512 so tiny CPU tests are possible)
@@ -124,10 +132,12 @@ def _first_conv_geometry(n: int) -> Tuple[int, int]:
 
 
 def _initialised(net: SpikingNet) -> SpikingNet:
-    """Run one tiny zero input so every neuron knows its shape (slayer sets it on the first forward)."""
+    """Run one tiny zero input so every neuron knows its shape (slayer sets it on the first forward); in eval mode,
+    so batch norms keep their initial running statistics."""
+    net.eval()
     with torch.no_grad():
         net(torch.zeros(1, *net.meta["in_shape"], 2))
-    return net
+    return net.train()
 
 
 def model_from_meta(meta: Dict[str, Any]) -> SpikingNet:
