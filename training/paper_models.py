@@ -17,9 +17,11 @@ on ``[N, C, H, W, T]``; theirs normalises each step separately with shared runni
 ``Linear`` logits ``[N, K, T]`` (not spikes), so train them with ``--loss tet`` or ``rate``.
 
 Deployment: neither network can be written to netx HDF5 (see :meth:`PaperNet.deploy_problems`): batch norm folds
-into the conv weights (:func:`fold_batchnorm`) but its shift needs a per-neuron bias, which the ILIF Lava process
-does not have (ilif_lava/lava_proc/process.py); residual additions, average pooling of spikes and the analog
-stem/head have no netx layer. ``export`` refuses them with a message naming the layer.
+into the conv weights and the ILIF neuron bias (:func:`fold_batchnorm`), but only networks built from
+``ilif_lava.block`` (``batch_norm=True``, e.g. ``--arch cnnbn``) fold it in QAT with the weights and bias quantized
+as deployed; these networks' convolutions run float weights with no one-step synapse delay; residual additions,
+average pooling of spikes and the analog stem/head have no netx layer. ``export`` refuses them with a message
+naming the layer.
 """
 from __future__ import annotations
 
@@ -183,8 +185,8 @@ class ResNet18(PaperNet):
         return residual + [
             "stem: analog first convolution of the image (netx input layers take spikes)",
             "head_sn/fc: average pooling of spikes and a non-spiking Linear readout have no netx layer",
-            "batch norm: folds into the weights (training.paper_models.fold_batchnorm) but its shift needs a "
-            "neuron bias, which the ILIF Lava process does not have"]
+            "batch norm: folds into the weights and the neuron bias (ilif_lava.block.fold_batchnorm), but this "
+            "network's QAT does not quantize them as deployed (ilif_lava.block's batch_norm=True does)"]
 
 
 class VGG11BN(PaperNet):
@@ -225,7 +227,10 @@ class VGG11BN(PaperNet):
             _, shift = fold_batchnorm(conv.weight, conv.bias, unit.bn)
             if bool((shift != 0).any()):
                 problems.append(f"convs.{i}+units.{i}.bn: folded batch norm leaves a shift (bias) of up to "
-                                f"{float(shift.abs().max()):.3g}; the ILIF Lava process has no neuron bias")
+                                f"{float(shift.abs().max()):.3g}; the neuron bias deploys (netx 'bias'), but this "
+                                f"network's QAT does not evaluate the folded 8-bit weights and 13-bit bias, and its "
+                                f"layers have no one-step synapse delay (build it from ilif_lava.block with "
+                                f"batch_norm=True, as --arch cnnbn)")
             if self.pool_after[i]:
                 problems.append(f"pool after convs.{i}: AvgPool2d of spikes gives non-binary values (netx pools "
                                 f"are spiking layers; use --arch vgg11)")
