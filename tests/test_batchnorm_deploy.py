@@ -186,3 +186,17 @@ def test_cnnbn_pipeline_compare_is_exact_and_catches_a_bias(tmp_path, capsys):
     assert "first at layer 0, step 0, sample 0" in lines[0] and "(state u: quantized" in lines[0], lines[0]
     rep = json.loads((copy / "report" / "report.json").read_text())
     assert rep["first_divergence"]["quantized_vs_lava_with_states"]["what"] == "u"
+
+
+@pytest.mark.parametrize("kw", [{"bias": 0.5}, {"batch_norm": True}], ids=["bias", "batch_norm"])
+def test_nir_export_refuses_a_neuron_bias(kw):
+    """NIR export would drop the bias (and an unfolded batch norm) silently: refused in one line naming the block."""
+    from ilif_lava.nir import NIRConversionError
+    from ilif_lava.nir.export import to_nir
+
+    blocks = [block.Dense(_p("ILIF"), 4, 3, delay_shift=True), block.Dense(_p("ILIF"), 3, 2, delay_shift=True, **kw)]
+    forward_all(torch.nn.ModuleList(blocks).eval(), torch.zeros(1, 4, 2))
+    with pytest.raises(NIRConversionError, match=r"^block 1 \(Dense\): the neuron bias .* not exported") as info:
+        to_nir(blocks)
+    assert "\n" not in str(info.value)
+    to_nir(blocks[:1])                                              # without a bias: exported as before
