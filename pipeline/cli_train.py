@@ -34,8 +34,9 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--limit-test", type=positive_int, default=None, help="use only the first N test samples")
     g = p.add_argument_group("network")
     g.add_argument("--arch", choices=ARCHS, default=None,
-                   help="mlp (default), cnn, vgg11 (deployable slayer blocks); resnet18, vgg11bn (the paper's "
-                        "batch-norm networks, logit outputs, not deployable)")
+                   help="mlp (default), cnn, cnnbn (cnn with batch norm, folded at export), vgg11 (deployable "
+                        "slayer blocks); resnet18, vgg11bn (the paper's batch-norm networks, logit outputs, not "
+                        "deployable)")
     g.add_argument("--dropout", type=unit_float, default=None, help="dropout of resnet18 / vgg11bn (paper 0.1-0.4)")
     g.add_argument("--neuron", choices=NEURON_CHOICES, default="ILIF",
                    help="ILIF variant (paper Table 2/3) or stock lava-dl CUBA-LIF")
