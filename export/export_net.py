@@ -14,9 +14,10 @@ import torch
 from ilif_lava import atomic, loihi2
 from ilif_lava.netx import export_blocks
 from training.models import SpikingNet
+from ilif_lava.errors import IlifLavaError
 
 
-class ExportRefused(ValueError):
+class ExportRefused(IlifLavaError, ValueError):
     """The network has a layer netx HDF5 / Lava cannot represent; one line naming the layer and why."""
 
 

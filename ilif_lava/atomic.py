@@ -19,6 +19,7 @@ import secrets
 import stat
 from pathlib import Path
 from typing import Any, Iterator, Optional, Sequence, Tuple, Union
+from ilif_lava.errors import IlifLavaError
 
 PathLike = Union[str, Path]
 
@@ -114,7 +115,7 @@ def append_line(path: PathLike, line: str) -> None:
         os.close(fd)
 
 
-class UnsafePathError(ValueError):
+class UnsafePathError(IlifLavaError, ValueError):
     """An input or output path a command must not use (a link out of its folder, a FIFO, an input that an output
     would replace); the message is one line naming the path and the flag or role."""
 

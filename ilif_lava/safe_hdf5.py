@@ -25,6 +25,7 @@ import numpy as np
 
 from ilif_lava.file_limits import FileLimits, current_limits
 from ilif_lava.safe_read import file_kind
+from ilif_lava.errors import IlifLavaError
 
 PathLike = Union[str, Path]
 
@@ -37,7 +38,7 @@ ALLOWED_FILTERS = {h5py.h5z.FILTER_DEFLATE: "gzip", h5py.h5z.FILTER_SHUFFLE: "sh
                    h5py.h5z.FILTER_LZF: "lzf"}
 
 
-class NetworkFileError(ValueError):
+class NetworkFileError(IlifLavaError, ValueError):
     """An HDF5 file (a netx network, a NIR graph) is unusable. The message names the file (and the layer and key
     where there is one)."""
 

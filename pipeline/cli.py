@@ -208,13 +208,15 @@ def _main(argv: Optional[List[str]]) -> int:
     except KeyboardInterrupt:
         print(f"ilif-lava {args.cmd}: interrupted", file=sys.stderr)
         return 130
-    from training.train import TrainingError
-    from pipeline.run import DeploymentMismatchError
+    from ilif_lava.errors import IlifLavaError
     try:
         return _dispatch(args)
     except KeyboardInterrupt:
         print(f"ilif-lava {args.cmd}: interrupted", file=sys.stderr)
         return 130
+    except IlifLavaError as exc:  # every error raised on purpose: one line; 2 bad input, 1 failed check / training
+        print(f"ilif-lava {args.cmd}: error: {_one_line(exc)}", file=sys.stderr)
+        return exc.exit_code
     except (ValueError, FileNotFoundError) as exc:  # bad input: one line, exit code 2
         print(f"ilif-lava {args.cmd}: error: {_one_line(exc)}", file=sys.stderr)
         return 2
@@ -226,9 +228,6 @@ def _main(argv: Optional[List[str]]) -> int:
         print(f"ilif-lava {args.cmd}: error: out of memory (lower -T, --hidden, --batch-size or the sample limits)",
               file=sys.stderr)
         return 2
-    except (TrainingError, DeploymentMismatchError) as exc:  # non-finite loss; Lava != quantized twin: exit code 1
-        print(f"ilif-lava {args.cmd}: error: {_one_line(exc)}", file=sys.stderr)
-        return 1
 
 
 def _one_line(exc: BaseException) -> str:

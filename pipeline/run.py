@@ -32,6 +32,7 @@ from simulations.report import write_lava_report, write_report
 from training.datasets import load_split
 from training.losses import predict
 from training.train import TrainConfig, load_config, load_model, pick_device, read_training_log, train
+from ilif_lava.errors import IlifLavaError
 
 
 def _flat(s: torch.Tensor) -> np.ndarray:
@@ -172,8 +173,10 @@ def _simulated_data(z: Any, folder: Path, cfg: TrainConfig, n: int) -> evaluatio
     return evaluation.EvalData(cfg.dataset, cfg.data_dir, cfg.time_bins, n)
 
 
-class DeploymentMismatchError(RuntimeError):
+class DeploymentMismatchError(IlifLavaError, RuntimeError):
     """The deployed (Lava) network differs from its quantized PyTorch twin; the message says where first."""
+
+    exit_code = 1
 
 
 def check_deployment(report: Dict[str, Any], report_dir: Path) -> None:

@@ -33,6 +33,7 @@ import numpy as np
 from ilif_lava import atomic
 from ilif_lava import fixed_point as fx
 from ilif_lava.safe_read import open_regular, read_regular
+from ilif_lava.errors import IlifLavaError
 
 FORMAT = "ilif-lava-gold/1"
 NETWORK = "network.net"
@@ -44,7 +45,7 @@ MAX_FILE_BYTES = 1 << 30                 # 1 GiB per array or network file
 STATE_KEYS = fx.STATE_NAMES               # u, v, c (CIU), m (MPIU)
 
 
-class GoldPackError(ValueError):
+class GoldPackError(IlifLavaError, ValueError):
     """A pack that cannot be read or verified; the message is one line naming the file (and layer or key)."""
 
 

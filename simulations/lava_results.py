@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Dict, Optional, Tuple
 
 import numpy as np
+from ilif_lava.errors import IlifLavaError
 
 MAX_FILE_BYTES = 16 << 30
 MEMORY_FRACTION = 0.8
@@ -31,7 +32,7 @@ MAX_RECORD_BYTES = 1 << 20      # the data_json record: a few hundred bytes
 _HEADER_BYTES = 64 * 1024       # an .npy header is at most a few hundred bytes (format 2/3: 4 GiB allowed, not used)
 
 
-class ResultsFileError(ValueError):
+class ResultsFileError(IlifLavaError, ValueError):
     """A ``lava_test.npz`` that cannot be used; one line naming the file and the member."""
 
 

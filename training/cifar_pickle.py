@@ -25,9 +25,10 @@ import pickletools
 from typing import Any, Dict, List, Tuple
 
 import numpy as np
+from ilif_lava.errors import IlifLavaError
 
 
-class CifarFileError(ValueError):
+class CifarFileError(IlifLavaError, ValueError):
     """A CIFAR batch file that exists but is not one (or asks for code or foreign state); the message names it."""
 
 

@@ -73,6 +73,7 @@ import numpy as np
 import torch
 
 from training.dataset_names import DATASETS, IMAGE_DATASETS, SPLITS  # noqa: E402,F401  (light to import)
+from ilif_lava.errors import IlifLavaError
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 _SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
@@ -87,7 +88,7 @@ _DISK_CACHED = ("dvsgesture", "cifar10dvs")     # binned once into training.dvs_
 _TONIC_CLASS = {"nmnist": "NMNIST", "pokerdvs": "POKERDVS", "dvsgesture": "DVSGesture", "cifar10dvs": "CIFAR10DVS"}
 
 
-class DatasetNotFoundError(FileNotFoundError):
+class DatasetNotFoundError(IlifLavaError, FileNotFoundError):
     """A dataset's files are not where we looked; the message lists every path and how to get the data."""
 
 
@@ -322,7 +323,7 @@ def _bin_all(
 # ---------------------------------------------------------------------------------------------------------- N-MNIST
 
 
-class DatasetFileError(ValueError):
+class DatasetFileError(IlifLavaError, ValueError):
     """A dataset file that exists but cannot be used; the message names the file (and line)."""
 
 
@@ -681,7 +682,7 @@ def _split_order(name: str, ds: Any, labels: np.ndarray, split: str) -> np.ndarr
     return np.array([i for _, _, i in sorted(keyed)], dtype=np.int64)
 
 
-class MissingPackageError(ValueError):
+class MissingPackageError(IlifLavaError, ValueError):
     """An optional package a dataset's reader needs is not installed; one line naming it and the files."""
 
 

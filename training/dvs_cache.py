@@ -30,12 +30,13 @@ from typing import Any, Dict, Optional, Tuple
 import numpy as np
 
 from ilif_lava import atomic
+from ilif_lava.errors import IlifLavaError
 
 BINNING_VERSION = 2     # bump when events_to_spikes or the entry layout changes, so old entries are not reused
 MAX_META_BYTES = 64 << 20
 
 
-class CacheSourceError(ValueError):
+class CacheSourceError(IlifLavaError, ValueError):
     """A source recording that cannot be used (not a regular file); one line naming it."""
 
 

@@ -31,6 +31,7 @@ from training.datasets import dataset_info, load_split
 from training.limits import AMP_DTYPES, ARCHS, MAX_BATCH, MAX_EPOCHS, MAX_HIDDEN, MAX_TIME_BINS
 from training.losses import get_loss, predict
 from training.models import SpikingNet, build_model, model_from_meta
+from ilif_lava.errors import IlifLavaError
 
 OPTIMIZERS = ("adam", "sgd")
 MAX_WORKERS = 64
@@ -38,11 +39,13 @@ RUNTIME_KEYS = ("download", "workers")   # config keys that may differ between a
 EVAL_BATCH = 128
 
 
-class TrainingError(RuntimeError):
+class TrainingError(IlifLavaError, RuntimeError):
     """Training cannot continue (e.g. non-finite loss); the last good checkpoint is kept."""
 
+    exit_code = 1
 
-class ModelFileError(ValueError):
+
+class ModelFileError(IlifLavaError, ValueError):
     """A ``model.pt`` / ``checkpoint.pt`` that is not a file this project wrote; refused before anything runs.
 
     The message is one line naming the file. Files are read with ``torch.load(weights_only=True)``: only

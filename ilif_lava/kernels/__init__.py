@@ -21,6 +21,7 @@ from types import ModuleType
 from typing import Dict, List, NamedTuple, Optional, Tuple
 
 import torch
+from ilif_lava.errors import IlifLavaError
 
 CHOICES = ("auto", "torch", "cpu", "gpu")
 ENV = "ILIF_LAVA_KERNEL"
@@ -32,7 +33,7 @@ _last: Dict[str, str] = {}
 _triton: Dict[str, object] = {"module": None, "tried": False, "error": None}
 
 
-class KernelUnavailable(RuntimeError):
+class KernelUnavailable(IlifLavaError, RuntimeError):
     """The kernel asked for (``ILIF_LAVA_KERNEL`` or an argument) cannot run here."""
 
 

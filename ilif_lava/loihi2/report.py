@@ -11,9 +11,10 @@ from ilif_lava.loihi2.findings import Finding, check_parameters, check_state_ran
 from ilif_lava.loihi2.layers import PathOrH5
 from ilif_lava.loihi2.limits import CHIP_CORES, NEURONS_PER_CORE_MAX, SYNMEM_WORDS_PER_CORE
 from ilif_lava.loihi2.resources import LayerResource, estimate_resources
+from ilif_lava.errors import IlifLavaError
 
 
-class Loihi2ConstraintError(ValueError):
+class Loihi2ConstraintError(IlifLavaError, ValueError):
     """A network violates a Loihi 2 parameter/state limit or the core budget."""
 
 

@@ -19,9 +19,10 @@ from typing import Any, Dict, Optional, Sequence, Tuple
 
 import nir
 import numpy as np
+from ilif_lava.errors import IlifLavaError
 
 
-class NIRConversionError(ValueError):
+class NIRConversionError(IlifLavaError, ValueError):
     """A graph or model that cannot be converted; the message is one line naming the node and its type."""
 
 
