@@ -172,3 +172,14 @@ def test_read_torch_file_error_class(tmp_path):
     with pytest.raises(ModelFileError, match="no such file"):
         read_torch_file(tmp_path / "absent.pt")
     assert issubclass(ModelFileError, ValueError)
+
+
+def test_a_text_file_is_not_a_pytorch_file(tmp_path):
+    """A 7-byte text file: named as 'not a PyTorch file' with its first bytes, not as unsafe objects or a KeyError."""
+    bad = tmp_path / "model.pt"
+    bad.write_bytes(b"hello\n!")
+    with pytest.raises(ModelFileError) as err:
+        read_torch_file(bad)
+    msg = str(err.value)
+    assert msg == (f"{bad}: not a PyTorch file (it starts with b'hello\\n!'; torch.save writes a zip archive), "
+                   f"expected an ilif-lava model file")

@@ -55,6 +55,8 @@ class ModelFileError(IlifLavaError, ValueError):
 
 MODEL_KEYS = ("model", "meta", "config", "quantized")
 CHECKPOINT_KEYS = ("model", "optimizer", "scheduler", "epoch", "config", "meta")
+TORCH_ZIP_MAGIC = b"PK\x03\x04"     # torch.save's format (a zip archive)
+PICKLE_PROTO = b"\x80"              # torch's legacy format starts with a pickle protocol opcode
 MAX_MODEL_BYTES = 4 << 30           # far beyond any network this project trains (VGG-11 at full width: ~40 MB)
 MAX_CONFIG_BYTES = 1 << 20           # a config.json is about 1 KiB
 MAX_LOG_BYTES = 256 << 20           # log.jsonl: about 1 KiB per epoch
@@ -245,6 +247,11 @@ def read_torch_file(path: Path, kind: str = "model", device: Any = "cpu") -> Dic
     path = Path(path)
     what = f"an ilif-lava {kind} file"
     with open_regular(path, MAX_MODEL_BYTES, ModelFileError, what) as fh:
+        head = fh.read(8)
+        fh.seek(0)
+        if not (head.startswith(TORCH_ZIP_MAGIC) or head[:1] == PICKLE_PROTO):
+            raise ModelFileError(f"{path}: not a PyTorch file (it starts with {head!r}; torch.save writes a zip "
+                                 f"archive), expected {what}")
         try:
             ck = torch.load(fh, map_location=device, weights_only=True)
         except pickle.UnpicklingError as exc:
