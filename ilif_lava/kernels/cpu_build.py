@@ -13,15 +13,12 @@ import logging
 import os
 import sys
 import threading
-import time
 from pathlib import Path
 from types import ModuleType
 from typing import Optional
 
 SOURCE = Path(__file__).with_name("ilif_cpu.cpp")
 CFLAGS = ["-O3", "-march=native", "-ffp-contract=off", "-fno-math-errno", "-fno-trapping-math"]
-
-LOCK_WAIT_S = 600.0      # how long to wait for another process's build (torch's lock file) before giving up
 
 _lock = threading.Lock()
 _state: dict = {"module": None, "error": None, "tried": False}
@@ -58,27 +55,6 @@ def _built(path: Path) -> bool:
     return any(path.glob("ilif_cpu_ext*.so"))
 
 
-def _wait_for_other_build(build_dir: Path, quiet: bool) -> None:
-    """torch's extension builder waits silently, and forever, while a ``lock`` file exists in the build folder
-    (another process building, or a build that died). Say so, and give up after ``$ILIF_LAVA_KERNEL_LOCK_WAIT_S``
-    seconds (default :data:`LOCK_WAIT_S`) with a ``TimeoutError`` naming the lock file."""
-    lock = build_dir / "lock"
-    if not lock.exists():
-        return
-    try:
-        wait_s = float(os.environ.get("ILIF_LAVA_KERNEL_LOCK_WAIT_S", LOCK_WAIT_S))
-    except ValueError:
-        wait_s = LOCK_WAIT_S
-    if not quiet:
-        print(f"[ilif-lava] waiting for another process building the kernel in {build_dir} (at most {wait_s:g} s)",
-              file=sys.stderr, flush=True)
-    deadline = time.monotonic() + wait_s
-    while lock.exists():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{lock} held for more than {wait_s:g} s (remove it if no build is running)")
-        time.sleep(0.2)
-
-
 def load(quiet: bool = False) -> Optional[ModuleType]:
     """The compiled module, building it on first use; None (with a one-line notice) when it cannot be built."""
     with _lock:
@@ -88,7 +64,6 @@ def load(quiet: bool = False) -> Optional[ModuleType]:
         build_dir = cache_dir()
         try:
             build_dir.mkdir(parents=True, exist_ok=True)
-            _wait_for_other_build(build_dir, quiet)
             if not _built(build_dir) and not quiet:
                 print(f"[ilif-lava] compiling the fused ILIF CPU kernel once (about a minute) into {build_dir}",
                       file=sys.stderr, flush=True)
