@@ -7,7 +7,9 @@ processes at once; the only difference is a plugin: the stock run
 imports ``ilif_lava`` (Lava's Python 3.11 fix, nothing else), the other also rebinds
 ``lava.lib.dl.netx.hdf5.Network = ILIFNetwork`` as a lava-dl user would. lava-dl's tests compare their outputs
 with the gold vectors in ``gts/``, so "passes" means "the same gold outputs". Every test that passes stock must pass
-with ``ILIFNetwork``; the hardware-only tests (``test_hdf5_nx.py``) skip in both runs.
+with ``ILIFNetwork``; the hardware-only tests (``test_hdf5_nx.py``) skip in both runs. The stock run is opt-in
+(``ILIF_LAVA_LAVADL_STOCK=1``) to keep ``make test`` within its time budget; by default every non-hardware test
+must pass with ``ILIFNetwork``.
 """
 from __future__ import annotations
 
@@ -23,6 +25,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 SUITE_FILES = ("test_hdf5.py", "test_blocks.py", "test_hdf5_nx.py")
+STOCK_ENV = "ILIF_LAVA_LAVADL_STOCK"     # 1: also run the suite with stock netx (both ways, twice the time)
 PLUGINS = {
     "stock": "import ilif_lava  # noqa: F401  (Lava's Python 3.11 fix only)\n",
     "ilif": ("import ilif_lava  # noqa: F401\nimport lava.lib.dl.netx.hdf5 as _hdf5\n"
@@ -79,18 +82,31 @@ def results(tmp_path_factory) -> Dict[str, Dict[str, str]]:
     if not (suite_dir() / "test_hdf5.py").is_file():
         pytest.skip(f"lava-dl's netx tests are not installed at {suite_dir()}")
     work = tmp_path_factory.mktemp("lavadl-suite")
-    started = {mode: start_suite(mode, work) for mode in PLUGINS}        # both runs at once (one per core)
+    modes = [m for m in PLUGINS if m != "stock" or os.environ.get(STOCK_ENV) == "1"]
+    started = {mode: start_suite(mode, work) for mode in modes}          # both runs at once (one per core)
     return {mode: outcomes(*run) for mode, run in started.items()}
 
 
 def test_stock_suite_runs_here(results):
+    if "stock" not in results:
+        pytest.skip(f"the stock run is opt-in (set {STOCK_ENV}=1): it doubles this file's 3-6 minutes")
     stock = results["stock"]
     assert sum(v == "passed" for v in stock.values()) >= 15, stock
     assert not [k for k, v in stock.items() if v in ("failed", "error")], stock
 
 
 def test_every_test_that_passes_stock_passes_with_ilifnetwork(results):
-    stock, ours = results["stock"], results["ilif"]
-    assert set(stock) == set(ours)
-    regressions = sorted(k for k, v in stock.items() if v == "passed" and ours[k] != "passed")
-    assert regressions == [], {k: ours[k] for k in regressions}
+    """With the stock run: every test it passes passes with ILIFNetwork. Without it (the default): every lava-dl
+    test that is not hardware-only (test_hdf5_nx.py skips without a Loihi compiler) passes with ILIFNetwork; each
+    compares its outputs with lava-dl's gold vectors, so passing means the same outputs as stock netx."""
+    ours = results["ilif"]
+    assert sum(v == "passed" for v in ours.values()) >= 15, ours
+    if "stock" in results:
+        stock = results["stock"]
+        assert set(stock) == set(ours)
+        regressions = sorted(k for k, v in stock.items() if v == "passed" and ours[k] != "passed")
+        assert regressions == [], {k: ours[k] for k in regressions}
+    else:
+        bad = sorted(k for k, v in ours.items() if v in ("failed", "error")
+                     or (v == "skipped" and "test_hdf5_nx" not in k.split("::")[0]))
+        assert bad == [], {k: ours[k] for k in bad}
