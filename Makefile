@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: env demo test bench clean
+.PHONY: env demo test test-lavadl bench clean
 
 env:
 	@./scripts/setup_env.sh
@@ -15,6 +15,10 @@ demo: env
 
 test: env
 	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+# lava-dl's own netx test suite, with stock netx and with ILIFNetwork in its place (about 6 minutes)
+test-lavadl: env
+	ILIF_LAVA_LAVADL_SUITE=1 ILIF_LAVA_LAVADL_STOCK=1 $(PY) -m pytest -q tests/test_lavadl_netx_suite.py
 
 bench: env
 	$(PY) -m benchmarks.run_all
