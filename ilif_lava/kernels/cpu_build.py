@@ -9,7 +9,6 @@ the caller falls back to the torch path.
 from __future__ import annotations
 
 import hashlib
-import logging
 import os
 import sys
 import threading
@@ -67,16 +66,10 @@ def load(quiet: bool = False) -> Optional[ModuleType]:
             if not _built(build_dir) and not quiet:
                 print(f"[ilif-lava] compiling the fused ILIF CPU kernel once (about a minute) into {build_dir}",
                       file=sys.stderr, flush=True)
-            log = logging.getLogger("torch.utils.cpp_extension")
-            level = log.level
-            log.setLevel(logging.ERROR)  # silence "No CUDA runtime is found" on CPU-only machines
-            try:
-                from torch.utils import cpp_extension
-                _state["module"] = cpp_extension.load(name="ilif_cpu_ext", sources=[str(SOURCE)],
-                                                      extra_cflags=CFLAGS, build_directory=str(build_dir),
-                                                      verbose=False)
-            finally:
-                log.setLevel(level)
+            from torch.utils import cpp_extension     # its CUDA notice is filtered by ilif_lava.compat
+            _state["module"] = cpp_extension.load(name="ilif_cpu_ext", sources=[str(SOURCE)],
+                                                  extra_cflags=CFLAGS, build_directory=str(build_dir),
+                                                  verbose=False)
         except Exception as exc:  # noqa: BLE001 - any build failure means: use the torch path
             lines = str(exc).strip().splitlines() or [type(exc).__name__]
             first = next((ln for ln in lines if "error" in ln.lower() and ln is not lines[0]), lines[0])[:200]
