@@ -183,15 +183,66 @@ class Dense(AbstractILIF, base.AbstractDense):
         self._attach_bias(bias)
 
 
+def sum_pool(x: torch.Tensor, k: int, where: str) -> torch.Tensor:
+    """Sum over non-overlapping ``k x k`` windows of every step: [N, C, H, W, T] -> [N, C, H/k, W/k, T] (exact:
+    spike counts 0..k^2). H and W must be multiples of ``k`` (a remainder would be dropped by the pool but seen
+    by the folded convolution, so it is refused, naming ``where``)."""
+    if k == 1:
+        return x
+    n, c, h, w, t = x.shape
+    if h % k or w % k:
+        raise ValueError(f"{where}: pre_pool={k} needs input H, W divisible by {k}, got {h}x{w}")
+    return x.reshape(n, c, h // k, k, w // k, k, t).sum(dim=(3, 5))
+
+
+def _pool_arg(pre_pool: int, where: str) -> int:
+    k = int(pre_pool)
+    if k != pre_pool or k < 1:
+        raise ValueError(f"{where}: pre_pool must be a positive integer, got {pre_pool!r}")
+    return k
+
+
 class Conv(AbstractILIF, base.AbstractConv):
     """2D convolution synapse + ILIF neurons (+ optional bias per channel).
-    [N, C_in, H, W, T] -> [N, C_out, H', W', T]."""
+    [N, C_in, H, W, T] -> [N, C_out, H', W', T].
 
-    def __init__(self, *args, bias: BiasArg = False, batch_norm: bool = False, **kwargs):
+    ``pre_pool=k`` (default 1: none): the input spikes are first average-pooled ``k x k`` (the pool of a VGG
+    between two convolutions), folded exactly into this synapse: the block sums each ``k x k`` window (spike counts
+    0..k^2) and the weights act on the sums, so the weights are the float network's ``W / k^2``. Deployed as one
+    convolution of the spikes with each weight repeated over its ``k x k`` window (kernel ``k*K``, stride ``k*S``,
+    padding ``k*P``): the same integers Lava's Conv computes, no fraction anywhere (docs/fixed-point.md)."""
+
+    def __init__(self, *args, bias: BiasArg = False, batch_norm: bool = False, pre_pool: int = 1, **kwargs):
         super().__init__(*args, **kwargs)
+        self.pre_pool = _pool_arg(pre_pool, type(self).__name__)
         self._attach(synapse.Conv, kwargs)
         self._attach_batchnorm(batch_norm, bias, dims=3)
         self._attach_bias(bias)
+
+    def forward(self, x: torch.Tensor):
+        if self.pre_pool > 1:
+            self.input_hw = tuple(int(v) for v in x.shape[2:4])     # checked at export
+            x = sum_pool(x, self.pre_pool, "Conv")
+        return super().forward(x)
+
+    def export_hdf5(self, handle) -> None:
+        """slayer's conv export (plus bias / folded batch norm); with ``pre_pool`` the pool is folded into the
+        written convolution (weights repeated over each ``k x k`` window; kernel, stride and padding times k)."""
+        super().export_hdf5(handle)
+        k = self.pre_pool
+        if k == 1:
+            return
+        dil = np.asarray(handle[K.DILATION][()]).reshape(-1)
+        if (dil != 1).any():
+            raise NotImplementedError(f"Conv export: pre_pool={k} with dilation {dil.tolist()} cannot be folded")
+        w = np.asarray(handle[K.WEIGHT][()])
+        w = np.repeat(np.repeat(w, k, axis=2), k, axis=3)       # [out, in, k*kh, k*kw(, 1)]
+        scaled = {K.WEIGHT: w}
+        for key in (K.KERNEL_SIZE, K.STRIDE, K.PADDING):
+            scaled[key] = np.asarray(handle[key][()]) * k
+        for key, value in scaled.items():
+            del handle[key]
+            handle.create_dataset(key, data=value)
 
 
 class Pool(AbstractILIF, base.AbstractPool):
@@ -230,6 +281,75 @@ class Pool(AbstractILIF, base.AbstractPool):
             handle.create_dataset(key, data=value)
         for key, value in self.neuron.device_params.items():
             handle.create_dataset(f"{K.NEURON}/{key}", data=value)
+
+
+class Readout(AbstractILIF, base.AbstractDense):
+    """A network's analog Linear head, deployable: dense synapse + an integer accumulator that never fires.
+
+    [N, C, H, W, T] or [N, F, T] -> per-step logits [N, K, T] (``W x[t] + b``, threshold units, float; with the
+    8-bit weights and the 13-bit bias, the values the deployed integers give exactly). ``pre_pool=k``: sum-pool
+    the input spikes ``k x k`` first (as :class:`Conv`), then flatten (slayer's C, H, W order). ``bias``: as
+    :class:`Dense` (default True: one per class). ``delay_shift`` should be False (pipelined timing; the blocks
+    before it likewise).
+
+    Deployed as a netx ``dense`` layer with ``neuron/type = READOUT`` (:func:`ilif_lava.fixed_point.readout_step`):
+    the accumulator ``v`` (state units) after step t is ``4096 * sum(logits[..., :t+1])``; :meth:`integer_readout`
+    computes it from the logits. The prediction is the argmax of ``v`` after the last step."""
+
+    is_readout = True
+
+    def __init__(self, neuron_params, in_neurons: int, out_neurons: int, *args, bias: BiasArg = True,
+                 pre_pool: int = 1, **kwargs):
+        super().__init__(neuron_params, in_neurons, out_neurons, *args, **kwargs)
+        self.pre_pool = _pool_arg(pre_pool, type(self).__name__)
+        self._attach(synapse.Dense, kwargs)
+        self._attach_bias(bias)
+        self.neuron.shape = torch.Size([self.synapse.out_channels])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.ndim == 5:
+            self.input_hw = tuple(int(v) for v in x.shape[2:4])
+            if self.pre_pool > 1:
+                x = sum_pool(x, self.pre_pool, "Readout")
+            self.pooled_shape = tuple(int(v) for v in x.shape[1:4])
+            self.flatten_before = (int(np.prod(self.input_hw)) * int(x.shape[1]),)
+            x = x.reshape(x.shape[0], -1, x.shape[-1])
+        elif self.pre_pool > 1:
+            raise ValueError(f"Readout: pre_pool={self.pre_pool} needs [N, C, H, W, T] input, got {tuple(x.shape)}")
+        z = self.synapse(x)
+        if self.delay_shift is True:
+            z = torch.cat([torch.zeros_like(z[..., :1]), z[..., :-1]], dim=-1)
+        return self.neuron._biased(z)
+
+    @staticmethod
+    def integer_readout(logits: torch.Tensor) -> torch.Tensor:
+        """The deployed accumulator after every step, [..., T] int64 (state units), from per-step logits
+        [..., T] that are multiples of 1/64 (:func:`ilif_lava.fixed_point.readout_sequence`)."""
+        from ilif_lava import fixed_point as fx
+        a = torch.round(logits.detach().double() * fx.WEIGHT_SCALE).to(torch.int64)
+        return fx.readout_sequence(a)
+
+    def export_hdf5(self, handle) -> None:
+        """A netx ``dense`` layer (``neuron/type = READOUT``, layer ``bias`` = 13-bit mantissas); with
+        ``pre_pool`` the pool is folded in (each weight repeated over its ``k x k`` input window)."""
+        from ilif_lava.netx_schema import NEURON_TYPES, READOUT_NEURON_TYPE, T
+        s = self.synapse
+        w = s.pre_hook_fx(s.weight, descale=True).detach().cpu().numpy().reshape(s.out_channels, -1)
+        k = self.pre_pool
+        if k > 1:
+            c, h, wd = self.pooled_shape
+            w = w.reshape(-1, c, h, wd)
+            w = np.repeat(np.repeat(w, k, axis=2), k, axis=3).reshape(w.shape[0], -1)
+        out = int(w.shape[0])
+        handle.create_dataset(K.TYPE, (1,), "S10", [T.DENSE.encode("ascii")])
+        for key, value in ((K.SHAPE, np.array([out])), (K.IN_FEATURES, int(w.shape[1])), (K.OUT_FEATURES, out),
+                           (K.WEIGHT, w.astype(np.float32))):
+            handle.create_dataset(key, data=value)
+        for key, value in NEURON_TYPES[READOUT_NEURON_TYPE].record(variant="READOUT").items():
+            handle.create_dataset(f"{K.NEURON}/{key}", data=value)
+        mant = self.neuron.bias_mant
+        if mant is not None:
+            handle.create_dataset(K.BIAS, data=np.asarray(mant, dtype=np.int32).reshape(-1))
 
 
 class Affine(AbstractILIF, base.AbstractAffine):

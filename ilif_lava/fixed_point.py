@@ -209,6 +209,31 @@ def ilif_step(state: ILIFState, a_in: Array, p: ILIFParams, bias: Union[int, Arr
     return ILIFState(u, v, c, m, spk)
 
 
+
+# ---------------------------------------------------------------------------------------------------------
+# the integer readout: a neuron that integrates and never fires (a network's analog Linear head)
+# ---------------------------------------------------------------------------------------------------------
+def readout_step(v: Array, a_in: Array, bias: Union[int, Array] = 0) -> Array:
+    """One step of the readout accumulator: ``v' = sat(v + (a << 6) + bias)`` (state units, 24-bit saturating).
+
+    ``a_in``: the integer synaptic input (sum of weight mantissas) of this step; ``bias``: :func:`effective_bias`.
+    No leak, no threshold, no reset: after ``T`` steps ``v / 4096`` is the sum of the per-step logits
+    ``W x[t] + b`` of the quantized network (exact while ``|v| < 2**23``; beyond that it saturates). The Lava
+    ``Readout`` process sends ``v`` every step as a graded (24-bit) payload.
+    """
+    return saturate(v + (a_in << ACT_SHIFT) + bias)
+
+
+def readout_sequence(a: Array, bias: Union[int, Array] = 0) -> Array:
+    """:func:`readout_step` over the last (time) axis of ``a`` [..., T] (int64) from ``v = 0``; returns ``v``
+    after every step, [..., T] int64 (torch or numpy like ``a``)."""
+    v = a[..., 0] * 0
+    out = []
+    for t in range(a.shape[-1]):
+        v = readout_step(v, a[..., t], bias)
+        out.append(v)
+    return torch.stack(out, dim=-1) if _is_torch(a) else np.stack(out, axis=-1)
+
 # ---------------------------------------------------------------------------------------------------------
 # float <-> integer conversions of parameters (the only place these roundings are defined)
 # ---------------------------------------------------------------------------------------------------------

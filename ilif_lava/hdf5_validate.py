@@ -180,6 +180,9 @@ def _neuron(w: Where, node: Any, neurons: NeuronRegistry, n_neurons: int = 1) ->
         raise w.fail(type_key, f"= {ntype!r} is not a neuron type ILIFNetwork can build{hint}",
                      f"one of {list(neurons)}")
     table = neurons[ntype]
+    for key in table.forbidden:
+        if key in items:
+            raise w.fail(f"{K.NEURON}/{key}", f"is set, but {ntype} neurons never fire", f"no '{key}' key")
     for k in table.keys:
         name = f"{K.NEURON}/{k.name}"
         if k.name in items:

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, Mapping, Optional, Tuple, Union
 
 import h5py
+import numpy as np
 from lava.lib.dl.netx import hdf5
 
 from ilif_lava import hdf5_validate as _hdf5_validate
@@ -46,8 +47,10 @@ from ilif_lava.netx_schema import ILIF_NEURON_TYPE, K, NeuronRegistry
 NeuronParamsFn = Callable[..., Dict[str, Any]]
 
 STOCK_NETWORK = hdf5.PyNetworkModel.implements_process   # netx's own Network, even after a user rebinds hdf5.Network
-STOCK_NEURON_TYPES = tuple(n for n in schema.NEURON_TYPES if n != ILIF_NEURON_TYPE)  # (and any type containing
-#                                                           'RF') dispatched by netx itself
+# this project's own types are registered by ilif_lava.lava_proc.process; netx itself dispatches the stock ones
+# (and any type containing 'RF')
+_OWN_TYPES = (ILIF_NEURON_TYPE, schema.READOUT_NEURON_TYPE)
+STOCK_NEURON_TYPES = tuple(n for n in schema.NEURON_TYPES if n not in _OWN_TYPES)
 _NEURON_TYPES: Dict[str, NeuronParamsFn] = {}
 _registry: NeuronRegistry = schema.NEURON_TYPES   # what ILIFNetwork's validation accepts; replaced, never mutated
 
@@ -158,14 +161,27 @@ def ilif_lava_params(neuron_config: Any, input: bool = False, reset_interval: Op
     """netx ``neuron_params`` of an ILIF neuron entry: the Lava process class ``neuron_proc`` and its keywords, read
     as the ILIF table says. :mod:`ilif_lava.lava_proc.process` registers it as ``'ILIF'`` with its ``ILIF`` class
     bound (so this module does not import the process module, which imports this one)."""
-    if reset_interval is not None:
-        raise NotImplementedError("reset_interval is not supported for ILIF layers")
     table = schema.NEURON_TYPES[ILIF_NEURON_TYPE]
     # netx passes the layer's ``bias`` (13-bit mantissas, one per output channel) as ``bias_key``; the exponent is
     # netx's fixed 6, as for CUBA layers
     out: Dict[str, Any] = {"neuron_proc": neuron_proc, "bias_key": table.bias_param,
                            "bias_exp": schema.ILIF_BIAS_EXP, "num_message_bits": 0}
     out.update(table.values(functools.partial(read_key, neuron_config), lava_only=True))
+    if reset_interval is not None:       # netx's pipelined streaming: periodic reset, staggered by layer
+        out.update(reset_interval=reset_interval, reset_offset=reset_offset)
+    return out
+
+
+def readout_lava_params(neuron_config: Any, input: bool = False, reset_interval: Optional[int] = None,
+                        reset_offset: int = 0, spike_exp: int = 6, *, neuron_proc: type) -> Dict[str, Any]:
+    """netx ``neuron_params`` of a READOUT entry (the integer readout, :func:`ilif_lava.fixed_point.readout_step`):
+    the layer ``bias`` as 13-bit mantissas with exponent 6, graded 24-bit output (its accumulator)."""
+    if input:
+        raise ValueError("a READOUT layer cannot be a network's input layer")
+    out: Dict[str, Any] = {"neuron_proc": neuron_proc, "bias_key": "bias_mant", "bias_exp": schema.ILIF_BIAS_EXP,
+                           "num_message_bits": 24}
+    if reset_interval is not None:
+        out.update(reset_interval=reset_interval, reset_offset=reset_offset)
     return out
 
 
@@ -184,8 +200,16 @@ def export_blocks(blocks: Iterable[Any], path: Union[str, Path]) -> Path:
     tmp = path.with_name(path.name + ".tmp")
     with h5py.File(tmp, "w") as h:
         layer = h.create_group(K.LAYER)
-        for i, blk in enumerate(blocks):
+        i = 0
+        for blk in blocks:
+            shape = getattr(blk, "flatten_before", None)        # a readout on a feature map: flatten first
+            if shape is not None:
+                g = layer.create_group(str(i))
+                g.create_dataset(K.TYPE, (1,), "S10", [schema.T.FLATTEN.encode("ascii")])
+                g.create_dataset(K.SHAPE, data=np.asarray(shape))
+                i += 1
             copy.deepcopy(blk).export_hdf5(layer.create_group(str(i)))
+            i += 1
     tmp.replace(path)
     return path
 

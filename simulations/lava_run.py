@@ -6,6 +6,13 @@ Lava processes are always stopped, also on errors and Ctrl-C.
 
 Alignment: with slayer blocks built with ``delay_shift=True``, Lava sink index j equals slayer time index j for
 every layer (lava-internals.md section 4), so sample k occupies sink columns [k*T, (k+1)*T).
+
+Pipelined timing (``pipelined=True``, networks trained without the one-step synapse delay, ``delay_shift=False``):
+the samples stream back to back through one Lava run of ``N*T + L`` steps (``L`` layers), as netx streams them:
+layer ``i`` receives sample k's step t on Lava step ``k*T + t + i + 2`` (one step per hop, Lava counts from 1),
+so its neurons return to rest on the steps ``k*T + i + 2`` (netx's ``reset_interval = T``, ``reset_offset``
+staggered by depth) and its sink holds sample k in columns ``[k*T + i + 1, k*T + i + 1 + T)``. Latency: ``T + L``
+steps for one sample; a test set of N samples takes ``N*T + L`` steps.
 """
 from __future__ import annotations
 
@@ -36,7 +43,9 @@ SYNAPSE_VARS = ("a_buff", "a_buf")  # Dense/Sparse synapses: a_buff; Conv synaps
 
 @dataclass
 class LavaResult:
-    """Spikes per layer, each [N, neurons, T] (neurons in netx's flattened order), plus optional states."""
+    """Spikes per layer, each [N, neurons, T] (neurons in netx's flattened order), plus optional states.
+
+    A READOUT layer's entry holds its accumulator after every step (int64, state units) instead of spikes."""
 
     spikes: List[np.ndarray]
     states: Dict[int, Dict[str, np.ndarray]] = field(default_factory=dict)  # layer -> name -> [N, neurons, T]
@@ -44,6 +53,9 @@ class LavaResult:
     # wall seconds per phase: build (netx network + I/O processes), first_sample (Lava's compile + start + the
     # first sample), stepping (every later sample, state resets included), readback (sink buffers), stop
     timings: Dict[str, float] = field(default_factory=dict)
+    readout: bool = False             # the last layer is an integer readout (predict with its last step's argmax)
+    lava_steps: int = 0               # Lava steps run in all (pipelined: N*T + layers)
+    latency_steps: int = 0            # steps from a sample's first input to its last output (T + layers pipelined)
 
 
 STOP_TIMEOUT_S = 10.0     # a graceful process.stop() (Lava joins its runtime without a timeout) gets this long
@@ -216,32 +228,28 @@ def _to_slayer_order(arr: np.ndarray, lava_shape: Sequence[int]) -> np.ndarray:
     return arr.reshape(-1, arr.shape[-1])
 
 
+def _windows(raw: np.ndarray, lava_shape: Sequence[int], n: int, steps: int, first: int) -> np.ndarray:
+    """Sink/state columns of a pipelined run -> [N, neurons, T]: sample k is ``first + k*T .. + T``."""
+    ordered = _to_slayer_order(raw, lava_shape)                            # [neurons, total]
+    idx = first + np.arange(n)[:, None] * steps + np.arange(steps)[None, :]   # [N, T]
+    return ordered[:, idx].transpose(1, 0, 2)
+
+
 def run_network(path: Union[str, Path], x: np.ndarray, record_states: bool = False,
-                progress: bool = False, desc: str = "Lava samples") -> LavaResult:
+                progress: bool = False, desc: str = "Lava samples", pipelined: bool = False) -> LavaResult:
     """Run ``x`` ([N, C, H, W, T] or [N, C, T], spikes 0/1) through the HDF5 network on Loihi2SimCfg fixed_pt.
 
     ``record_states`` reads u, v, c, m of every ILIF layer after each step (slow; for verification).
-    ``progress`` draws a bar (``desc``) on a terminal only.
+    ``progress`` draws a bar (``desc``) on a terminal only. ``pipelined``: stream the samples through one run
+    with staggered per-layer resets (module docstring), for networks trained without the synapse delay.
     """
+    if pipelined:
+        return _run_pipelined(path, x, record_states, progress, desc)
 
-    x = np.asarray(x)
+    x, net, inp = _build(path, x)
     n, steps = x.shape[0], x.shape[-1]
-    integral = np.isfinite(x).all() and np.array_equal(x, np.rint(x))
-    if not integral or (x.size and (x.min() < np.iinfo(np.int32).min or x.max() > np.iinfo(np.int32).max)):
-        bad = x[~(np.isfinite(x) & (x == np.rint(x)))] if not integral else x
-        raise ValueError(f"{path}: the input is analog (e.g. {float(bad.flat[0]):.4g}), but the Lava network's input "
-                         f"port takes integer spikes; casting it would truncate it, so it is refused "
-                         f"(direct-encoded image input is not deployable yet: use an event dataset)")
     tm: Dict[str, float] = {}
     t_phase = time.perf_counter()
-    # netx cannot infer the input shape of a network whose first layer is a conv: give it (x, y, f) = (W, H, C)
-    net_kwargs = {"input_shape": tuple(int(v) for v in x.shape[1:4][::-1])} if x.ndim == 5 else {}
-    net = ILIFNetwork(net_config=str(path), **net_kwargs)
-    want = tuple(int(v) for v in net.layers[0].inp.shape)
-    inp = _flat_input(x, want)
-    if tuple(inp.shape[1:-1]) != want:
-        raise ValueError(f"{path}: the network's input layer takes {list(want)} per step, the data give "
-                         f"{list(inp.shape[1:-1])} (sample [C, H, W] = {list(x.shape[1:-1])}); wrong dataset?")
     data = np.concatenate([inp[k] for k in range(n)], axis=-1)          # [*in_shape, N*T]
     src = io.source.RingBuffer(data=data.astype(np.int32))
     src.s_out.connect(net.inp)
@@ -250,8 +258,7 @@ def run_network(path: Union[str, Path], x: np.ndarray, record_states: bool = Fal
         sink = io.sink.RingBuffer(shape=layer.out.shape, buffer=n * steps)
         layer.out.connect(sink.a_in)
         sinks.append(sink)
-    ilif_layers = [i for i, layer in enumerate(net.layers)
-                   if getattr(layer, "neuron", None) is not None and hasattr(layer.neuron, "m")]
+    ilif_layers = _ilif_layers(net)
     states: Dict[int, Dict[str, List[np.ndarray]]] = {i: {k: [] for k in fx.STATE_NAMES} for i in ilif_layers}
     cfg = Loihi2SimCfg(select_tag="fixed_pt")
     tm["build"] = time.perf_counter() - t_phase
@@ -280,10 +287,12 @@ def run_network(path: Union[str, Path], x: np.ndarray, record_states: bool = Fal
         now = time.perf_counter()
         tm["readback"], t_phase = now - t_phase, now
     tm["stop"] = time.perf_counter() - t_phase
+    readout = _is_readout(net.layers[-1])
     spikes = []
-    for layer, r in zip(net.layers, raw):
+    for li, (layer, r) in enumerate(zip(net.layers, raw)):
         ordered = _to_slayer_order(r, layer.out.shape)                    # [neurons, N*T]
-        spikes.append(ordered.reshape(ordered.shape[0], n, steps).transpose(1, 0, 2).astype(np.int8))
+        dtype = np.int64 if (readout and li == len(raw) - 1) else np.int8
+        spikes.append(ordered.reshape(ordered.shape[0], n, steps).transpose(1, 0, 2).astype(dtype))
     out_states: Dict[int, Dict[str, np.ndarray]] = {}
     for i, per in states.items():
         shape = net.layers[i].out.shape
@@ -294,4 +303,94 @@ def run_network(path: Union[str, Path], x: np.ndarray, record_states: bool = Fal
             arr = np.stack(seq, axis=-1)                                   # [*XYZ, N*T]
             arr = _to_slayer_order(arr, shape)
             out_states[i][name] = arr.reshape(arr.shape[0], n, steps).transpose(1, 0, 2).astype(np.int64)
-    return LavaResult(spikes=spikes, states=out_states, timings=tm)
+    return LavaResult(spikes=spikes, states=out_states, timings=tm, readout=readout, lava_steps=n * steps,
+                      latency_steps=steps)
+
+
+def _is_readout(layer: Any) -> bool:
+    from ilif_lava.lava_proc.process import Readout
+    return isinstance(getattr(layer, "neuron", None), Readout)
+
+
+def _ilif_layers(net: ILIFNetwork) -> List[int]:
+    return [i for i, layer in enumerate(net.layers)
+            if getattr(layer, "neuron", None) is not None and hasattr(layer.neuron, "m")]
+
+
+def _build(path: Union[str, Path], x: np.ndarray, **net_kwargs: Any):
+    """Check the input (integers), build the network; returns (x, network, input in Lava's layout [N, *in, T])."""
+    x = np.asarray(x)
+    integral = np.isfinite(x).all() and np.array_equal(x, np.rint(x))
+    if not integral or (x.size and (x.min() < np.iinfo(np.int32).min or x.max() > np.iinfo(np.int32).max)):
+        bad = x[~(np.isfinite(x) & (x == np.rint(x)))] if not integral else x
+        raise ValueError(f"{path}: the input is analog (e.g. {float(bad.flat[0]):.4g}), but the Lava network's input "
+                         f"port takes integer spikes; casting it would truncate it, so it is refused "
+                         f"(direct-encoded image input is not deployable yet: use an event dataset)")
+    # netx cannot infer the input shape of a network whose first layer is a conv: give it (x, y, f) = (W, H, C)
+    if x.ndim == 5:
+        net_kwargs["input_shape"] = tuple(int(v) for v in x.shape[1:4][::-1])
+    net = ILIFNetwork(net_config=str(path), **net_kwargs)
+    want = tuple(int(v) for v in net.layers[0].inp.shape)
+    inp = _flat_input(x, want)
+    if tuple(inp.shape[1:-1]) != want:
+        raise ValueError(f"{path}: the network's input layer takes {list(want)} per step, the data give "
+                         f"{list(inp.shape[1:-1])} (sample [C, H, W] = {list(x.shape[1:-1])}); wrong dataset?")
+    return x, net, inp
+
+
+def _run_pipelined(path: Union[str, Path], x: np.ndarray, record_states: bool, progress: bool,
+                   desc: str) -> LavaResult:
+    """:func:`run_network` with pipelined timing: one run of ``N*T + L`` steps, per-layer staggered resets."""
+    tm: Dict[str, float] = {}
+    t_phase = time.perf_counter()
+    n, steps = int(np.shape(x)[0]), int(np.shape(x)[-1])
+    # netx: layer i resets on steps with time_step % T == (1 + 1 + i) % T, the step its sample's first input
+    # arrives (input on step 1, one step per hop)
+    x, net, inp = _build(path, x, reset_interval=steps, reset_offset=1)
+    depth = len(net.layers)
+    total = n * steps + depth
+    data = np.concatenate([inp[k] for k in range(n)] + [np.zeros(inp.shape[1:-1] + (depth,))], axis=-1)
+    src = io.source.RingBuffer(data=data.astype(np.int32))
+    src.s_out.connect(net.inp)
+    sinks = []
+    for layer in net.layers:
+        sink = io.sink.RingBuffer(shape=layer.out.shape, buffer=total)
+        layer.out.connect(sink.a_in)
+        sinks.append(sink)
+    ilif_layers = _ilif_layers(net)
+    states: Dict[int, Dict[str, List[np.ndarray]]] = {i: {k: [] for k in fx.STATE_NAMES} for i in ilif_layers}
+    cfg = Loihi2SimCfg(select_tag="fixed_pt")
+    tm["build"] = time.perf_counter() - t_phase
+    # one run call per sample (one per step while recording states), then the pipeline's drain
+    chunks = [1] * total if record_states else [steps] * n + [depth]
+    with running(net) as sig:
+        done = 0
+        for step in bar(chunks, desc=desc, unit="step" if record_states else "sample", enabled=progress):
+            sig.check()
+            net.run(condition=RunSteps(num_steps=step), run_cfg=cfg)
+            if done == 0:
+                now = time.perf_counter()
+                tm["first_sample"], t_phase = now - t_phase, now
+            done += step
+            if record_states:
+                for i in ilif_layers:
+                    for name in fx.STATE_NAMES:
+                        states[i][name].append(getattr(net.layers[i].neuron, name).get().copy())
+        sig.check()
+        now = time.perf_counter()
+        tm["stepping"], t_phase = now - t_phase, now
+        raw = [s.data.get() for s in sinks]
+        now = time.perf_counter()
+        tm["readback"], t_phase = now - t_phase, now
+    tm["stop"] = time.perf_counter() - t_phase
+    readout = _is_readout(net.layers[-1])
+    spikes = []
+    for i, (layer, r) in enumerate(zip(net.layers, raw)):
+        dtype = np.int64 if (readout and i == depth - 1) else np.int8
+        spikes.append(_windows(r, layer.out.shape, n, steps, i + 1).astype(dtype))
+    out_states: Dict[int, Dict[str, np.ndarray]] = {}
+    for i, per in states.items():
+        out_states[i] = {name: _windows(np.stack(seq, axis=-1), net.layers[i].out.shape, n, steps, i + 1
+                                        ).astype(np.int64) for name, seq in per.items() if seq}
+    return LavaResult(spikes=spikes, states=out_states, timings=tm, readout=readout, lava_steps=total,
+                      latency_steps=steps + depth)

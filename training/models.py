@@ -58,7 +58,25 @@ class SpikingNet(NeuronSwitches, torch.nn.Module):
         return x, spikes
 
     def spiking_blocks(self) -> List[torch.nn.Module]:
-        return [b for b in self.blocks if getattr(b, "neuron", None) is not None]
+        """The blocks whose neurons fire (in order); a readout (:class:`ilif_lava.block.Readout`) is not one."""
+        return [b for b in self.blocks if getattr(b, "neuron", None) is not None
+                and not getattr(b, "is_readout", False)]
+
+    @property
+    def readout(self) -> Optional[torch.nn.Module]:
+        """The integer readout block ending the network (its output is logits), or None."""
+        last = self.blocks[-1] if len(self.blocks) else None
+        return last if getattr(last, "is_readout", False) else None
+
+    @property
+    def output_is_logits(self) -> bool:
+        return self.readout is not None
+
+    @property
+    def pipelined(self) -> bool:
+        """True when the blocks have no one-step synapse delay (``delay_shift=False``): deployed with netx's
+        pipelined timing (sample k's step t reaches layer i on Lava step k*T + t + i + 2; per-layer resets)."""
+        return not any(getattr(b, "delay_shift", False) is True for b in self.blocks)
 
 
 
@@ -72,6 +90,13 @@ def build_model(arch: str, in_shape: Sequence[int], num_classes: int, neuron: st
     p = neuron_params_for(neuron, neuron_overrides)
     c, h, w = (int(v) for v in in_shape)
     from training import paper_models
+    if arch == "vgg11bn":
+        if neuron == "CUBA":
+            raise ValueError("--arch vgg11bn needs an ILIF-family neuron (batch norm folds into the ILIF neuron "
+                             "bias); use --arch vgg11 with --neuron CUBA")
+        return _vgg11bn((c, h, w), num_classes, p, hidden, float(dropout),
+                        {"arch": arch, "in_shape": [c, h, w], "num_classes": num_classes, "neuron": neuron,
+                         "neuron_params": p, "hidden": hidden, "dropout": float(dropout)})
     if arch in paper_models.PAPER_ARCHS:
         paper_models.in_shape_ok(arch, (c, h, w))
         return paper_models.build_paper_model({"arch": arch, "in_shape": [c, h, w], "num_classes": num_classes,
@@ -120,6 +145,49 @@ def build_model(arch: str, in_shape: Sequence[int], num_classes: int, neuron: st
             blocks.append(mod.Conv(p, ch, width, 3, padding=1, weight_scale=ws, **kw))
             ch = width
     blocks += [mod.Flatten(), mod.Dense(p, ch * size * size, num_classes, weight_scale=ws, **kw)]
+    return _initialised(SpikingNet(blocks, flatten_input=False, meta=meta))
+
+
+VGG11_CFG = (64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M")
+
+
+def vgg11bn_in_shape_ok(in_shape: Sequence[int]) -> None:
+    """Raise ``ValueError`` unless H and W are multiples of 32 (five 2x2 average pools folded exactly)."""
+    h, w = int(in_shape[1]), int(in_shape[2])
+    if h % 32 or w % 32:
+        raise ValueError(f"--arch vgg11bn needs input H and W that are multiples of 32 (five 2x2 average pools), "
+                         f"got {h}x{w}")
+
+
+def _vgg11bn(in_shape: Sequence[int], num_classes: int, p: Dict[str, Any], hidden: int, dropout: float,
+             meta: Dict[str, Any]) -> SpikingNet:
+    """The paper's VGG-11-BN built from deployable blocks: each ``Conv3x3 -> BN -> neuron`` is a
+    :class:`ilif_lava.block.Conv` with ``batch_norm=True`` (folded into 8-bit weights and the 13-bit neuron bias in
+    QAT and at export); each ``AvgPool2d(2)`` is folded into the next synapse (``pre_pool=2``); the head is
+    ``AvgPool2d(2) -> Linear`` as an integer :class:`ilif_lava.block.Readout` (logits). Widths are the paper's
+    scaled by ``hidden / 512`` (at least 4). No synapse delay (``delay_shift=False``): deployed with pipelined
+    timing. Differences from the authors' model: the head reads the pooled last feature map directly (their
+    ``AdaptiveAvgPool2d(7)`` repeats a 1x1 map 49 times for 32x32 input, a tied-weight Linear), dropout is
+    slayer's neuron dropout (the same neurons at every step) on every conv block, and batch norm takes its
+    statistics over batch, space and time."""
+    from training.paper_models import scaled_width
+    vgg11bn_in_shape_ok(in_shape)
+    conv_p = dict(p)
+    if dropout > 0:
+        from lava.lib.dl.slayer.neuron.dropout import Dropout
+        conv_p["dropout"] = Dropout(p=dropout)
+    blocks: List[torch.nn.Module] = []
+    ch, size_h, size_w, pool = int(in_shape[0]), int(in_shape[1]), int(in_shape[2]), 1
+    for v in VGG11_CFG:
+        if v == "M":
+            pool = 2
+            continue
+        width = scaled_width(int(v), hidden)
+        blocks.append(ilif_block.Conv(conv_p, ch, width, 3, padding=1, stride=1, pre_pool=pool, batch_norm=True,
+                                      delay_shift=False))
+        size_h, size_w, ch, pool = size_h // pool, size_w // pool, width, 1
+    blocks.append(ilif_block.Readout(p, ch * (size_h // 2) * (size_w // 2), num_classes, pre_pool=2,
+                                     delay_shift=False))
     return _initialised(SpikingNet(blocks, flatten_input=False, meta=meta))
 
 

@@ -15,7 +15,7 @@ from lava.magma.core.resources import CPU
 from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
 
 from ilif_lava import fixed_point as fx
-from ilif_lava.lava_proc.process import ILIF, ILIFNetwork
+from ilif_lava.lava_proc.process import ILIF, ILIFNetwork, Readout
 
 
 @implements(proc=ILIF, protocol=LoihiProtocol)
@@ -42,9 +42,13 @@ class PyILIFModelFixed(PyLoihiProcessModel):
     def __init__(self, proc_params) -> None:
         super().__init__(proc_params)
         self.params: fx.ILIFParams = proc_params["int_params"]
+        self.reset = proc_params.get("reset")
 
     def run_spk(self) -> None:
         a = self.a_in.recv().astype(np.int64)
+        if _reset_now(self.reset, self.time_step):
+            for k in fx.STATE_NAMES + ("s",):
+                getattr(self, k)[:] = 0
         state = fx.ILIFState(*(np.asarray(getattr(self, k), dtype=np.int64) for k in fx.STATE_NAMES + ("s",)))
         bias = fx.effective_bias(self.bias_mant, self.bias_exp)
         new = fx.ilif_step(state, a, self.params, bias)
@@ -80,6 +84,7 @@ class PyILIFModelFloat(PyLoihiProcessModel):
         super().__init__(proc_params)
         self.fp = proc_params["float_params"]
         self.flags = proc_params["int_params"]
+        self.reset = proc_params.get("reset")
 
     def _inhibit(self, m: np.ndarray) -> np.ndarray:
         if self.fp.get("inhibition", "plan") == "sigmoid":
@@ -88,6 +93,9 @@ class PyILIFModelFloat(PyLoihiProcessModel):
 
     def run_spk(self) -> None:
         a = self.a_in.recv().astype(np.float64)
+        if _reset_now(self.reset, self.time_step):
+            for k in fx.STATE_NAMES + ("s",):
+                getattr(self, k)[:] = 0.0
         fp, th = self.fp, float(self.fp["threshold"])
         c = self.c
         if self.flags.ciu:
@@ -102,6 +110,61 @@ class PyILIFModelFloat(PyLoihiProcessModel):
             v = v - s * self._inhibit(m)
         self.u[:], self.v[:], self.c[:], self.m[:], self.s[:] = u, v, c, m, s
         self.s_out.send(s)
+
+
+def _reset_now(reset, time_step: int) -> bool:
+    """True on the steps where a process with ``reset = (interval, offset)`` returns to rest (netx's pipelined
+    streaming; Lava counts steps from 1)."""
+    return reset is not None and time_step % reset[0] == reset[1]
+
+
+@implements(proc=Readout, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("fixed_pt", "bit_accurate_loihi")
+class PyReadoutModelFixed(PyLoihiProcessModel):
+    """Bit-accurate integer readout: :func:`ilif_lava.fixed_point.readout_step`; sends ``v`` (graded)."""
+
+    a_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int32, precision=24)
+    s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=24)
+    v: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=24)
+    bias_mant: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=13)
+    bias_exp: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=3)
+
+    def __init__(self, proc_params) -> None:
+        super().__init__(proc_params)
+        self.reset = proc_params.get("reset")
+
+    def run_spk(self) -> None:
+        a = self.a_in.recv().astype(np.int64)
+        if _reset_now(self.reset, self.time_step):
+            self.v[:] = 0
+        v = fx.readout_step(np.asarray(self.v, dtype=np.int64), a, fx.effective_bias(self.bias_mant, self.bias_exp))
+        self.v[:] = v
+        self.s_out.send(v.astype(np.int32))
+
+
+@implements(proc=Readout, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("floating_pt")
+class PyReadoutModelFloat(PyLoihiProcessModel):
+    """Float readout: ``v += a + bias`` in threshold units (no saturation); sends ``v``."""
+
+    a_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, float)
+    s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, float)
+    v: np.ndarray = LavaPyType(np.ndarray, float)
+    bias_mant: np.ndarray = LavaPyType(np.ndarray, float)
+    bias_exp: np.ndarray = LavaPyType(np.ndarray, int)
+
+    def __init__(self, proc_params) -> None:
+        super().__init__(proc_params)
+        self.reset = proc_params.get("reset")
+
+    def run_spk(self) -> None:
+        a = self.a_in.recv().astype(np.float64)
+        if _reset_now(self.reset, self.time_step):
+            self.v[:] = 0.0
+        self.v[:] = self.v + a + fx.bias_to_float(self.bias_mant, self.bias_exp)
+        self.s_out.send(self.v.copy())
 
 
 @implements(proc=ILIFNetwork, protocol=LoihiProtocol)

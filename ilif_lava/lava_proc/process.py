@@ -12,7 +12,7 @@ from lava.magma.core.process.variable import Var
 
 from ilif_lava import fixed_point as fx
 from ilif_lava import netx as _netx
-from ilif_lava.netx_schema import ILIF_NEURON_TYPE
+from ilif_lava.netx_schema import ILIF_NEURON_TYPE, READOUT_NEURON_TYPE
 
 
 class ILIF(AbstractProcess):
@@ -28,6 +28,12 @@ class ILIF(AbstractProcess):
     input current every step, :func:`ilif_lava.fixed_point.ilif_step`. Both are Vars (read every step).
     ``floating_pt`` adds the same bias in threshold units, :func:`ilif_lava.fixed_point.bias_to_float`.
 
+    ``reset_interval`` / ``reset_offset`` (netx's pipelined streaming; None: never): at the start of every step
+    whose ``time_step % reset_interval == reset_offset % reset_interval`` (Lava counts steps from 1) the states
+    ``u, v, c, m, s`` return to rest before the step's input is integrated, as Lava's ``LIFReset`` does for
+    CUBA layers; netx gives layer ``i`` the offset ``reset_offset + 1 + i``, so samples of ``reset_interval``
+    steps stream back to back through the layers.
+
     ``float_params`` (optional, ``floating_pt`` only): dict with ``lam``, ``beta``, ``kappa``, ``cur_kept``,
     ``threshold`` (threshold units) and ``inhibition`` ('sigmoid' or 'plan'); derived from the integers when
     omitted.
@@ -36,7 +42,8 @@ class ILIF(AbstractProcess):
     def __init__(self, *, shape: Tuple[int, ...], vth: int, i_decay: int = fx.DECAY_ONE, v_decay: int = 3724,
                  c_decay: int = 3973, m_decay: int = 0, mpiu: bool = True, ciu: bool = True,
                  inhibition: str = "plan", bias_mant: Any = 0, bias_exp: int = fx.BIAS_EXP,
-                 float_params: Optional[Dict[str, Any]] = None, name: Optional[str] = None,
+                 float_params: Optional[Dict[str, Any]] = None, reset_interval: Optional[int] = None,
+                 reset_offset: int = 0, name: Optional[str] = None,
                  log_config: Optional[LogConfig] = None, **kwargs) -> None:
         params = fx.ILIFParams(vth_mant=int(vth), i_decay=int(i_decay), v_decay=int(v_decay),
                                c_decay=int(c_decay), m_decay=int(m_decay), mpiu=bool(mpiu), ciu=bool(ciu),
@@ -48,7 +55,8 @@ class ILIF(AbstractProcess):
             float_params = {"lam": fx.kept_from_int(params.v_decay), "beta": fx.kept_from_int(params.m_decay),
                             "kappa": fx.kept_from_int(params.c_decay), "cur_kept": fx.kept_from_int(params.i_decay),
                             "threshold": params.vth_mant / fx.WEIGHT_SCALE, "inhibition": "plan"}
-        super().__init__(shape=shape, int_params=params, float_params=dict(float_params), name=name,
+        reset = _check_reset(reset_interval, reset_offset, where)
+        super().__init__(shape=shape, int_params=params, float_params=dict(float_params), reset=reset, name=name,
                          log_config=log_config, **kwargs)
         self.a_in = InPort(shape=shape)
         self.s_out = OutPort(shape=shape)
@@ -68,7 +76,49 @@ class ILIF(AbstractProcess):
             super().__del__()
 
 
+def _check_reset(reset_interval: Optional[int], reset_offset: int, where: str) -> Optional[Tuple[int, int]]:
+    """``(interval, offset % interval)`` of a periodic state reset, or None; one-line ValueError when invalid."""
+    if reset_interval is None:
+        return None
+    try:
+        interval, offset = int(reset_interval), int(reset_offset)
+    except (TypeError, ValueError):
+        raise ValueError(f"{where}: reset_interval / reset_offset must be integers, got {reset_interval!r} / "
+                         f"{reset_offset!r}") from None
+    if interval < 1:
+        raise ValueError(f"{where}: reset_interval must be >= 1, got {interval}")
+    return interval, offset % interval
+
+
+class Readout(AbstractProcess):
+    """The integer readout: neurons that integrate their input and bias and never fire
+    (:func:`ilif_lava.fixed_point.readout_step`; a network's analog Linear head on Loihi 2).
+
+    Ports: ``a_in`` (integer synaptic input) and ``s_out``: the accumulator ``v`` (state units, one threshold =
+    4096) every step as a graded 24-bit payload, so a sink records the running logits. Vars: ``v``, ``bias_mant``
+    (13-bit, per neuron or broadcast), ``bias_exp``. ``reset_interval`` / ``reset_offset``: as :class:`ILIF`.
+    """
+
+    def __init__(self, *, shape: Tuple[int, ...], bias_mant: Any = 0, bias_exp: int = fx.BIAS_EXP,
+                 reset_interval: Optional[int] = None, reset_offset: int = 0, name: Optional[str] = None,
+                 log_config: Optional[LogConfig] = None, **kwargs) -> None:
+        where = name or "Readout process"
+        bias_mant, bias_exp = fx.check_bias(bias_mant, bias_exp, shape, where=where)
+        reset = _check_reset(reset_interval, reset_offset, where)
+        super().__init__(shape=shape, reset=reset, name=name, log_config=log_config, **kwargs)
+        self.a_in = InPort(shape=shape)
+        self.s_out = OutPort(shape=shape)
+        self.v = Var(shape=shape, init=0)
+        self.bias_mant = Var(shape=shape, init=bias_mant)
+        self.bias_exp = Var(shape=(1,), init=np.array([bias_exp]))
+
+    def __del__(self) -> None:
+        if "_runtime" in self.__dict__:
+            super().__del__()
+
+
 _netx.register_neuron_type(ILIF_NEURON_TYPE, functools.partial(_netx.ilif_lava_params, neuron_proc=ILIF))
+_netx.register_neuron_type(READOUT_NEURON_TYPE, functools.partial(_netx.readout_lava_params, neuron_proc=Readout))
 
 
 class ILIFNetwork(hdf5.PyNetworkModel.implements_process):

@@ -8,6 +8,7 @@ from ilif_lava.netx_schema.rules import (BIAS_LIMIT, DECAY_LIMIT, DELAY_LIMIT, S
                                          decode, expected, show, text)
 from ilif_lava.netx_schema.tables import (BUILT_LAYER_TYPES, COMPLEX_NEURON_HINT, DEFAULT_NEURON_TYPE,  # noqa: F401
                                           ILIF_BIAS_EXP, ILIF_NEURON_TYPE, LAYER_TYPES, NEURON_TYPE_KEY, NEURON_TYPES,
+                                          READOUT_NEURON_TYPE,
                                           REFUSED_LAYER_TYPES, K, Key, LayerType, NeuronRegistry, NeuronType, T,
                                           big_keys, layer_key_limits, layer_key_rules, neuron_key_limits,
                                           neuron_type_from_rules)

@@ -107,7 +107,8 @@ class NeuronType(_Table):
     """The ``neuron/<key>`` entries of one neuron type (``neuron/type`` itself is :data:`NEURON_TYPE_KEY`).
 
     ``bias_param``: the Lava process keyword that receives the layer's per-neuron ``bias`` (netx's ``bias_key``).
-    ``has_bias``: the neuron adds that bias (False: a layer ``bias`` must be all zero). ``bias_rule``: what the
+    ``has_bias``: the neuron adds that bias (False: a layer ``bias`` must be all zero). ``forbidden``: neuron keys a
+    file must not set for this type (e.g. a threshold for a neuron that never fires). ``bias_rule``: what the
     layer ``bias`` of this neuron type must be (form and range; its shape, one value per output channel, is the
     layer's), e.g. 13-bit integer mantissas for ILIF; stock types keep netx's lenient reading (any real number,
     truncated by netx). ``fixed_point``: a bit-accurate fixed-point model exists (the Loihi 2 check knows the
@@ -119,6 +120,7 @@ class NeuronType(_Table):
     has_bias: bool = True
     bias_rule: Numbers = Numbers()
     fixed_point: bool = False
+    forbidden: Tuple[str, ...] = ()
 
     @property
     def rebuild_keys(self) -> Tuple[Key, ...]:
@@ -169,6 +171,7 @@ def convert(rule: Rule, value: Any) -> Any:
 NEURON_TYPE_KEY = K.TYPE
 DEFAULT_NEURON_TYPE = "CUBA"      # what a ``neuron`` group without ``type`` means (netx's default)
 ILIF_NEURON_TYPE = "ILIF"         # this project's neuron; distinct from lava-dl's CUBA/ALIF and spikingjelly's ILIFNode
+READOUT_NEURON_TYPE = "READOUT"   # this project's non-firing integer accumulator (a network's Linear head)
 NEURON_TYPE_RULE = Text()
 
 # ---------------------------------------------------------------------------------------------------------
@@ -256,6 +259,10 @@ NEURON_TYPE_TABLES: Tuple[NeuronType, ...] = (
         Key(K.REF_DELAY, Int(1, 1), default=1),          # no refractory period: written for netx's CUBA reader
         Key(K.GRADED_SPIKE, Flag(), default=False),      # binary spikes
     ), has_bias=True, bias_rule=ILIF_BIAS_RULE, fixed_point=True),
+    # the integer readout (ilif_lava.fixed_point.readout_step): integrates its input and the layer ``bias``
+    # (13-bit mantissas, exponent 6, as ILIF) and never fires, so a threshold in the file is an error
+    NeuronType(READOUT_NEURON_TYPE, (Key(K.VARIANT, Text(), param="variant", lava=False),),
+               has_bias=True, bias_rule=ILIF_BIAS_RULE, fixed_point=True, forbidden=(K.VTH_MANT,)),
 )
 # netx maps any type containing "RF" to RF / RF_IZ, whose processes have complex inputs (a_real_in, a_imag_in): a
 # plain dense/conv/input block cannot connect to them, and Lava 0.10 ships RF models for floating_pt only
