@@ -28,6 +28,7 @@ from lava.lib.dl.slayer.axon import Delay
 from lava.lib.dl.slayer.block import base
 from lava.lib.dl.slayer.synapse import layer as synapse
 
+from ilif_lava import fixed_point as fx
 from ilif_lava.netx_schema import LAYER_TYPES, K
 from ilif_lava.neuron import Neuron
 
@@ -210,16 +211,29 @@ class Conv(AbstractILIF, base.AbstractConv):
     between two convolutions), folded exactly into this synapse: the block sums each ``k x k`` window (spike counts
     0..k^2) and the weights act on the sums, so the weights are the float network's ``W / k^2``. Deployed as one
     convolution of the spikes with each weight repeated over its ``k x k`` window (kernel ``k*K``, stride ``k*S``,
-    padding ``k*P``): the same integers Lava's Conv computes, no fraction anywhere (docs/fixed-point.md)."""
+    padding ``k*P``): the same integers Lava's Conv computes, no fraction anywhere (docs/fixed-point.md).
 
-    def __init__(self, *args, bias: BiasArg = False, batch_norm: bool = False, pre_pool: int = 1, **kwargs):
+    ``graded_input=True``: the block takes direct-encoded analog input (an image at every step) or spikes, sent to
+    Lava as graded payloads ``round(64 x)`` (:func:`ilif_lava.fixed_point.direct_input`); the quantized forward
+    rounds its input the same way and the neuron adds the synaptic sums at full precision (``input_shift = 0``).
+    The network's first block only."""
+
+    def __init__(self, *args, bias: BiasArg = False, batch_norm: bool = False, pre_pool: int = 1,
+                 graded_input: bool = False, **kwargs):
         super().__init__(*args, **kwargs)
         self.pre_pool = _pool_arg(pre_pool, type(self).__name__)
         self._attach(synapse.Conv, kwargs)
         self._attach_batchnorm(batch_norm, bias, dims=3)
         self._attach_bias(bias)
+        self.graded_input = bool(graded_input)
+        if self.graded_input:
+            if self.pre_pool > 1:
+                raise ValueError("Conv: graded_input=True with pre_pool > 1 is not supported")
+            self.neuron.input_shift = 0
 
     def forward(self, x: torch.Tensor):
+        if self.graded_input and self.neuron.quantized:
+            x = (fx.direct_input(x) / fx.WEIGHT_SCALE).to(x.dtype)     # the payloads Lava receives, / 64
         if self.pre_pool > 1:
             self.input_hw = tuple(int(v) for v in x.shape[2:4])     # checked at export
             x = sum_pool(x, self.pre_pool, "Conv")
@@ -325,7 +339,6 @@ class Readout(AbstractILIF, base.AbstractDense):
     def integer_readout(logits: torch.Tensor) -> torch.Tensor:
         """The deployed accumulator after every step, [..., T] int64 (state units), from per-step logits
         [..., T] that are multiples of 1/64 (:func:`ilif_lava.fixed_point.readout_sequence`)."""
-        from ilif_lava import fixed_point as fx
         a = torch.round(logits.detach().double() * fx.WEIGHT_SCALE).to(torch.int64)
         return fx.readout_sequence(a)
 

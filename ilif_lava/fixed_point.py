@@ -8,6 +8,10 @@ Units (Loihi conventions, see docs/fixed-point.md for the full table):
 
 * Synaptic input ``a`` per step: integer sum of 8-bit weights (``w * 64``, even integers in [-256, 254]).
   The current gets ``a << 6`` so one threshold unit of the float model is ``1 << 12 = 4096`` state units.
+* Direct (analog) input: the image enters as graded payloads ``x_mant = round(64 x)`` (:func:`direct_input`,
+  16-bit), so the first layer's sum ``a = sum(w_mant * x_mant)`` is already in state units and enters the current
+  with ``input_shift = 0`` (``a << 0``) instead of 6 (:attr:`ILIFParams.input_shift`; the weight exponent Loihi
+  applies in the dendrite, held by the neuron because Lava's CPU Conv model ignores ``weight_exp``).
 * Decays are 12-bit integers ``d`` in [0, 4096]; "decay by d" multiplies by ``(4096 - d)`` and shifts right
   by 12 with truncation toward zero (sign-magnitude), as Loihi does.
 * Neuron bias (per neuron): ``bias_mant`` (13-bit signed, [-4096, 4095]) and ``bias_exp`` (3-bit, [0, 7]), Loihi's
@@ -24,7 +28,8 @@ Units (Loihi conventions, see docs/fixed-point.md for the full table):
 Step order (docs/neuron.md, the float model), per neuron, with ``u`` the raw input current:
 
 1. ``c = sat(trunc((c + u_prev * s_prev) * (4096 - cDecay) >> 12))``          (CIU, previous current/spike)
-2. ``u = wrap(trunc(u_prev * (4096 - iDecay) >> 12) + (a << 6) + (bias_mant << bias_exp))``  (iDecay = 4096: no memory)
+2. ``u = wrap(trunc(u_prev * (4096 - iDecay) >> 12) + (a << input_shift) + (bias_mant << bias_exp))``  (shift 6;
+   iDecay = 4096: no memory)
 3. ``h = sat(trunc(v * (4096 - vDecay) >> 12) + u - max(c, 0))``              (leaky charge)
 4. ``s = h >= vThMant << 6``
 5. ``v' = h - s * (vThMant << 6)``                                            (soft reset)
@@ -151,6 +156,7 @@ class ILIFParams:
     mpiu: bool = True             # MPIU inhibition (steps 6, 7) on
     ciu: bool = True              # CIU (steps 1, 3's -max(c, 0)) on
     inhibition: str = "plan"
+    input_shift: int = 6          # the synaptic input enters the current as a << input_shift (0: graded input)
 
     def validate(self, where: str = "ILIF") -> None:
         for f in ("i_decay", "v_decay", "c_decay", "m_decay"):
@@ -159,6 +165,8 @@ class ILIFParams:
                 raise ValueError(f"{where}: {f} must be integers in [0, {DECAY_ONE}], got {val.min()}..{val.max()}")
         if not (0 < int(self.vth_mant) <= VTH_MANT_MAX):
             raise ValueError(f"{where}: vth_mant must be in [1, {VTH_MANT_MAX}], got {self.vth_mant}")
+        if not (isinstance(self.input_shift, (int, np.integer)) and 0 <= int(self.input_shift) <= ACT_SHIFT):
+            raise ValueError(f"{where}: input_shift must be an integer in [0, {ACT_SHIFT}], got {self.input_shift!r}")
         if self.inhibition not in INHIBITION_INT:
             raise ValueError(f"{where}: inhibition {self.inhibition!r} has no integer form; use one of {INHIBITIONS}")
 
@@ -198,7 +206,7 @@ def ilif_step(state: ILIFState, a_in: Array, p: ILIFParams, bias: Union[int, Arr
         rect = _where(c > 0, c, c * 0)
     else:
         rect = 0
-    u = wrap(decay(u_prev, p.i_decay) + (a_in << ACT_SHIFT) + bias)
+    u = wrap(decay(u_prev, p.i_decay) + (a_in << p.input_shift) + bias)
     h = saturate(decay(v, p.v_decay) + u - rect)
     vth = int(p.vth_mant) << VTH_SHIFT
     spk = (h >= vth).to(torch.int64) if _is_torch(h) else (h >= vth).astype(np.int64)
@@ -208,6 +216,21 @@ def ilif_step(state: ILIFState, a_in: Array, p: ILIFParams, bias: Union[int, Arr
         v = saturate(v - spk * INHIBITION_INT[p.inhibition](m))
     return ILIFState(u, v, c, m, spk)
 
+
+
+DIRECT_INPUT_BITS = 16                 # graded payload of a direct-encoded (analog) input value, signed
+DIRECT_INPUT_MAX = (1 << (DIRECT_INPUT_BITS - 1)) - 1
+
+
+def direct_input(x: Array) -> Array:
+    """Analog input (threshold-free units, e.g. a normalised pixel) -> graded payload ``round(64 x)`` (half to even,
+    as torch and numpy round), clipped to 16-bit signed [-32767, 32767]; int64, torch or numpy like ``x``. A spike
+    (1) becomes 64, so a layer fed this way with ``input_shift = 0`` computes exactly what binary input with
+    ``input_shift = 6`` computes."""
+    if _is_torch(x):
+        return torch.round(x.double() * WEIGHT_SCALE).clamp(-DIRECT_INPUT_MAX, DIRECT_INPUT_MAX).to(torch.int64)
+    scaled = np.round(np.asarray(x, dtype=np.float64) * WEIGHT_SCALE)
+    return np.clip(scaled, -DIRECT_INPUT_MAX, DIRECT_INPUT_MAX).astype(np.int64)
 
 
 # ---------------------------------------------------------------------------------------------------------

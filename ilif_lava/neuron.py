@@ -147,6 +147,10 @@ class Neuron(base.Neuron):
 
     # ---- parameters -------------------------------------------------------------------------------------
     bias_exp: int = fx.BIAS_EXP   # the bias exponent this neuron deploys with (netx fixes 6)
+    #: the synaptic input enters the integer current as ``a << input_shift``: 6 for spikes, 0 for a layer fed
+    #: graded direct-encoded input (its synaptic sums are already in state units; ``ilif_lava.block``'s
+    #: ``graded_input=True`` sets it)
+    input_shift: int = fx.ACT_SHIFT
 
     def add_bias(self, channels: int, init: Union[float, Sequence[float], torch.Tensor, np.ndarray] = 0.0) -> None:
         """Give the neuron a learnable bias, one value per channel (``channels`` = C of the input [N, C, ..., T]),
@@ -241,7 +245,7 @@ class Neuron(base.Neuron):
             vth_mant=fx.threshold_to_mant(self.threshold),
             i_decay=fx.DECAY_ONE if self.current_decay is None else fx.decay_to_int(1.0 - self.current_decay),
             v_decay=fx.decay_to_int(lam), c_decay=fx.decay_to_int(self.kappa), m_decay=fx.decay_to_int(self.beta),
-            mpiu=self.flags["mpiu"], ciu=self.flags["ciu"], inhibition="plan")
+            mpiu=self.flags["mpiu"], ciu=self.flags["ciu"], inhibition="plan", input_shift=self.input_shift)
 
     @property
     def device_params(self) -> Dict[str, object]:
@@ -250,7 +254,7 @@ class Neuron(base.Neuron):
         p = self.int_params
         return ILIF_SCHEMA.record(vth=p.vth_mant, i_decay=p.i_decay, v_decay=p.v_decay, c_decay=p.c_decay,
                                   m_decay=p.m_decay, inhibition=p.inhibition, mpiu=p.mpiu, ciu=p.ciu,
-                                  variant=self.variant)
+                                  variant=self.variant, input_shift=p.input_shift)
 
     def _float_multipliers(self):
         """(lam, beta, kappa, current kept) used by the float dynamics; quantized mode uses the integer values."""
@@ -320,12 +324,12 @@ class Neuron(base.Neuron):
         The bias enters as :func:`ilif_lava.fixed_point.ilif_step`'s ``bias`` (``bias_mant << 6``) on the torch path;
         the fused kernels take the equal input ``a + bias_mant`` (:func:`ilif_lava.fixed_point.bias_as_input`).
         """
-        a = torch.round(z.detach() * fx.WEIGHT_SCALE).to(torch.int64)
+        a = torch.round(z.detach().double() * (1 << (fx.DECAY_BITS - self.input_shift))).to(torch.int64)
         b = self._bias_view(a)
         mant = None if b is None else fx.bias_to_mant(b.detach(), self.bias_exp).to(a.device)
         p = self.int_params
         name, backend = kernels.select(a, self.kernel, integer=True)
-        if backend is not None and not kernels.scalar_params(p):
+        if backend is not None and (not kernels.scalar_params(p) or p.input_shift != fx.ACT_SHIFT):
             name, backend = "torch", None
         kernels.note_used("integer", name)
         if backend is not None:

@@ -35,6 +35,7 @@ from lava.proc import io
 
 from ilif_lava import fixed_point as fx
 from ilif_lava.lava_proc.process import ILIFNetwork
+from ilif_lava.netx_schema import K
 from ilif_lava.progress import bar
 
 STATE_VARS = ("u", "v", "c", "m", "s")
@@ -317,9 +318,27 @@ def _ilif_layers(net: ILIFNetwork) -> List[int]:
             if getattr(layer, "neuron", None) is not None and hasattr(layer.neuron, "m")]
 
 
+def graded_first_layer(path: Union[str, Path]) -> bool:
+    """True when the file's first layer takes graded direct-encoded input (ILIF ``inputShift = 0``)."""
+    from ilif_lava import netx as _netx
+    _netx.validate_file(path)
+    import h5py
+    with h5py.File(path, "r") as h:
+        neuron = h[K.LAYER]["0"].get(K.NEURON)
+        if neuron is None or K.INPUT_SHIFT not in neuron:
+            return False
+        return int(_netx.read_key(neuron, K.INPUT_SHIFT)) == 0
+
+
 def _build(path: Union[str, Path], x: np.ndarray, **net_kwargs: Any):
-    """Check the input (integers), build the network; returns (x, network, input in Lava's layout [N, *in, T])."""
+    """Check the input (integers; analog for a graded first layer), build the network; returns (x as sent,
+    network, input in Lava's layout [N, *in, T])."""
     x = np.asarray(x)
+    if graded_first_layer(path):
+        if not np.isfinite(x).all():
+            raise ValueError(f"{path}: the input holds NaN/inf values")
+        x = fx.direct_input(x)                 # graded payloads round(64 x), 16-bit
+        net_kwargs["input_message_bits"] = fx.DIRECT_INPUT_BITS
     integral = np.isfinite(x).all() and np.array_equal(x, np.rint(x))
     if not integral or (x.size and (x.min() < np.iinfo(np.int32).min or x.max() > np.iinfo(np.int32).max)):
         bad = x[~(np.isfinite(x) & (x == np.rint(x)))] if not integral else x

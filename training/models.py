@@ -184,7 +184,7 @@ def _vgg11bn(in_shape: Sequence[int], num_classes: int, p: Dict[str, Any], hidde
             continue
         width = scaled_width(int(v), hidden)
         blocks.append(ilif_block.Conv(conv_p, ch, width, 3, padding=1, stride=1, pre_pool=pool, batch_norm=True,
-                                      delay_shift=False))
+                                      delay_shift=False, graded_input=not blocks))
         size_h, size_w, ch, pool = size_h // pool, size_w // pool, width, 1
     blocks.append(ilif_block.Readout(p, ch * (size_h // 2) * (size_w // 2), num_classes, pre_pool=2,
                                      delay_shift=False))

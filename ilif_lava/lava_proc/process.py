@@ -28,6 +28,9 @@ class ILIF(AbstractProcess):
     input current every step, :func:`ilif_lava.fixed_point.ilif_step`. Both are Vars (read every step).
     ``floating_pt`` adds the same bias in threshold units, :func:`ilif_lava.fixed_point.bias_to_float`.
 
+    ``input_shift`` (6; 0 for a layer fed graded direct-encoded input): ``a_in << input_shift`` joins the
+    current (:attr:`ilif_lava.fixed_point.ILIFParams.input_shift`).
+
     ``reset_interval`` / ``reset_offset`` (netx's pipelined streaming; None: never): at the start of every step
     whose ``time_step % reset_interval == reset_offset % reset_interval`` (Lava counts steps from 1) the states
     ``u, v, c, m, s`` return to rest before the step's input is integrated, as Lava's ``LIFReset`` does for
@@ -41,13 +44,14 @@ class ILIF(AbstractProcess):
 
     def __init__(self, *, shape: Tuple[int, ...], vth: int, i_decay: int = fx.DECAY_ONE, v_decay: int = 3724,
                  c_decay: int = 3973, m_decay: int = 0, mpiu: bool = True, ciu: bool = True,
-                 inhibition: str = "plan", bias_mant: Any = 0, bias_exp: int = fx.BIAS_EXP,
+                 inhibition: str = "plan", input_shift: int = fx.ACT_SHIFT, bias_mant: Any = 0,
+                 bias_exp: int = fx.BIAS_EXP,
                  float_params: Optional[Dict[str, Any]] = None, reset_interval: Optional[int] = None,
                  reset_offset: int = 0, name: Optional[str] = None,
                  log_config: Optional[LogConfig] = None, **kwargs) -> None:
         params = fx.ILIFParams(vth_mant=int(vth), i_decay=int(i_decay), v_decay=int(v_decay),
                                c_decay=int(c_decay), m_decay=int(m_decay), mpiu=bool(mpiu), ciu=bool(ciu),
-                               inhibition=str(inhibition))
+                               inhibition=str(inhibition), input_shift=int(input_shift))
         where = name or "ILIF process"
         params.validate(where=where)
         bias_mant, bias_exp = fx.check_bias(bias_mant, bias_exp, shape, where=where)

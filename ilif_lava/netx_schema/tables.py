@@ -43,6 +43,7 @@ class K:
     INHIBITION, MPIU, CIU = "inhibition", "mpiu", "ciu"
     VARIANT = "variant"
     REF_DELAY, GRADED_SPIKE = "refDelay", "gradedSpike"
+    INPUT_SHIFT = "inputShift"                          # ILIF: synaptic input enters the current as a << shift
 
 
 class T:
@@ -256,6 +257,8 @@ NEURON_TYPE_TABLES: Tuple[NeuronType, ...] = (
         Key(K.MPIU, Flag(), required=True, default=True, param="mpiu"),
         Key(K.CIU, Flag(), required=True, default=True, param="ciu"),
         ILIF_VARIANT,
+        # 6: binary spikes in (a << 6); 0: graded direct-encoded input (ilif_lava.fixed_point.direct_input)
+        Key(K.INPUT_SHIFT, Int(0, 6, "strict"), default=6, param="input_shift"),
         Key(K.REF_DELAY, Int(1, 1), default=1),          # no refractory period: written for netx's CUBA reader
         Key(K.GRADED_SPIKE, Flag(), default=False),      # binary spikes
     ), has_bias=True, bias_rule=ILIF_BIAS_RULE, fixed_point=True),
