@@ -14,7 +14,7 @@ import pytest
 import torch
 
 import simulations.lava_run as lava_run
-import training.train as tt
+import training.loop as tt       # the training loop looks up atomic_save and get_loss here
 from export.export_net import export_model
 from training.datasets import load_split
 from training.models import build_model
