@@ -189,6 +189,18 @@ def readout_lava_params(neuron_config: Any, input: bool = False, reset_interval:
 # ---------------------------------------------------------------------------------------------------------
 # writing
 # ---------------------------------------------------------------------------------------------------------
+def is_pipelined(blocks: Iterable[Any]) -> bool:
+    """True when no block has slayer's one-step synapse delay (``delay_shift=True``): the network is deployed with
+    pipelined timing (``simulations/lava_run.py``); the file says so in its root attribute ``K.TIMING``."""
+    return not any(getattr(b, "delay_shift", False) is True for b in blocks)
+
+
+def file_is_pipelined(path: Union[str, Path]) -> bool:
+    """Whether a netx file asks for pipelined timing (its root attribute ``K.TIMING``; absent: no)."""
+    with h5py.File(path, "r") as h:
+        return schema.decode(h.attrs.get(K.TIMING, "")) == K.PIPELINED
+
+
 def export_blocks(blocks: Iterable[Any], path: Union[str, Path]) -> Path:
     """Write slayer/ILIF blocks as a netx HDF5 file (``layer/<i>/...``). Written to a temp file, then renamed.
 
@@ -198,7 +210,10 @@ def export_blocks(blocks: Iterable[Any], path: Union[str, Path]) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
+    blocks = list(blocks)
     with h5py.File(tmp, "w") as h:
+        if is_pipelined(blocks):
+            h.attrs[K.TIMING] = K.PIPELINED
         layer = h.create_group(K.LAYER)
         i = 0
         for blk in blocks:

@@ -35,8 +35,9 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("network")
     g.add_argument("--arch", choices=ARCHS, default=None,
                    help="mlp (default), cnn, cnnbn (cnn with batch norm, folded at export), vgg11 (deployable "
-                        "slayer blocks); resnet18, vgg11bn (the paper's batch-norm networks, logit outputs, not "
-                        "deployable)")
+                        "slayer blocks), vgg11bn (the paper's VGG-11-BN, deployable: batch norm and average pools "
+                        "folded, integer readout, pipelined timing); resnet18 (the paper's PreAct ResNet-18, logit "
+                        "outputs, not deployable)")
     g.add_argument("--dropout", type=unit_float, default=None, help="dropout of resnet18 / vgg11bn (paper 0.1-0.4)")
     g.add_argument("--neuron", choices=NEURON_CHOICES, default="ILIF",
                    help="ILIF variant (paper Table 2/3) or stock lava-dl CUBA-LIF")
@@ -73,10 +74,10 @@ def train_config(args: argparse.Namespace):
     from training.train import TrainConfig
     base = resolve(args.recipe, args.dataset, args.arch)
     args.dataset, args.arch = base["dataset"], base["arch"]
-    from training.paper_models import PAPER_ARCHS
-    if getattr(args, "cmd", None) == "pipeline" and base["arch"] in PAPER_ARCHS:
+    from training.paper_models import NOT_DEPLOYABLE_ARCHS
+    if getattr(args, "cmd", None) == "pipeline" and base["arch"] in NOT_DEPLOYABLE_ARCHS:
         raise ValueError(f"--arch {base['arch']}: the pipeline deploys to Lava, and this network cannot be exported "
-                         f"(residual additions / batch-norm shifts, docs/training-scale.md); use 'ilif-lava train'")
+                         f"(residual additions, docs/training-scale.md); use 'ilif-lava train'")
     over = {k: v for k, v in {"time_bins": args.time_bins, "limit_train": args.limit_train,
                               "limit_test": args.limit_test, "hidden": args.hidden,
                               "weight_scale": args.weight_scale, "epochs": args.epochs,

@@ -30,7 +30,7 @@ from simulations.cost import report_entry as loihi2_cost_entry
 from simulations.lava_run import run_network
 from simulations.report import write_lava_report, write_report
 from training.datasets import load_split
-from training.losses import predict
+from training.losses import predict, predict_output
 from training.train import TrainConfig, load_config, load_model, pick_device, read_training_log, train
 from ilif_lava.errors import IlifLavaError
 
@@ -95,13 +95,15 @@ def stage_simulate(run_dir: Optional[Path], net_path: Optional[Path] = None, lim
     out_dir.mkdir(parents=True, exist_ok=True)
     out = out_dir / evaluation.LAVA_RESULTS
     record = json.dumps({**data.to_dict(), "network": str(net_path.absolute())})
-    pred = predict(res.spikes[-1])
+    pred = predict_output(res.spikes[-1], res.readout)
     with atomic.atomic_path(out) as tmp, open(tmp, "wb") as fh:     # temp file removed on failure
         np.savez_compressed(fh, labels=y.numpy(), pred=pred, wall_s=wall, steps=x.shape[-1],
-                            data_json=np.array(record), **arrays)
+                            data_json=np.array(record), readout=res.readout, lava_steps=res.lava_steps,
+                            latency_steps=res.latency_steps, **arrays)
     atomic.write_text(out_dir / evaluation.DATA_RECORD, record)
-    print(f"Lava fixed_pt: {x.shape[0]} samples x {x.shape[-1]} steps in {wall:.1f} s "
-          f"({1000 * wall / (x.shape[0] * x.shape[-1]):.2f} ms/step); results in {out}")
+    print(f"Lava fixed_pt: {x.shape[0]} samples x {x.shape[-1]} steps ({res.lava_steps} Lava steps, latency "
+          f"{res.latency_steps} steps per sample) in {wall:.1f} s ({1000 * wall / max(res.lava_steps, 1):.2f} "
+          f"ms/step); results in {out}")
     if cfg is None:      # a bare network file: no float model to compare with, so the report is Lava's alone
         rep = write_lava_report(net_path, data, y.numpy(), pred, res.spikes, wall, out_dir / "report")
         print(f"accuracy (Lava fixed_pt): {float((pred == y.numpy()).mean()):.4f}; report in {rep}")
@@ -133,7 +135,9 @@ def _load_lava(path: Path):
 
 def engine_spikes(model, x: torch.Tensor, device: torch.device, quantized: bool, record: bool, batch: int = 64,
             progress: bool = False, desc: str = "model", lead_out: Optional[Dict[int, Dict[str, np.ndarray]]] = None):
-    """Spikes per layer [N, neurons, T] (numpy) and, with ``record``, states of the first batch.
+    """Spikes per layer [N, neurons, T] (numpy) and, with ``record``, states of the first batch. A network ending
+    in an integer readout (:class:`ilif_lava.block.Readout`) gets one more entry: the readout's accumulator after
+    every step (int64, state units; :meth:`~ilif_lava.block.Readout.integer_readout` of its logits).
 
     ``lead_out`` (a dict, filled in): per layer whose neuron has a bias behind ``delay_shift``, the states of the
     step before its first input (:attr:`ilif_lava.neuron.Neuron.lead_states`, [N, neurons]; Lava's first step)."""
@@ -145,9 +149,11 @@ def engine_spikes(model, x: torch.Tensor, device: torch.device, quantized: bool,
     with torch.no_grad():
         for i in bar(range(0, x.shape[0], batch), desc=desc, unit="batch", enabled=progress):
             model.set_record_states(record and i == 0)
-            _, sp = model(x[i:i + batch].to(device))
+            out, sp = model(x[i:i + batch].to(device))
             sp = [_flat(s).astype(np.int8) for s in sp]
             spikes = sp if spikes is None else [np.concatenate([a, b]) for a, b in zip(spikes, sp)]
+            if getattr(model, "readout", None) is not None:
+                sp.append(type(model.readout).integer_readout(out).cpu().numpy())
             if record and i == 0:
                 for li, blk in enumerate(model.spiking_blocks()):
                     if getattr(blk.neuron, "states", None):
@@ -229,16 +235,22 @@ def stage_compare(run_dir: Path, baseline_dir: Optional[Path] = None, device: st
     k_states = next(iter(lava_states.values()))["u"].shape[0] if lava_states else 0
     trim = lambda st, k: {l: {n_: a[:k] for n_, a in per.items()} for l, per in st.items()}  # noqa: E731
     steps = x.shape[-1]
-    preds = {"float": predict(float_spikes[-1]), "quantized": predict(quant_spikes[-1]), "lava": z["pred"]}
+    readout = getattr(model, "readout", None) is not None
+    pipelined = bool(getattr(model, "pipelined", False))
+    preds = {"float": predict_output(float_spikes[-1], readout), "quantized": predict_output(quant_spikes[-1], readout),
+             "lava": z["pred"]}
     qs, ls = [s[:k_states] for s in quant_spikes], [s[:k_states] for s in lava_spikes]
     div_q_lava = first_divergence(quant_spikes, lava_spikes)
-    # every Lava step, the first included (a biased neuron's lead step; rest for the others)
-    twin = twin_states_on_lava_steps(trim(quant_states, k_states), trim(quant_lead, k_states))
+    # delayed timing: every Lava step, the first included (a biased neuron's lead step; rest for the others);
+    # pipelined timing: Lava's states are read on each layer's own window, the twin's steps exactly
+    twin = (trim(quant_states, k_states) if pipelined
+            else twin_states_on_lava_steps(trim(quant_states, k_states), trim(quant_lead, k_states)))
+    spiking_lava = lava_spikes[:-1] if readout else lava_spikes
     div_q_lava_states = first_divergence(qs, ls, twin, trim(lava_states, k_states)) if k_states else None
     div_f_q = first_divergence(float_spikes, quant_spikes)
     div_f_q_states = first_divergence([s[:k_states] for s in float_spikes], qs,
                                       _scaled(trim(float_states, k_states)), trim(quant_states, k_states))
-    activity = network_activity(model, x.numpy(), lava_spikes, cfg.neuron)
+    activity = network_activity(model, x.numpy(), spiking_lava, cfg.neuron)
     check = loihi2.check_network(run_dir / "network.net", state_maxabs=_state_maxabs(quant_states))
     report: Dict[str, Any] = {
         "config": asdict(cfg), "data": data.to_dict(), "data_description": data.describe(),
@@ -265,7 +277,11 @@ def stage_compare(run_dir: Path, baseline_dir: Optional[Path] = None, device: st
         "training_log": read_training_log(run_dir / "train"),
     }
     if baseline_dir is not None and (Path(baseline_dir) / "train" / "model.pt").exists():
+        "timing": {"pipelined": pipelined, "lava_steps": int(z["lava_steps"]) if "lava_steps" in z.files else None,
+                   "latency_steps": int(z["latency_steps"]) if "latency_steps" in z.files else int(steps)},
         report["baseline"] = _baseline_activity(Path(baseline_dir), x, y)
+    if readout:
+        report["readout"] = readout_agreement(quant_spikes[-1], lava_spikes[-1])
     write_report(report, folder / "report", check_markdown=check.to_markdown())
     if strict:
         check_deployment(report, folder / "report")
@@ -274,6 +290,17 @@ def stage_compare(run_dir: Path, baseline_dir: Optional[Path] = None, device: st
 
 def _scaled(states: Dict[int, Dict[str, np.ndarray]]) -> Dict[int, Dict[str, np.ndarray]]:
     """Float states (threshold units) -> nearest integer state units, for first-divergence of float vs fixed."""
+def readout_agreement(quant: np.ndarray, lava: np.ndarray) -> Dict[str, Any]:
+    """Per class: mismatching readout integers (accumulator after every step, state units) quantized vs Lava, and
+    the largest difference in LSB; ``quant`` / ``lava`` [N, K, T] int64."""
+    q, l_ = np.asarray(quant, dtype=np.int64), np.asarray(lava, dtype=np.int64)
+    diff = np.abs(q - l_)
+    return {"classes": int(q.shape[1]), "mismatches": int((diff > 0).sum()),
+            "mismatches_per_class": (diff > 0).sum(axis=(0, 2)).astype(int).tolist(),
+            "max_abs_diff_lsb": int(diff.max()) if diff.size else 0,
+            "final_value_range_lsb": [int(q[..., -1].min()), int(q[..., -1].max())] if q.size else [0, 0]}
+
+
     return {l: {k: np.rint(a * fx.STATE_SCALE).astype(np.int64) for k, a in per.items()} for l, per in states.items()}
 
 
@@ -285,9 +312,10 @@ def _baseline_activity(base_dir: Path, x: torch.Tensor, y: np.ndarray) -> Dict[s
     cfg = load_config(base_dir / "train" / "config.json")
     model = load_model(base_dir / "train" / "model.pt")
     spikes, _ = engine_spikes(model, x, torch.device("cpu"), quantized=True, record=False)
-    pred = predict(spikes[-1])
+    readout = getattr(model, "readout", None) is not None
+    pred = predict_output(spikes[-1], readout)
     return {"neuron": cfg.neuron, "accuracy_quantized": float((pred == y).mean()),
-            "activity": network_activity(model, x.numpy(), spikes, cfg.neuron),
+            "activity": network_activity(model, x.numpy(), spikes[:-1] if readout else spikes, cfg.neuron),
             "training_log": read_training_log(base_dir / "train")}
 
 

@@ -237,13 +237,18 @@ def _windows(raw: np.ndarray, lava_shape: Sequence[int], n: int, steps: int, fir
 
 
 def run_network(path: Union[str, Path], x: np.ndarray, record_states: bool = False,
-                progress: bool = False, desc: str = "Lava samples", pipelined: bool = False) -> LavaResult:
+                progress: bool = False, desc: str = "Lava samples", pipelined: Optional[bool] = None) -> LavaResult:
     """Run ``x`` ([N, C, H, W, T] or [N, C, T], spikes 0/1) through the HDF5 network on Loihi2SimCfg fixed_pt.
 
     ``record_states`` reads u, v, c, m of every ILIF layer after each step (slow; for verification).
     ``progress`` draws a bar (``desc``) on a terminal only. ``pipelined``: stream the samples through one run
-    with staggered per-layer resets (module docstring), for networks trained without the synapse delay.
+    with staggered per-layer resets (module docstring), for networks trained without the synapse delay; None:
+    as the file says (:func:`ilif_lava.netx.file_is_pipelined`).
     """
+    if pipelined is None:
+        from ilif_lava import netx as _netx
+        _netx.validate_file(path)
+        pipelined = _netx.file_is_pipelined(path)
     if pipelined:
         return _run_pipelined(path, x, record_states, progress, desc)
 

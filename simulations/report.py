@@ -26,6 +26,8 @@ def save_figure(fig, path: Path, dpi: int = 110, optimize: bool = False) -> str:
 
 def _firing_plot(r: Dict[str, Any], out: Path) -> str:
     sq, fq = r["spikes"]["quantized_vs_lava"], r["spikes"]["float_vs_quantized"]
+    if "readout" in r:                    # the integer readout's values are not spikes
+        sq, fq = sq[:-1], fq[:-1]
     layers = np.array([row["layer"] for row in sq])
     series = [("float", [row["firing_rate_a"] for row in fq]), ("quantized", [row["firing_rate_a"] for row in sq]),
               ("Lava fixed_pt", [row["firing_rate_b"] for row in sq])]

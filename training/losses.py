@@ -19,6 +19,20 @@ def predict(out_spikes) -> np.ndarray:
     return np.asarray(counts).argmax(-1)
 
 
+def predict_readout(values) -> np.ndarray:
+    """Class = argmax of an integer readout's accumulator after the last step (``values`` [N, K, T], torch or
+    numpy; ties -> lowest index): the sum of the per-step logits, as :func:`predict` of the logits."""
+    last = values[..., -1]
+    if isinstance(last, torch.Tensor):
+        last = last.detach().cpu().numpy()
+    return np.asarray(last).argmax(-1)
+
+
+def predict_output(values, readout: bool) -> np.ndarray:
+    """:func:`predict_readout` for a readout's accumulator, else :func:`predict` (spike counts)."""
+    return predict_readout(values) if readout else predict(values)
+
+
 def rate_ce(out: torch.Tensor, y: torch.Tensor, logit_scale: float = LOGIT_SCALE) -> torch.Tensor:
     """Cross-entropy on the mean of each output over time, times ``logit_scale`` (1 for logit outputs)."""
     return F.cross_entropy(logit_scale * out.mean(-1), y)

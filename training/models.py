@@ -53,7 +53,7 @@ class SpikingNet(NeuronSwitches, torch.nn.Module):
         spikes = []
         for blk in self.blocks:
             x = blk(x)
-            if hasattr(blk, "neuron") and blk.neuron is not None:
+            if getattr(blk, "neuron", None) is not None and not getattr(blk, "is_readout", False):
                 spikes.append(x)
         return x, spikes
 

@@ -1,14 +1,12 @@
-"""The paper's CIFAR / DVS networks with batch norm: PreAct ResNet-18 (``resnet18``) and VGG-11-BN (``vgg11bn``).
+"""The paper's PreAct ResNet-18 (``resnet18``) with batch norm, as a PyTorch network (training only).
 
-Layouts follow ../shared/docs/ilif-model.md sections 3.2-3.3 (the authors' model files):
-
-* ``resnet18``: analog stem ``Conv3x3(C_in, 64, bias=False)`` (direct encoding: the image current enters the first
-  block), four stages of two ``PreActBlock`` (64 s1, 128 s2, 256 s2, 512 s2), head ``BN -> neuron ->
-  global AvgPool -> Dropout -> Linear``. ``PreActBlock``: ``s = neuron(BN(x)); out = conv3x3(s, stride, bias);
-  out = conv3x3(Dropout(neuron(BN(out))), bias) + shortcut(s)``, shortcut = identity on the spikes ``s`` or a
-  1x1 conv (bias) when the shape changes. Block outputs are real-valued currents.
-* ``vgg11bn``: ``[64 M 128 M 256 256 M 512 512 M 512 512 M]``, each conv ``Conv3x3(bias) -> BN -> neuron ->
-  Dropout``, ``M`` = ``AvgPool2d(2)``; head ``AdaptiveAvgPool2d(7) -> Linear``.
+The paper's VGG-11-BN (``vgg11bn``) is built from deployable blocks in :mod:`training.models`; :data:`PAPER_ARCHS`
+names both (logit outputs). Layout from ../shared/docs/ilif-model.md section 3.2 (the authors' model files):
+analog stem ``Conv3x3(C_in, 64, bias=False)`` (direct encoding: the image current enters the first block), four
+stages of two ``PreActBlock`` (64 s1, 128 s2, 256 s2, 512 s2), head ``BN -> neuron -> global AvgPool -> Dropout
+-> Linear``. ``PreActBlock``: ``s = neuron(BN(x)); out = conv3x3(s, stride, bias); out =
+conv3x3(Dropout(neuron(BN(out))), bias) + shortcut(s)``, shortcut = identity on the spikes ``s`` or a 1x1 conv
+(bias) when the shape changes. Block outputs are real-valued currents.
 
 Widths are scaled by ``hidden / 512`` (at least 4 channels), so ``hidden=512`` is the paper's network and tiny widths
 run on a CPU. Tensors are ``[N, C, H, W, T]`` (time last); convolutions, pooling and the head run on each step.
@@ -16,12 +14,8 @@ Differences from the authors' code: batch norm takes its statistics over batch, 
 on ``[N, C, H, W, T]``; theirs normalises each step separately with shared running statistics); the outputs are
 ``Linear`` logits ``[N, K, T]`` (not spikes), so train them with ``--loss tet`` or ``rate``.
 
-Deployment: neither network can be written to netx HDF5 (see :meth:`PaperNet.deploy_problems`): batch norm folds
-into the conv weights and the ILIF neuron bias (:func:`fold_batchnorm`), but only networks built from
-``ilif_lava.block`` (``batch_norm=True``, e.g. ``--arch cnnbn``) fold it in QAT with the weights and bias quantized
-as deployed; these networks' convolutions run float weights with no one-step synapse delay; residual additions,
-average pooling of spikes and the analog stem/head have no netx layer. ``export`` refuses them with a message
-naming the layer.
+Deployment: not to netx HDF5 (see :meth:`PaperNet.deploy_problems`): residual additions have no netx layer.
+``export`` refuses it with a message naming the layer.
 """
 from __future__ import annotations
 
@@ -34,9 +28,9 @@ from ilif_lava.block import fold_batchnorm  # its one definition (the blocks fol
 from ilif_lava.neuron import Neuron
 from training.net_switches import NeuronSwitches
 
-PAPER_ARCHS = ("resnet18", "vgg11bn")
+PAPER_ARCHS = ("resnet18", "vgg11bn")      # the paper's networks: logit outputs (Linear / integer readout)
+NOT_DEPLOYABLE_ARCHS = ("resnet18",)       # residual additions: no netx layer (vgg11bn deploys, training/models.py)
 _RESNET_STAGES = ((64, 1), (128, 2), (256, 2), (512, 2))
-_VGG_CFG = (64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M")
 
 
 def scaled_width(channels: int, hidden: int) -> int:
@@ -189,65 +183,18 @@ class ResNet18(PaperNet):
             "network's QAT does not quantize them as deployed (ilif_lava.block's batch_norm=True does)"]
 
 
-class VGG11BN(PaperNet):
-    """VGG-11 with batch norm and dropout, as in the authors' ``spiking_vgg11_bn`` (``vgg11bn``)."""
-
-    def __init__(self, meta: Dict[str, Any]) -> None:
-        super().__init__(meta)
-        ch, hidden, p = meta["in_shape"][0], meta["hidden"], meta.get("dropout", 0.0)
-        self.convs, self.units, self.drops = nn.ModuleList(), nn.ModuleList(), nn.ModuleList()
-        self.pool_after: List[bool] = []
-        for v in _VGG_CFG:
-            if v == "M":
-                self.pool_after[-1] = True
-                continue
-            width = scaled_width(int(v), hidden)
-            self.convs.append(nn.Conv2d(ch, width, 3, 1, 1, bias=True))
-            self.units.append(self.unit(width))
-            self.drops.append(TimeSharedDropout(p))
-            self.pool_after.append(False)
-            ch = width
-        self.pool = nn.AvgPool2d(2, 2)
-        self.head_pool = nn.AdaptiveAvgPool2d(7)
-        self.fc = nn.Linear(ch * 49, meta["num_classes"])
-        self._init_weights()
-        nn.init.normal_(self.fc.weight, 0.0, 0.01)
-
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        for conv, unit, drop, pool in zip(self.convs, self.units, self.drops, self.pool_after):
-            x = drop(self.spike(unit, per_step(conv, x)))
-            if pool:
-                x = per_step(self.pool, x)
-        x = per_step(self.head_pool, x).flatten(1, -2)          # [N, C * 49, T]
-        return self.fc(x.movedim(-1, 1)).movedim(1, -1)
-
-    def deploy_problems(self) -> List[str]:
-        problems = []
-        for i, (conv, unit) in enumerate(zip(self.convs, self.units)):
-            _, shift = fold_batchnorm(conv.weight, conv.bias, unit.bn)
-            if bool((shift != 0).any()):
-                problems.append(f"convs.{i}+units.{i}.bn: folded batch norm leaves a shift (bias) of up to "
-                                f"{float(shift.abs().max()):.3g}; the neuron bias deploys (netx 'bias'), but this "
-                                f"network's QAT does not evaluate the folded 8-bit weights and 13-bit bias, and its "
-                                f"layers have no one-step synapse delay (build it from ilif_lava.block with "
-                                f"batch_norm=True, as --arch cnnbn)")
-            if self.pool_after[i]:
-                problems.append(f"pool after convs.{i}: AvgPool2d of spikes gives non-binary values (netx pools "
-                                f"are spiking layers; use --arch vgg11)")
-        return problems + ["fc: AdaptiveAvgPool2d(7) + non-spiking Linear readout have no netx layer"]
-
-
 def build_paper_model(meta: Dict[str, Any]) -> PaperNet:
     """``meta``: arch (one of :data:`PAPER_ARCHS`), in_shape (C, H, W), num_classes, neuron, neuron_params,
     hidden, dropout."""
-    cls = {"resnet18": ResNet18, "vgg11bn": VGG11BN}[meta["arch"]]
-    return cls(meta)
+    if meta["arch"] != "resnet18":
+        raise ValueError(f"build_paper_model builds resnet18 (vgg11bn is built from blocks by "
+                         f"training.models.build_model), got {meta['arch']!r}")
+    return ResNet18(meta)
 
 
 def in_shape_ok(arch: str, in_shape: Sequence[int]) -> None:
-    """Raise ``ValueError`` when the input is too small for the five 2x2 pools of ``vgg11bn`` / three strides of
-    ``resnet18``."""
-    need = 32 if arch == "vgg11bn" else 8
+    """Raise ``ValueError`` when the input is too small for the three strides of ``resnet18``."""
+    need = 8
     if min(int(in_shape[1]), int(in_shape[2])) < need:
         raise ValueError(f"--arch {arch} needs inputs of at least {need}x{need} pixels, got "
                          f"{in_shape[1]}x{in_shape[2]}")

@@ -44,6 +44,10 @@ class K:
     VARIANT = "variant"
     REF_DELAY, GRADED_SPIKE = "refDelay", "gradedSpike"
     INPUT_SHIFT = "inputShift"                          # ILIF: synaptic input enters the current as a << shift
+    # file attribute (on the root): "pipelined" for a network trained without the one-step synapse delay
+    # (streamed with staggered per-layer resets, T + depth steps per sample); absent: slayer's delay_shift timing
+    TIMING = "ilif_lava_timing"
+    PIPELINED = "pipelined"
 
 
 class T:
