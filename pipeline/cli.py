@@ -17,6 +17,7 @@ import ilif_lava  # noqa: F401  (Lava Python 3.11 shim first)
 from pipeline.cli_types import check_output_dir
 from pipeline.cli_types import Parser as _Parser, device as _device, existing as _existing
 from pipeline.cli_types import bounded_int as _bounded_int, nonneg_int as _nonneg_int, positive_int as _positive_int
+from pipeline.cli_types import unit_float as _unit_float
 from ilif_lava.progress import on_terminal
 from training.limits import MAX_TIME_BINS
 from pipeline.cli_train import add_train_args as _add_train_args, train_config as _config
@@ -134,9 +135,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--baseline-dir", type=_existing, default=None, help="run folder of a baseline network")
     p.add_argument("--device", type=_device, default="auto")
 
-    p = sub.add_parser("check", help="Loihi 2 constraint checks and resource estimate of an HDF5 file")
+    p = sub.add_parser("check", help="Loihi 2 constraint checks, resource and cost estimate of an HDF5 file",
+                       description="Loihi 2 parameter checks with head-room in bits, the per-layer resource "
+                                   "estimate and the Loihi 2 cost estimate of one inference. A bare file has no "
+                                   "activity data: the cost estimate assumes every neuron spikes with probability "
+                                   "--rate at each of -T steps (said so in the output).")
     p.add_argument("net", type=_existing)
     p.add_argument("--json", action="store_true", help="print JSON instead of Markdown")
+    p.add_argument("--rate", type=_unit_float, default=0.1,
+                   help="assumed spikes per neuron per step for the cost estimate (default 0.1)")
+    p.add_argument("-T", "--time-steps", type=_bounded_int(1, MAX_TIME_BINS), default=16,
+                   help="assumed time steps per inference for the cost estimate (default 16)")
     _add_limit_args(p)
 
     for cmd in PLUGIN_COMMANDS:
@@ -336,7 +345,12 @@ def _dispatch_files(args: argparse.Namespace) -> int:
         rep = loihi2.check_network(args.net)
     except OSError as exc:  # h5py: not an HDF5 file
         raise ValueError(f"{args.net}: not a readable HDF5 file ({_one_line(exc)})") from None
-    print(rep.to_json(indent=2) if args.json else rep.to_markdown())
+    from simulations import cost_assumed
+    est = cost_assumed.check_entry(args.net, rate=args.rate, steps=args.time_steps)
+    if args.json:
+        print(json.dumps({**json.loads(rep.to_json()), "loihi2_cost": est}, indent=2, default=float))
+    else:
+        print(rep.to_markdown().rstrip("\n") + "\n\n" + cost_assumed.check_markdown(est), end="")
     return 0 if rep.ok else 1
 
 

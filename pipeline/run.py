@@ -27,6 +27,7 @@ from simulations.activity import network_activity
 from simulations.compare import (first_divergence, lsb_error_histogram, prediction_agreement, spike_agreement,
                                  twin_states_on_lava_steps)
 from simulations.cost import report_entry as loihi2_cost_entry
+from simulations.neurobench_metrics import report_entry as neurobench_entry
 from simulations.lava_run import run_network
 from simulations.report import write_lava_report, write_report
 from training.datasets import load_split
@@ -274,6 +275,7 @@ def stage_compare(run_dir: Path, baseline_dir: Optional[Path] = None, device: st
         "activity": activity,
         "loihi2": check.to_dict(),
         "loihi2_cost": loihi2_cost_entry(run_dir / "network.net", x.numpy(), lava_spikes),
+        "neurobench": neurobench_entry(model, run_dir / "network.net", x.numpy(), float_spikes, quant_spikes),
         "training_log": read_training_log(run_dir / "train"),
     }
     if baseline_dir is not None and (Path(baseline_dir) / "train" / "model.pt").exists():

@@ -178,8 +178,47 @@ def _md(r: Dict[str, Any], plots: List[str], check_markdown: str) -> str:
         from simulations.cost import cost_markdown
         c = r["loihi2_cost"]
         lines += [f"## Loihi 2 cost (estimate)\n\nnot estimated: {c['error']}\n" if "error" in c else cost_markdown(c)]
+    if "neurobench" in r:                          # simulations/neurobench_metrics.py: float vs deployed
+        from simulations.neurobench_metrics import neurobench_markdown
+        lines += [neurobench_markdown(r["neurobench"])]
+    if "gold_pack" in r:
+        lines += [_gold_markdown(r["gold_pack"])]
     lines += ["## Plots", ""]
     lines += [f"![{p}]({p})" for p in plots]
+    return "\n".join(lines) + "\n"
+
+
+GOLD_MANIFEST_MAX_BYTES = 1 << 20
+
+
+def gold_pack_summary(folder: Path) -> Dict[str, Any]:
+    """What ``<folder>/gold/`` (the ``ilif-lava gold`` pack of this run or evaluation) holds: ``present``, and
+    from its manifest (read bounded, no links followed) samples, steps, state samples and file count. The files
+    themselves are verified by ``ilif-lava gold --check``, not here."""
+    path = Path(folder) / "gold" / "manifest.json"
+    info: Dict[str, Any] = {"folder": str(path.parent), "present": False}
+    try:
+        if path.is_symlink() or not path.is_file() or path.stat().st_size > GOLD_MANIFEST_MAX_BYTES:
+            return info
+        m = json.loads(path.read_text(encoding="utf-8"))
+        info.update(present=True, samples=int(m["samples"]), steps=int(m["steps"]),
+                    state_samples=int(m.get("state_samples", 0)), files=len(m["files"]))
+    except (OSError, ValueError, KeyError, TypeError):
+        info.update(present=True, error="manifest.json unreadable; run 'ilif-lava gold --check'")
+    return info
+
+
+def _gold_markdown(g: Dict[str, Any]) -> str:
+    lines = ["## Gold-vector pack", ""]
+    if not g.get("present"):
+        lines.append(f"not written yet: `ilif-lava gold RUN` writes `{g['folder']}` (input, every layer's Lava "
+                     f"spikes and states, manifest, `test_gold.py`); `ilif-lava gold --check RUN` replays it.")
+    elif "error" in g:
+        lines.append(f"`{g['folder']}`: {g['error']}.")
+    else:
+        lines.append(f"`{g['folder']}`: {g['samples']} samples x {g['steps']} steps, states of "
+                     f"{g['state_samples']} samples, {g['files']} files (SHA-256 in manifest.json); "
+                     f"`ilif-lava gold --check RUN` replays it in Lava.")
     return "\n".join(lines) + "\n"
 
 
@@ -187,6 +226,7 @@ def write_report(report: Dict[str, Any], out_dir: Path, check_markdown: str = ""
     """Write ``report.json``, ``report.md`` and the PNG plots into ``out_dir``; returns the folder."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    report.setdefault("gold_pack", gold_pack_summary(out.parent))
     plots = _plots(report, out)
     report["plots"] = plots
     report.setdefault("kernels", kernels.describe())
