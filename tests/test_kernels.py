@@ -8,7 +8,9 @@ inputs that wrap u and saturate v, c and m.
 """
 from __future__ import annotations
 
+import hashlib
 import itertools
+import json
 import os
 import subprocess
 import sys
@@ -210,6 +212,49 @@ def test_kernel_switch(monkeypatch):
             kernels.select(z, "gpu")
     with pytest.raises(kernels.KernelUnavailable, match="float32/float64"):
         kernels.select(z.half(), "cpu")
+
+
+def test_cache_key_covers_every_build_input(monkeypatch, tmp_path):
+    """The cache folder's key changes with the flags, the source, the compiler (command and version) and torch's
+    headers, and with nothing else: environments that differ get their own folders instead of rebuilding one."""
+    base = cpu_build.build_inputs()
+    key = cpu_build.cache_key(base)
+    assert cpu_build.cache_key(cpu_build.build_inputs()) == key == cpu_build.cache_key(dict(base))
+    assert len(key) == cpu_build.KEY_LENGTH
+    assert base["source_sha256"] == hashlib.sha256(cpu_build.SOURCE.read_bytes()).hexdigest()
+    assert base["cflags"] == " ".join(cpu_build.CFLAGS) and torch.__version__ == base["torch_version"]
+    keys = {key}
+    keys.add(cpu_build.cache_key(cpu_build.build_inputs(cflags=cpu_build.CFLAGS + ["-DILIF_TEST_FLAG"])))
+    keys.add(cpu_build.cache_key(cpu_build.build_inputs(cflags=[f for f in cpu_build.CFLAGS if f != "-O3"])))
+    keys.add(cpu_build.cache_key(cpu_build.build_inputs(source=cpu_build.SOURCE.read_bytes() + b"\n// edit\n")))
+    for field in ("torch_version", "torch_include", "python", "cpu_flags", "torch_cxx11_abi"):
+        keys.add(cpu_build.cache_key(dict(base, **{field: base[field] + "x"})))
+    # another compiler: a different command and a different --version (a fake one that only reports a version)
+    fake = tmp_path / "fake-c++"
+    fake.write_text("#!/bin/sh\necho 'fake c++ 99.1'\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("CXX", str(fake))
+    other = cpu_build.build_inputs()
+    assert other["compiler_command"].endswith(str(fake)) and "fake c++ 99.1" in other["compiler_version"]
+    keys.add(cpu_build.cache_key(other))
+    # the same compiler command whose binary changed (an upgrade in place): only the version differs
+    fake.write_text("#!/bin/sh\necho 'fake c++ 99.2'\n")
+    cpu_build._version_cache.clear()
+    keys.add(cpu_build.cache_key(cpu_build.build_inputs()))
+    monkeypatch.setenv("CXX", str(tmp_path / "no-such-c++"))
+    assert cpu_build.build_inputs()["compiler_version"].startswith("unavailable")
+    assert len(keys) == 11, "every changed input must give its own key"
+
+
+@needs_cpu
+def test_cache_folder_holds_its_inputs_and_source():
+    """The loaded kernel came from the folder named by this environment's key, which records its inputs and
+    compiles its own copy of the source (so the build command does not depend on where the checkout lives)."""
+    folder = cpu_build.loaded_from()
+    assert folder is not None and folder.name == cpu_build.cache_key()
+    assert json.loads((folder / cpu_build.INPUTS_FILE).read_text()) == cpu_build.build_inputs()
+    assert (folder / cpu_build.SOURCE.name).read_bytes() == cpu_build.SOURCE.read_bytes()
+    assert str(folder / cpu_build.SOURCE.name) in (folder / "build.ninja").read_text()
 
 
 def _run_py(code: str, env_extra: dict, timeout: int = 600) -> subprocess.CompletedProcess:

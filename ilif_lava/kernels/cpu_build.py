@@ -1,53 +1,138 @@
 """Build and load the compiled CPU kernel (``ilif_cpu.cpp``) as a PyTorch C++ extension.
 
 Built once, by ``scripts/setup_env.sh`` (``python -m ilif_lava.kernels.cpu_build``) or on first use with a one-line
-message, into a cache folder keyed by the CPU's instruction-set flags (the build uses ``-march=native``):
-``$ILIF_LAVA_KERNEL_CACHE`` if set, else ``<venv>/ilif-lava-kernels`` when writable, else
-``~/.cache/ilif-lava/kernels``. Any failure (no compiler, no ninja, a compile error) is reported in one line and
-the caller falls back to the torch path.
+message, into a cache folder named by a key over everything that changes the binary or the build command
+(:func:`build_inputs`: the source's SHA-256, the compiler command and the compiler's ``--version``, the flags, the
+torch version, headers and ABI, the Python headers, the CPU's instruction-set flags for ``-march=native``). The
+base folder is ``$ILIF_LAVA_KERNEL_CACHE`` if set, else ``<venv>/ilif-lava-kernels`` when writable, else
+``~/.cache/ilif-lava/kernels``. Environments that share a base folder but differ in any input get their own
+key folders instead of rebuilding one in turns; the build compiles a copy of the source kept in the key folder, so
+the build command is the same wherever the checkout lives. Each key folder holds ``build-inputs.json``, the inputs
+it was built from. Any failure (no compiler, no ninja, a compile error) is reported in one line and the caller falls
+back to the torch path.
 """
 from __future__ import annotations
 
 import hashlib
+import json
 import os
+import platform
+import shutil
+import subprocess
 import sys
+import sysconfig
 import threading
 from pathlib import Path
 from types import ModuleType
-from typing import Optional
+from typing import Dict, List, Optional, Sequence
 
 SOURCE = Path(__file__).with_name("ilif_cpu.cpp")
 CFLAGS = ["-O3", "-march=native", "-ffp-contract=off", "-fno-math-errno", "-fno-trapping-math"]
 
 _lock = threading.Lock()
-_state: dict = {"module": None, "error": None, "tried": False}
+_state: dict = {"module": None, "error": None, "tried": False, "dir": None}
 
 
-def _cpu_key() -> str:
-    """Short hash of the CPU flags and compiler options, so a cache built for another CPU is never loaded."""
-    flags = ""
+KEY_LENGTH = 16          # hex digits of the key folder's name
+INPUTS_FILE = "build-inputs.json"
+_version_cache: Dict[str, str] = {}
+
+
+def _cpu_flags() -> str:
+    """The CPU's instruction-set flags line (``-march=native`` compiles for exactly these)."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith(("flags", "Features")):
-                flags = line
-                break
+                return line.split(":", 1)[-1].strip()
     except OSError:
         pass
+    return platform.processor()
+
+
+def compiler_command() -> List[str]:
+    """The compiler command torch's build writes into build.ninja: ``$CXX`` (default ``c++``), with the ccache or
+    sccache wrapper torch puts in front when one is on PATH (unless ``TORCH_NO_COMPILER_WRAPPER`` is set)."""
+    cxx = os.environ.get("CXX", "c++")
+    if os.environ.get("TORCH_NO_COMPILER_WRAPPER"):
+        return [cxx]
+    wrapper = next((w for w in ("ccache", "sccache") if shutil.which(w)), None)
+    return [wrapper, cxx] if wrapper else [cxx]
+
+
+def compiler_version(cxx: str) -> str:
+    """Resolved path and ``--version`` output of the compiler ``cxx`` ('unavailable: ...' when it does not run)."""
+    path = shutil.which(cxx)
+    real = os.path.realpath(path) if path else cxx
+    if real not in _version_cache:
+        try:
+            res = subprocess.run([real, "--version"], capture_output=True, text=True, timeout=30)
+            _version_cache[real] = f"{real}: {res.stdout.strip() or res.stderr.strip()}"
+        except (OSError, subprocess.SubprocessError) as exc:
+            _version_cache[real] = f"unavailable: {type(exc).__name__}"
+    return _version_cache[real]
+
+
+def build_inputs(cflags: Optional[Sequence[str]] = None, source: Optional[bytes] = None) -> Dict[str, str]:
+    """Everything that changes the compiled binary or torch's build command, as strings. ``cflags`` defaults to
+    :data:`CFLAGS`, ``source`` (the source text) to the bytes of :data:`SOURCE`."""
     import torch
-    text = "|".join([flags, os.uname().machine, torch.__version__, sys.version.split()[0], " ".join(CFLAGS)])
-    return hashlib.sha256(text.encode()).hexdigest()[:12]
+    from torch.utils import cpp_extension
+
+    try:
+        src_hash = hashlib.sha256(SOURCE.read_bytes() if source is None else source).hexdigest()
+    except OSError as exc:
+        src_hash = f"unreadable: {type(exc).__name__}"
+    cmd = compiler_command()
+    return {
+        "source_sha256": src_hash,
+        "cflags": " ".join(CFLAGS if cflags is None else cflags),
+        "compiler_command": " ".join(cmd),
+        "compiler_version": compiler_version(cmd[-1]),
+        "torch_version": torch.__version__,
+        "torch_include": " ".join(cpp_extension.include_paths("cpu")),
+        "torch_cxx11_abi": str(getattr(torch._C, "_GLIBCXX_USE_CXX11_ABI", "")),
+        "python": f"{sys.version.split()[0]} {sysconfig.get_config_var('SOABI')} "
+                  f"{sysconfig.get_path('include', scheme='posix_prefix')}",
+        "machine": os.uname().machine,
+        "cpu_flags": _cpu_flags(),
+    }
 
 
-def cache_dir() -> Path:
-    """Folder holding the compiled extension for this machine."""
+def cache_key(inputs: Optional[Dict[str, str]] = None) -> str:
+    """Name of the cache folder: a short SHA-256 of :func:`build_inputs` (or of ``inputs``)."""
+    text = json.dumps(build_inputs() if inputs is None else inputs, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:KEY_LENGTH]
+
+
+def cache_base() -> Path:
+    """The folder holding one key folder per build."""
     env = os.environ.get("ILIF_LAVA_KERNEL_CACHE")
     if env:
-        base = Path(env)
-    elif sys.prefix != sys.base_prefix and os.access(sys.prefix, os.W_OK):
-        base = Path(sys.prefix) / "ilif-lava-kernels"
-    else:
-        base = Path.home() / ".cache" / "ilif-lava" / "kernels"
-    return base / _cpu_key()
+        return Path(env)
+    if sys.prefix != sys.base_prefix and os.access(sys.prefix, os.W_OK):
+        return Path(sys.prefix) / "ilif-lava-kernels"
+    return Path.home() / ".cache" / "ilif-lava" / "kernels"
+
+
+def cache_dir(inputs: Optional[Dict[str, str]] = None) -> Path:
+    """Folder holding the compiled extension for these build inputs (default: this environment's)."""
+    return cache_base() / cache_key(inputs)
+
+
+def _stage_source(build_dir: Path, source: bytes, inputs: Dict[str, str]) -> Path:
+    """Write ``source`` into the key folder (once, atomically; an unchanged copy is left alone so its time stamp
+    does not trigger a rebuild) and record the inputs; returns the copy's path."""
+    dst = build_dir / SOURCE.name
+    if not dst.exists() or dst.read_bytes() != source:
+        tmp = build_dir / f".{SOURCE.name}.{os.getpid()}.tmp"
+        tmp.write_bytes(source)
+        os.replace(tmp, dst)
+    info = build_dir / INPUTS_FILE
+    if not info.exists():
+        tmp = build_dir / f".{INPUTS_FILE}.{os.getpid()}.tmp"
+        tmp.write_text(json.dumps(inputs, indent=1, sort_keys=True) + "\n")
+        os.replace(tmp, info)
+    return dst
 
 
 def _built(path: Path) -> bool:
@@ -60,14 +145,18 @@ def load(quiet: bool = False) -> Optional[ModuleType]:
         if _state["tried"]:
             return _state["module"]
         _state["tried"] = True
-        build_dir = cache_dir()
         try:
+            from torch.utils import cpp_extension     # its CUDA notice is filtered by ilif_lava.compat
+            source = SOURCE.read_bytes()  # read once: the key and the compiled copy are of the same text
+            inputs = build_inputs(source=source)
+            build_dir = cache_dir(inputs)
+            _state["dir"] = build_dir
             build_dir.mkdir(parents=True, exist_ok=True)
             if not _built(build_dir) and not quiet:
                 print(f"[ilif-lava] compiling the fused ILIF CPU kernel once (about a minute) into {build_dir}",
                       file=sys.stderr, flush=True)
-            from torch.utils import cpp_extension     # its CUDA notice is filtered by ilif_lava.compat
-            _state["module"] = cpp_extension.load(name="ilif_cpu_ext", sources=[str(SOURCE)],
+            staged = _stage_source(build_dir, source, inputs)
+            _state["module"] = cpp_extension.load(name="ilif_cpu_ext", sources=[str(staged)],
                                                   extra_cflags=CFLAGS, build_directory=str(build_dir),
                                                   verbose=False)
         except Exception as exc:  # noqa: BLE001 - any build failure means: use the torch path
@@ -80,6 +169,11 @@ def load(quiet: bool = False) -> Optional[ModuleType]:
         return _state["module"]
 
 
+def loaded_from() -> Optional[Path]:
+    """The key folder :func:`load` used (built or loaded), or None before it ran."""
+    return _state["dir"]
+
+
 def error() -> Optional[str]:
     """Why the last :func:`load` failed, or None."""
     return _state["error"]
@@ -89,7 +183,7 @@ def main() -> int:
     """Build the extension now (used by scripts/setup_env.sh); exit 0 even when it cannot be built."""
     mod = load()
     if mod is not None:
-        print(f"[setup] compiled ILIF CPU kernel ready in {cache_dir()}")
+        print(f"[setup] compiled ILIF CPU kernel ready in {_state['dir']}")
     return 0
 
 
