@@ -152,9 +152,9 @@ def engine_spikes(model, x: torch.Tensor, device: torch.device, quantized: bool,
             model.set_record_states(record and i == 0)
             out, sp = model(x[i:i + batch].to(device))
             sp = [_flat(s).astype(np.int8) for s in sp]
-            spikes = sp if spikes is None else [np.concatenate([a, b]) for a, b in zip(spikes, sp)]
             if getattr(model, "readout", None) is not None:
                 sp.append(type(model.readout).integer_readout(out).cpu().numpy())
+            spikes = sp if spikes is None else [np.concatenate([a, b]) for a, b in zip(spikes, sp)]
             if record and i == 0:
                 for li, blk in enumerate(model.spiking_blocks()):
                     if getattr(blk.neuron, "states", None):
@@ -277,21 +277,19 @@ def stage_compare(run_dir: Path, baseline_dir: Optional[Path] = None, device: st
         "loihi2_cost": loihi2_cost_entry(run_dir / "network.net", x.numpy(), lava_spikes),
         "neurobench": neurobench_entry(model, run_dir / "network.net", x.numpy(), float_spikes, quant_spikes),
         "training_log": read_training_log(run_dir / "train"),
-    }
-    if baseline_dir is not None and (Path(baseline_dir) / "train" / "model.pt").exists():
         "timing": {"pipelined": pipelined, "lava_steps": int(z["lava_steps"]) if "lava_steps" in z.files else None,
                    "latency_steps": int(z["latency_steps"]) if "latency_steps" in z.files else int(steps)},
-        report["baseline"] = _baseline_activity(Path(baseline_dir), x, y)
+    }
     if readout:
         report["readout"] = readout_agreement(quant_spikes[-1], lava_spikes[-1])
+    if baseline_dir is not None and (Path(baseline_dir) / "train" / "model.pt").exists():
+        report["baseline"] = _baseline_activity(Path(baseline_dir), x, y)
     write_report(report, folder / "report", check_markdown=check.to_markdown())
     if strict:
         check_deployment(report, folder / "report")
     return report
 
 
-def _scaled(states: Dict[int, Dict[str, np.ndarray]]) -> Dict[int, Dict[str, np.ndarray]]:
-    """Float states (threshold units) -> nearest integer state units, for first-divergence of float vs fixed."""
 def readout_agreement(quant: np.ndarray, lava: np.ndarray) -> Dict[str, Any]:
     """Per class: mismatching readout integers (accumulator after every step, state units) quantized vs Lava, and
     the largest difference in LSB; ``quant`` / ``lava`` [N, K, T] int64."""
@@ -303,6 +301,8 @@ def readout_agreement(quant: np.ndarray, lava: np.ndarray) -> Dict[str, Any]:
             "final_value_range_lsb": [int(q[..., -1].min()), int(q[..., -1].max())] if q.size else [0, 0]}
 
 
+def _scaled(states: Dict[int, Dict[str, np.ndarray]]) -> Dict[int, Dict[str, np.ndarray]]:
+    """Float states (threshold units) -> nearest integer state units, for first-divergence of float vs fixed."""
     return {l: {k: np.rint(a * fx.STATE_SCALE).astype(np.int64) for k, a in per.items()} for l, per in states.items()}
 
 

@@ -1,5 +1,6 @@
-"""The paper's batch-norm networks (training/paper_models.py) at tiny width on the CPU: shape of the layout,
-forward, backward, save/load, batch-norm folding, and the export refusal naming the layer."""
+"""The paper's batch-norm networks at tiny width on the CPU (resnet18: training/paper_models.py; vgg11bn:
+training/models.py, built from deployable blocks): shape of the layout, forward, backward, save/load, batch-norm
+folding, and resnet18's export refusal naming the layer."""
 from __future__ import annotations
 
 import pytest
@@ -8,6 +9,7 @@ import torch
 from export.export_net import ExportRefused, export_model
 from training.losses import get_loss
 from training.models import build_model, model_from_meta
+from ilif_lava import block as ilif_block
 from training.paper_models import SpikingUnit, fold_batchnorm
 
 TINY = dict(neuron_overrides={"tau": 1.1, "surrogate": "rectangle"}, hidden=8, dropout=0.1)
@@ -19,22 +21,25 @@ def tiny(arch: str, neuron: str = "ILIF", in_shape=(3, 32, 32), classes: int = 1
 
 
 @pytest.mark.parametrize("arch,in_shape,units,convs", [("resnet18", (3, 32, 32), 17, 20),
-                                                       ("vgg11bn", (2, 48, 48), 8, 8)])
+                                                       ("vgg11bn", (2, 32, 32), 8, 8)])
 def test_layout_forward_backward(arch, in_shape, units, convs):
     net = tiny(arch, in_shape=in_shape)
     assert len(net.spiking_blocks()) == units
-    # ResNet-18: stem + 16 block convs + 3 1x1 shortcuts; VGG-11: 8 convs
-    assert sum(isinstance(m, torch.nn.Conv2d) for m in net.modules()) == convs
+    # ResNet-18: stem + 16 block convs + 3 1x1 shortcuts; VGG-11: 8 conv blocks
+    conv_type = torch.nn.Conv2d if arch == "resnet18" else ilif_block.Conv
+    assert sum(isinstance(m, conv_type) for m in net.modules()) == convs
     x = torch.randn(3, *in_shape, 4)
     out, spikes = net(x)
     assert out.shape == (3, 10, 4) and len(spikes) == units
-    assert all(set(torch.unique(s).tolist()) <= {0.0, 1.0} for s in spikes)
+    scale = 1.0 / (1.0 - TINY["dropout"])        # vgg11bn: slayer's neuron dropout scales the kept spikes
+    assert all(bool(((s == 0) | (s == 1) | torch.isclose(s, torch.tensor(scale))).all()) for s in spikes)
     assert any(s.sum() > 0 for s in spikes)
     loss = get_loss("tet", logits=True)(out, torch.tensor([0, 3, 9]))
     loss.backward()
-    grads = [p.grad for p in net.parameters()]
+    grads = [p.grad for p in net.parameters() if p.requires_grad]
     assert all(g is not None and torch.isfinite(g).all() for g in grads)
-    assert net.stem.weight.grad.abs().sum() > 0 if arch == "resnet18" else net.convs[0].weight.grad.abs().sum() > 0
+    first = net.stem.weight if arch == "resnet18" else net.blocks[0].synapse.weight
+    assert first.grad.abs().sum() > 0
 
 
 def test_resnet_lif_and_cuba_build_and_run():
@@ -68,15 +73,14 @@ def test_fold_batchnorm_matches_conv_then_bn():
 
 
 def test_quantized_switch_reaches_every_ilif_neuron():
-    net = tiny("vgg11bn", in_shape=(2, 32, 32))
+    net = tiny("resnet18", in_shape=(3, 16, 16))
     net.set_quantized(True)
     assert all(u.neuron.quantized for u in net.modules() if isinstance(u, SpikingUnit))
-    out, _ = net.eval()(torch.rand(1, 2, 32, 32, 2))
+    out, _ = net.eval()(torch.rand(1, 3, 16, 16, 2))
     assert torch.isfinite(out).all()
 
 
-@pytest.mark.parametrize("arch,in_shape,layer", [("resnet18", (3, 32, 32), "layers.0: residual addition"),
-                                                 ("vgg11bn", (2, 32, 32), "convs.0+units.0.bn")])
+@pytest.mark.parametrize("arch,in_shape,layer", [("resnet18", (3, 32, 32), "layers.0: residual addition")])
 def test_export_is_refused_naming_the_layer(tmp_path, arch, in_shape, layer):
     net = tiny(arch, in_shape=in_shape)
     path = tmp_path / "net.net"
