@@ -151,12 +151,25 @@ def build_model(arch: str, in_shape: Sequence[int], num_classes: int, neuron: st
 VGG11_CFG = (64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M")
 
 
+_VGG_FIRST_CONV = ((3, 1), (3, 0), (4, 0), (2, 0), (5, 0))    # (kernel, padding) candidates, the paper's first
+
+
+def vgg11bn_first_conv(n: int) -> Tuple[int, int]:
+    """(kernel, padding) of vgg11bn's first conv along an axis of ``n`` pixels: the paper's 3x3 with padding 1 when
+    ``n`` is a multiple of 32, else the first candidate whose output is (34 -> 3x3 no padding, 35 -> 4x4), so the
+    five 2x2 average pools fold exactly. ``ValueError`` (one line) when none fits."""
+    for k, pad in _VGG_FIRST_CONV:
+        out = n + 2 * pad - k + 1
+        if out >= 32 and out % 32 == 0:
+            return k, pad
+    raise ValueError(f"--arch vgg11bn needs an input size whose first 3x3/4x4/5x5 convolution gives a multiple of "
+                     f"32 pixels (five 2x2 average pools, folded exactly), e.g. 32, 34, 35, 64, 128; got {n}")
+
+
 def vgg11bn_in_shape_ok(in_shape: Sequence[int]) -> None:
-    """Raise ``ValueError`` unless H and W are multiples of 32 (five 2x2 average pools folded exactly)."""
-    h, w = int(in_shape[1]), int(in_shape[2])
-    if h % 32 or w % 32:
-        raise ValueError(f"--arch vgg11bn needs input H and W that are multiples of 32 (five 2x2 average pools), "
-                         f"got {h}x{w}")
+    """Raise ``ValueError`` unless the first conv can bring H and W to multiples of 32 (:func:`vgg11bn_first_conv`)."""
+    vgg11bn_first_conv(int(in_shape[1]))
+    vgg11bn_first_conv(int(in_shape[2]))
 
 
 def _vgg11bn(in_shape: Sequence[int], num_classes: int, p: Dict[str, Any], hidden: int, dropout: float,
@@ -177,14 +190,17 @@ def _vgg11bn(in_shape: Sequence[int], num_classes: int, p: Dict[str, Any], hidde
         from lava.lib.dl.slayer.neuron.dropout import Dropout
         conv_p["dropout"] = Dropout(p=dropout)
     blocks: List[torch.nn.Module] = []
-    ch, size_h, size_w, pool = int(in_shape[0]), int(in_shape[1]), int(in_shape[2]), 1
+    (kh, ph), (kw, pw) = vgg11bn_first_conv(int(in_shape[1])), vgg11bn_first_conv(int(in_shape[2]))
+    ch, pool = int(in_shape[0]), 1
+    size_h, size_w = int(in_shape[1]) + 2 * ph - kh + 1, int(in_shape[2]) + 2 * pw - kw + 1
     for v in VGG11_CFG:
         if v == "M":
             pool = 2
             continue
         width = scaled_width(int(v), hidden)
-        blocks.append(ilif_block.Conv(conv_p, ch, width, 3, padding=1, stride=1, pre_pool=pool, batch_norm=True,
-                                      delay_shift=False, graded_input=not blocks))
+        geometry = dict(kernel_size=(kh, kw), padding=(ph, pw)) if not blocks else dict(kernel_size=3, padding=1)
+        blocks.append(ilif_block.Conv(conv_p, ch, width, stride=1, pre_pool=pool, batch_norm=True,
+                                      delay_shift=False, graded_input=not blocks, **geometry))
         size_h, size_w, ch, pool = size_h // pool, size_w // pool, width, 1
     blocks.append(ilif_block.Readout(p, ch * (size_h // 2) * (size_w // 2), num_classes, pre_pool=2,
                                      delay_shift=False))
