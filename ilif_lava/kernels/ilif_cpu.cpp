@@ -8,7 +8,7 @@
 // 16 neurons of a block is contiguous and vectorisable. Tensors saved for the backward pass are stored blocked,
 // [ceil(M / B), T, B], so forward writes and backward reads are contiguous as well. Blocks run in parallel
 // (at::parallel_for); the float ops are compiled without FMA contraction so every operation rounds as PyTorch's
-// elementwise kernels do.
+// elementwise kernels do (exp excepted: both compute it with their own vectorised approximation, see vexp).
 #include <torch/extension.h>
 #include <ATen/Parallel.h>
 
@@ -16,6 +16,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
+#include <cstring>
 #include <map>
 #include <mutex>
 #include <unordered_map>
@@ -78,14 +79,101 @@ inline F plan_slope(F x) {  // d plan / dx; 0 at x = 0, as autograd of |x| gives
   return F(x != F(0)) * plan_slope_abs(std::fabs(x));
 }
 
+// ---- exp written with arithmetic and integer bit operations only ------------------------------------------
+// std::exp is a call into libm, so a loop that calls it runs one element at a time. vexp below is plain arithmetic
+// on the value and its bit pattern, so GCC vectorises every loop that uses it (AVX2: 8 floats or 4 doubles at a
+// time). Method: x = n ln2 + r with n = round(x / ln2) and |r| <= ln2 / 2 (Cody-Waite: ln2 split into a high part
+// whose product with n is exact and a low part), exp(r) = 1 + r + r^2 q(r) (float: q of degree 4 fitted here for
+// the least maximum relative error, 3e-9 = 0.05 ulp; double: the Taylor series to degree 13, truncation error
+// 6e-18), then times 2^n built in the exponent field, as 2^n1 * 2^n2 (n1 about n / 2) so that results overflow to
+// inf and underflow gradually through the subnormals as a single scaling would. Accuracy against a long double
+// reference over dense sweeps of the whole range: at most 1.01 ulp for float32 and float64 (with FMA; 0.97
+// without), subnormal results included (tests/test_kernels.py asserts 1.5 ulp); exp(+inf) = inf, exp(-inf) = 0,
+// exp(NaN) = NaN. PyTorch's CPU exp is itself a vectorised approximation within about 1 ulp, so the kernel and the
+// torch path agree to about 2 ulp in exp and sigmoid, not bit for bit (the tests' tolerances hold; see there).
+inline uint32_t bits_of(float x) {
+  uint32_t u;
+  std::memcpy(&u, &x, sizeof u);
+  return u;
+}
+inline uint64_t bits_of(double x) {
+  uint64_t u;
+  std::memcpy(&u, &x, sizeof u);
+  return u;
+}
+inline float float_from_bits(uint32_t u) {
+  float x;
+  std::memcpy(&x, &u, sizeof x);
+  return x;
+}
+inline double double_from_bits(uint64_t u) {
+  double x;
+  std::memcpy(&x, &u, sizeof x);
+  return x;
+}
+
+// a * b + c: one fused rounding where the CPU has FMA (-march=native decides), two roundings elsewhere. Used only
+// inside vexp, where it is an explicit choice (the build's -ffp-contract=off keeps every other a * b + c unfused,
+// rounding as PyTorch's elementwise kernels do).
+#if defined(__FMA__)
+inline float mul_add(float a, float b, float c) { return std::fma(a, b, c); }
+inline double mul_add(double a, double b, double c) { return std::fma(a, b, c); }
+#else
+inline float mul_add(float a, float b, float c) { return a * b + c; }
+inline double mul_add(double a, double b, double c) { return a * b + c; }
+#endif
+
+inline float vexp(float x) {
+  constexpr float round_magic = 12582912.0f;              // 1.5 * 2^23: y + it - it rounds y to an integer
+  x = x < -104.0f ? -104.0f : x;                          // exp rounds to 0 below -104 and overflows above 89;
+  x = x > 89.0f ? 89.0f : x;                              // comparisons are false for NaN, which passes through
+  const float t = mul_add(x, 1.44269504088896341f, round_magic);  // n + magic, exactly
+  const float n = t - round_magic;
+  const int32_t n_all = static_cast<int32_t>(bits_of(t) - bits_of(round_magic));
+  const int32_t n1 = n_all >> 1, n2 = n_all - n1;          // both in [-80, 75]: 2^n1, 2^n2 are normal floats
+  const float r = mul_add(-n, 1.42860682030941723212e-06f, mul_add(-n, 0.693145751953125f, x));  // ln2 = hi + lo
+  float q = 0.0013814539988936756f;
+  q = mul_add(q, r, 0.008368745246016482f);
+  q = mul_add(q, r, 0.041668390796585186f);
+  q = mul_add(q, r, 0.16666520397866616f);
+  q = mul_add(q, r, 0.49999993432044876f);
+  const float p = mul_add(q, r * r, r) + 1.0f;             // 1 + (r + r^2 q): the large term added last
+  return p * float_from_bits(static_cast<uint32_t>(n1 + 127) << 23) *
+         float_from_bits(static_cast<uint32_t>(n2 + 127) << 23);
+}
+
+inline double vexp(double x) {
+  constexpr double round_magic = 6755399441055744.0;      // 1.5 * 2^52
+  x = x < -746.0 ? -746.0 : x;
+  x = x > 710.0 ? 710.0 : x;
+  const double t = mul_add(x, 1.44269504088896338700e+00, round_magic);
+  const double n = t - round_magic;
+  // n1 = round(n / 2) by the same trick (AVX2 has no 64-bit arithmetic shift); unsigned arithmetic is modular
+  const uint64_t n_all = bits_of(t) - bits_of(round_magic);
+  const uint64_t n1 = bits_of(mul_add(n, 0.5, round_magic)) - bits_of(round_magic), n2 = n_all - n1;
+  const double r = mul_add(-n, 1.90821492927058770002e-10, mul_add(-n, 6.93147180369123816490e-01, x));
+  double q = 1.0 / 6227020800.0;
+  q = mul_add(q, r, 1.0 / 479001600.0);
+  q = mul_add(q, r, 1.0 / 39916800.0);
+  q = mul_add(q, r, 1.0 / 3628800.0);
+  q = mul_add(q, r, 1.0 / 362880.0);
+  q = mul_add(q, r, 1.0 / 40320.0);
+  q = mul_add(q, r, 1.0 / 5040.0);
+  q = mul_add(q, r, 1.0 / 720.0);
+  q = mul_add(q, r, 1.0 / 120.0);
+  q = mul_add(q, r, 1.0 / 24.0);
+  q = mul_add(q, r, 1.0 / 6.0);
+  q = mul_add(q, r, 0.5);
+  const double p = mul_add(q, r * r, r) + 1.0;
+  return p * double_from_bits((n1 + 1023) << 52) * double_from_bits((n2 + 1023) << 52);
+}
+
+// PyTorch's formula for the sigmoid, 1 / (1 + exp(-x)): exactly 0 and 1 far out (and at -inf, +inf), never NaN there
 template <typename F>
-inline F sigmoid(F x) { return F(1) / (F(1) + std::exp(-x)); }
+inline F sigmoid(F x) { return F(1) / (F(1) + vexp(-x)); }
 
 template <typename F>
 inline F inhibit(F m, int64_t kind) { return kind == INH_PLAN ? plan_float(m) : sigmoid(m); }
-
-template <typename F>
-inline F inhibit_grad(F m, F g, int64_t kind) { return kind == INH_PLAN ? plan_slope(m) : g * (F(1) - g); }
 
 template <typename F>
 struct Surrogate {
@@ -93,7 +181,7 @@ struct Surrogate {
   template <int64_t kind>
   inline F grad(F x) const {
     if (kind == SG_RECTANGLE) return (std::fabs(x) <= p1 / F(2) ? F(1) : F(0)) / p1;
-    if (kind == SG_EXP) return p1 * std::exp(-std::fabs(x) / p2);
+    if (kind == SG_EXP) return p1 * vexp(-std::fabs(x) / p2);
     const F s = sigmoid(p1 * x);
     return p1 * s * (F(1) - s);
   }
@@ -176,50 +264,71 @@ torch::Tensor pooled_empty(at::IntArrayRef sizes, const torch::TensorOptions& op
 
 inline int64_t num_blocks(int64_t M) { return (M + B - 1) / B; }
 
+// What the forward pass saves of the MPIU for the backward pass, per inhibition map: PLAN's slope needs m itself;
+// the sigmoid's value and slope need only g = sigmoid(m), so g is saved (the backward then computes no exp for it).
+template <typename F, int64_t inh>
+inline F mpiu_saved(F m, F g) { return inh == INH_SIGMOID ? g : m; }
+template <typename F, int64_t inh>
+inline F inhibit_from_saved(F saved) { return inh == INH_SIGMOID ? saved : plan_float(saved); }
+
 // ---- float forward -----------------------------------------------------------------------------------------
-// Configuration flags are template parameters so each inner loop is branch-free (and vectorises where it has no
-// exp): mpiu, ciu, has_cur (current memory), inh (inhibition map), save (keep h, m, c, i for the backward pass).
+// Configuration flags are template parameters so each inner loop is branch-free and vectorises: mpiu, ciu,
+// has_cur (current memory), inh (inhibition map), save (keep h, m or g(m), c, i for the backward pass).
 template <typename F, bool mpiu, bool ciu, bool has_cur, int64_t inh, bool save>
 void forward_float_impl(const F* __restrict__ z, F* __restrict__ out, F* __restrict__ sh, F* __restrict__ sm,
                         uint8_t* __restrict__ sc, F* __restrict__ si, int64_t M, int64_t T, F lam, F beta,
                         F kappa, F cur_kept, F th) {
+  // With the sigmoid inhibition, an exp and a division lie on the recurrence (v[t] needs g(m[t]), h[t+1] needs
+  // v[t]): G blocks are stepped together, so that G independent chains overlap in the CPU's pipeline.
+  constexpr int64_t G = (mpiu && inh == INH_SIGMOID) ? 4 : 1;
   at::parallel_for(0, num_blocks(M), 1, [&](int64_t b0, int64_t b1) {
-    F zin[TT][B], sout[TT][B];
-    for (int64_t b = b0; b < b1; ++b) {
-      const int64_t n0 = b * B, nvalid = std::min(B, M - n0);
-      F v[B], m[B], c[B], ip[B], sp[B];
-      for (int64_t j = 0; j < B; ++j) v[j] = m[j] = c[j] = ip[j] = sp[j] = F(0);
+    F zin[G][TT][B], sout[G][TT][B];
+    for (int64_t bg = b0; bg < b1; bg += G) {
+      const int64_t ng = std::min(G, b1 - bg);
+      F v[G][B], m[G][B], c[G][B], ip[G][B], sp[G][B];
+      for (int64_t q = 0; q < G; ++q)
+        for (int64_t j = 0; j < B; ++j) v[q][j] = m[q][j] = c[q][j] = ip[q][j] = sp[q][j] = F(0);
       for (int64_t t0 = 0; t0 < T; t0 += TT) {
         const int64_t len = std::min(TT, T - t0);
-        load_tile(z, n0, nvalid, T, t0, len, zin);
+        for (int64_t q = 0; q < ng; ++q) {
+          const int64_t n0 = (bg + q) * B;
+          load_tile(z, n0, std::min(B, M - n0), T, t0, len, zin[q]);
+        }
         for (int64_t k = 0; k < len; ++k) {
-          const int64_t off = (b * T + t0 + k) * B;
-          for (int64_t j = 0; j < B; ++j) {
-            F cj = c[j];
-            if (ciu) cj = kappa * (cj + ip[j] * sp[j]);
-            const F it = has_cur ? cur_kept * ip[j] + zin[k][j] : zin[k][j];
-            const F rect = cj > F(0) ? cj : F(0);
-            const F h = lam * v[j] + (ciu ? it - rect : it);
-            const F s = h >= th ? F(1) : F(0);
-            const F vp = h - s * th;
-            F vn = vp, mj = m[j];
-            if (mpiu) {
-              mj = beta * (mj + s * vp);
-              vn = vp - s * inhibit(mj, inh);
+          for (int64_t q = 0; q < ng; ++q) {
+            const int64_t off = ((bg + q) * T + t0 + k) * B;
+            for (int64_t j = 0; j < B; ++j) {
+              F cj = c[q][j];
+              if (ciu) cj = kappa * (cj + ip[q][j] * sp[q][j]);
+              const F it = has_cur ? cur_kept * ip[q][j] + zin[q][k][j] : zin[q][k][j];
+              const F rect = cj > F(0) ? cj : F(0);
+              const F h = lam * v[q][j] + (ciu ? it - rect : it);
+              const F s = h >= th ? F(1) : F(0);
+              const F vp = h - s * th;
+              F vn = vp, mj = m[q][j], gj = F(0);
+              if (mpiu) {
+                mj = beta * (mj + s * vp);
+                gj = inhibit(mj, inh);
+                vn = vp - s * gj;
+              }
+              v[q][j] = vn; m[q][j] = mj; c[q][j] = cj; ip[q][j] = it; sp[q][j] = s;
+              sout[q][k][j] = s;
+              if (save) {
+                sh[off + j] = h;
+                if (mpiu) sm[off + j] = mpiu_saved<F, inh>(mj, gj);
+                if (ciu && has_cur) si[off + j] = it;
+              }
             }
-            v[j] = vn; m[j] = mj; c[j] = cj; ip[j] = it; sp[j] = s;
-            sout[k][j] = s;
-            if (save) {
-              sh[off + j] = h;
-              if (mpiu) sm[off + j] = mj;
-              if (ciu && has_cur) si[off + j] = it;
+            if (save && ciu) {  // sign of C (0: < 0, 1: = 0, 2: > 0) is all the backward needs of it
+              for (int64_t j = 0; j < B; ++j)
+                sc[off + j] = static_cast<uint8_t>((c[q][j] > F(0)) + (c[q][j] >= F(0)));
             }
-          }
-          if (save && ciu) {  // sign of C (0: < 0, 1: = 0, 2: > 0) is all the backward needs of it
-            for (int64_t j = 0; j < B; ++j) sc[off + j] = static_cast<uint8_t>((c[j] > F(0)) + (c[j] >= F(0)));
           }
         }
-        store_tile(sout, n0, nvalid, T, t0, len, out);
+        for (int64_t q = 0; q < ng; ++q) {
+          const int64_t n0 = (bg + q) * B;
+          store_tile(sout[q], n0, std::min(B, M - n0), T, t0, len, out);
+        }
       }
     }
   });
@@ -233,8 +342,11 @@ void backward_float_impl(const F* __restrict__ go, const F* __restrict__ z, cons
                          double* glam_part, int64_t M, int64_t T, F lam, F beta, F kappa, F cur_kept, F th,
                          Surrogate<F> sg, bool ciu_pass_at_zero) {
   const uint8_t pass_code = ciu_pass_at_zero ? 1 : 2;  // relu'(C) = 1 where code >= pass_code
+  // The exp-based surrogates are computed for a whole tile before the time loop: one flat loop over TT x B
+  // independent values (throughput-bound), instead of inside the recurrence (latency-bound).
+  constexpr bool sg_tile = sg_kind != SG_RECTANGLE;
   at::parallel_for(0, num_blocks(M), 1, [&](int64_t b0, int64_t b1) {
-    F gin[TT][B], gout[TT][B], zprev[TT][B], cmask[B];
+    F gin[TT][B], gout[TT][B], zprev[TT][B], cmask[B], sgt[TT][B];
     const F zeros[B] = {};
     for (int64_t b = b0; b < b1; ++b) {
       const int64_t n0 = b * B, nvalid = std::min(B, M - n0);
@@ -246,6 +358,11 @@ void backward_float_impl(const F* __restrict__ go, const F* __restrict__ z, cons
         const int64_t t0 = tile * TT, len = std::min(TT, T - t0);
         load_tile(go, n0, nvalid, T, t0, len, gin);
         if (ciu && !has_cur) load_tile(z, n0, nvalid, T, t0 - 1, len, zprev);  // I[t-1] = z[t-1]
+        if (sg_tile) {
+          const F* __restrict__ htile = sh + (b * T + t0) * B;
+          F* __restrict__ flat = &sgt[0][0];
+          for (int64_t e = 0; e < len * B; ++e) flat[e] = sg.template grad<sg_kind>(htile[e] - th);
+        }
         for (int64_t k = len - 1; k >= 0; --k) {
           const int64_t t = t0 + k;
           const int64_t off = (b * T + t) * B;
@@ -263,21 +380,21 @@ void backward_float_impl(const F* __restrict__ go, const F* __restrict__ z, cons
             F gs = gin[k][j] + gsx[j];
             F gvp = gv[j];
             if (mpiu) {
-              const F mt = sm[off + j];
-              const F g = inhibit(mt, inh);
-              const F dg = inhibit_grad(mt, g, inh);
+              const F saved = sm[off + j];  // m (PLAN) or g(m) (sigmoid), see mpiu_saved
+              const F g = inhibit_from_saved<F, inh>(saved);
+              const F dg = inh == INH_SIGMOID ? g * (F(1) - g) : plan_slope(saved);
               const F gm_tot = gm[j] - s * dg * gv[j];
               gs = gs - g * gv[j] + beta * gm_tot * vp;
               gvp = gv[j] + beta * gm_tot * s;
               gm[j] = beta * gm_tot;
             }
             gs = gs - th * gvp;
-            const F gh = gvp + gs * sg.template grad<sg_kind>(h - th);
+            const F gh = gvp + gs * (sg_tile ? sgt[k][j] : sg.template grad<sg_kind>(h - th));
             const F hp = hprev[j];
             const F sprev = hp >= th ? F(1) : F(0);
             if (need_glam) {  // d/d lambda += gh_t * v_{t-1}, v_{t-1} recomputed from the saved h, m
               F vprev = hp - sprev * th;
-              if (mpiu) vprev = vprev - sprev * inhibit(mprev[j], inh);
+              if (mpiu) vprev = vprev - sprev * inhibit_from_saved<F, inh>(mprev[j]);
               gl[j] += static_cast<double>(gh) * static_cast<double>(vprev);
             }
             gv[j] = lam * gh;
@@ -406,8 +523,8 @@ void check_2d(const torch::Tensor& x, const char* name) {
 
 }  // namespace
 
-// z [M, T] float32/float64 -> [spikes [M, T], h, m, sign of c (uint8: 0 <0, 1 =0, 2 >0), i] (saved tensors blocked
-// [nb, T, 16]; empty when unused).
+// z [M, T] float32/float64 -> [spikes [M, T], h, m (PLAN) or sigmoid(m), sign of c (uint8: 0 <0, 1 =0, 2 >0), i]
+// (saved tensors blocked [nb, T, 16]; empty when unused).
 std::vector<torch::Tensor> forward_float(torch::Tensor z, double lam, double beta, double kappa, double cur_kept,
                                          double th, bool mpiu, bool ciu, int64_t inhibition, bool save) {
   check_2d(z, "z");
@@ -493,6 +610,24 @@ std::vector<torch::Tensor> forward_int(torch::Tensor a, int64_t vth, int64_t i_d
   return {out, ru, rv, rc, rm};
 }
 
+// The kernels' own exp and sigmoid, elementwise over a float32/float64 CPU tensor (tests check their accuracy).
+torch::Tensor elementwise(torch::Tensor x, bool sig) {
+  TORCH_CHECK(x.device().is_cpu(), "x must be a CPU tensor");
+  auto xc = x.contiguous();
+  auto out = torch::empty_like(xc);
+  AT_DISPATCH_FLOATING_TYPES(xc.scalar_type(), "ilif_elementwise", [&] {
+    const scalar_t* src = xc.data_ptr<scalar_t>();
+    scalar_t* dst = out.data_ptr<scalar_t>();
+    const int64_t n = xc.numel();
+    if (sig) {
+      for (int64_t i = 0; i < n; ++i) dst[i] = sigmoid(src[i]);
+    } else {
+      for (int64_t i = 0; i < n; ++i) dst[i] = vexp(src[i]);
+    }
+  });
+  return out;
+}
+
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, mod) {
   mod.doc() = "Fused ILIF sequence kernels (CPU): float forward/backward, bit-exact integer forward";
   mod.def("forward_float", &forward_float);
@@ -500,5 +635,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, mod) {
   mod.def("forward_int", &forward_int);
   mod.def("pool_cached_bytes", []() { return BufferPool::get().cached(); });
   mod.def("pool_clear", []() { return BufferPool::get().clear(); }, "free the pool's cached blocks; returns bytes");
+  mod.def("exp", [](torch::Tensor x) { return elementwise(x, false); }, "the kernels' vectorisable exp");
+  mod.def("sigmoid", [](torch::Tensor x) { return elementwise(x, true); }, "the kernels' sigmoid, 1 / (1 + exp(-x))");
   mod.attr("BLOCK") = B;
 }
