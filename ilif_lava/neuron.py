@@ -83,8 +83,8 @@ class Neuron(base.Neuron):
         means no current memory, the paper's neuron. Kept as given (a float), not learned.
     requires_grad: learn the voltage decay (``self.voltage_decay``, clipped to [0, 4096] before each use, as CUBA).
         PLIF/IPLIF always learn their decay through ``plif_w`` (lambda = 1 - sigmoid(plif_w)) and ignore it.
-    variant: one of VARIANTS. inhibition: 'sigmoid' (paper) or 'plan' (the integer-friendly PLAN approximation,
-        identical to what fixed point computes; train with it so the deployed network is the trained one).
+    variant: one of VARIANTS. inhibition: 'plan' (default: the integer-friendly PLAN approximation, identical to
+        what fixed point computes, so the deployed network is the trained one) or 'sigmoid' (the paper's map).
     surrogate: 'rectangle' (gamma = full support width), 'exp' (slayer; tau_grad, scale_grad) or 'sigmoid' (alpha).
     quantized: evaluate the integer arithmetic in the forward pass (bit-exact with Lava fixed_pt).
     ciu_grad_at_zero: gradient of the CIU rectifier max(C, 0) at exactly C = 0: 'pass' (default; the authors'
@@ -95,7 +95,7 @@ class Neuron(base.Neuron):
     """
 
     def __init__(self, threshold: float = 1.0, tau: Optional[float] = None, beta: float = 1.0, kappa: float = 0.03,
-                 current_decay: Optional[float] = None, variant: str = "ILIF", inhibition: str = "sigmoid",
+                 current_decay: Optional[float] = None, variant: str = "ILIF", inhibition: str = "plan",
                  surrogate: str = "rectangle", gamma: float = 1.0, alpha: float = 4.0,
                  tau_grad: float = 1.0, scale_grad: float = 1.0, quantized: bool = False,
                  norm=None, dropout=None, persistent_state: bool = False, shared_param: bool = True,

@@ -103,8 +103,18 @@ def test_reference_reproduces_spec_test_vector():
     assert s2[0, 0].tolist() == TV_SPIKES_TAU2
 
 
+def test_default_inhibition_is_plan_everywhere():
+    """Neuron(), the blocks and the CLI's models agree on the default inhibition map: PLAN, the one that deploys
+    exactly (docs/neuron.md); the paper's sigmoid is asked for by name."""
+    from ilif_lava import block
+    from training.models import DEFAULT_ILIF
+    assert Neuron().inhibition == "plan" == DEFAULT_ILIF["inhibition"]
+    assert block.Dense({"threshold": 1.0, "tau": 2.0}, 4, 3).neuron.inhibition == "plan"
+    assert Neuron(inhibition="sigmoid").inhibition == "sigmoid"
+
+
 def test_spec_test_vector_tau_1_1():
-    n = Neuron(tau=1.1, record_states=True)
+    n = Neuron(tau=1.1, inhibition="sigmoid", record_states=True)  # the published table uses the sigmoid
     s = n(_tv_input())
     assert s.shape == (1, 1, 8)
     np.testing.assert_array_equal(s[0, 0].numpy(), TV_TABLE[:, 3])
@@ -123,13 +133,13 @@ def test_spec_test_vector_tau_1_1():
 
 
 def test_spec_test_vector_tau_2():
-    s = Neuron(tau=2.0)(_tv_input())
+    s = Neuron(tau=2.0, inhibition="sigmoid")(_tv_input())
     assert s[0, 0].tolist() == TV_SPIKES_TAU2
 
 
 def test_spec_test_vector_float32_input():
     """Default dtype path gives the same spikes."""
-    s = Neuron(tau=1.1)(_tv_input().float())
+    s = Neuron(tau=1.1, inhibition="sigmoid")(_tv_input().float())
     np.testing.assert_array_equal(s[0, 0].numpy(), TV_TABLE[:, 3])
 
 
@@ -230,8 +240,8 @@ def test_random_matches_reference(variant, inhibition):
 def test_random_nchw_shape():
     """[N, C, H, W, T] input gives the same as flattening the neurons."""
     x = _random_input(3, (2, 3, 4, 5, 6))
-    s = Neuron(tau=1.6)(x)
-    sr, _ = ref_ilif(x, 1 - 1 / 1.6)
+    s = Neuron(tau=1.6, inhibition="sigmoid")(x)
+    sr, _ = ref_ilif(x, 1 - 1 / 1.6)  # ref_ilif: sigmoid inhibition
     assert s.shape == x.shape
     torch.testing.assert_close(s.double(), sr, rtol=0, atol=0)
 
@@ -253,7 +263,7 @@ def test_no_detach_gradients_flow_through_ciu_into_previous_input():
 # ---------------------------------------------------------------------------------------------------------
 def _grad_late_spike_wrt_first_input(variant: str, tau: float, x_vals, t_late: int) -> float:
     x = torch.tensor([[x_vals]], dtype=torch.float64, requires_grad=True)
-    s = Neuron(tau=tau, variant=variant, surrogate="rectangle", gamma=1.0)(x)
+    s = Neuron(tau=tau, variant=variant, inhibition="sigmoid", surrogate="rectangle", gamma=1.0)(x)
     s[0, 0, t_late].backward()
     return x.grad[0, 0, 0].item()
 
