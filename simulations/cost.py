@@ -23,6 +23,7 @@ import h5py
 import numpy as np
 import torch
 
+from ilif_lava import fixed_point as fx
 from ilif_lava import hdf5_validate, loihi2
 from ilif_lava import loihi2_cost as lc
 from ilif_lava import netx_schema as schema
@@ -108,7 +109,7 @@ def read_synapses(path: PathLike, input_shape: Optional[Sequence[int]] = None) -
 
 def incoming_events(syn: Synapse, pre: np.ndarray) -> np.ndarray:
     """Effective synaptic events arriving at each neuron of ``syn``'s layer: [N, neurons, T] (float64) for
-    presynaptic spikes ``pre`` [N, in_neurons, T] (graded values count as that many events). Zero weights and
+    presynaptic events ``pre`` [N, in_neurons, T] (0/1 spikes, or expected rates). Zero weights and
     conv taps outside the output cost nothing."""
     pre = np.asarray(pre, dtype=np.float64)
     n, _, steps = pre.shape
@@ -147,6 +148,14 @@ def _state_words(resources: Sequence[Any]) -> List[int]:
     return [max(int(r.state_words_per_neuron), 1) for r in resources]
 
 
+def _graded_first_layer(path: PathLike) -> bool:
+    """Whether the file's first layer takes graded direct-encoded input (ILIF ``neuron/inputShift = 0``)."""
+    with h5py.File(path, "r") as h:
+        layers = h.get(K.LAYER)
+        neuron = layers["0"].get(K.NEURON) if layers is not None and "0" in layers else None
+        return neuron is not None and K.INPUT_SHIFT in neuron and int(schema.decode(neuron[K.INPUT_SHIFT][()])) == 0
+
+
 def layer_activity(path: PathLike, x: np.ndarray, spikes: Sequence[np.ndarray],
                    input_shape: Optional[Sequence[int]] = None,
                    neurons_per_core: int = NEURONS_PER_CORE) -> List[lc.LayerActivity]:
@@ -157,6 +166,7 @@ def layer_activity(path: PathLike, x: np.ndarray, spikes: Sequence[np.ndarray],
     x = np.asarray(x)
     in_shape = tuple(input_shape) if input_shape is not None else tuple(int(v) for v in x.shape[1:-1])
     syns = read_synapses(path, in_shape)
+    graded = _graded_first_layer(path)
     res = loihi2.estimate_resources(path, neurons_per_core=int(neurons_per_core))
     if len(syns) != len(spikes) or len(res) != len(spikes):
         raise ValueError(f"{path}: {len(syns)} blocks in the file ({len(res)} in the resource estimate), "
@@ -168,7 +178,9 @@ def layer_activity(path: PathLike, x: np.ndarray, spikes: Sequence[np.ndarray],
     cpt = int(lc.const("cores_per_tile"))
     rows: List[lc.LayerActivity] = []
     for i, (syn, s) in enumerate(zip(syns, spikes)):
-        s = np.asarray(s, dtype=np.float64)
+        # a spike (0/1) or an expected rate in [0, 1] as given; a graded payload (a READOUT layer's accumulator)
+        # is one message: at most 1 event per neuron and step
+        s = np.minimum(np.abs(np.asarray(s, dtype=np.float64)), 1.0)
         if s.shape[1] != syn.neurons:
             raise ValueError(f"{path}: layer {syn.layer}: {s.shape[1]} neurons in the spikes, {syn.neurons} in "
                              f"the file")
@@ -176,7 +188,12 @@ def layer_activity(path: PathLike, x: np.ndarray, spikes: Sequence[np.ndarray],
             synops = np.zeros(s.shape[-1])
             active = np.full(s.shape[-1], float(syn.neurons))
         else:
-            pre = x.reshape(n, -1, x.shape[-1]) if i == 0 else np.asarray(spikes[i - 1])
+            if i > 0:
+                pre = np.minimum(np.abs(np.asarray(spikes[i - 1], dtype=np.float64)), 1.0)
+            elif graded:          # direct-encoded input: one event per non-zero graded payload round(64 x)
+                pre = (fx.direct_input(x.reshape(n, -1, x.shape[-1])) != 0).astype(np.float64)
+            else:
+                pre = x.reshape(n, -1, x.shape[-1])
             ev = incoming_events(syn, pre)
             synops = ev.sum(axis=1).mean(axis=0)
             active = (ev > 0).sum(axis=1).mean(axis=0)
