@@ -11,13 +11,20 @@ Implementations, timed round-robin in one run (so every ratio compares numbers o
 
 The memory-traffic floor is ``TRAFFIC_BYTES`` per neuron-step divided by a copy bandwidth measured here (one
 thread, ``dst.copy_(src)`` of 256 MiB). The integer (bit-exact) forward is timed on the torch path and the kernel.
+
+:func:`run_combinations` times the compiled kernel for every inhibition x surrogate (``COMBINATIONS``) against
+PLAN/rectangle, round-robin in one run (``python -m benchmarks.bench_kernels`` runs it alone).
 """
 from __future__ import annotations
 
+import argparse
+import itertools
+import statistics
 import subprocess
+import sys
 import time
 import types
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 
@@ -134,6 +141,104 @@ def _integer_cases(steps: int, device: str) -> Dict[str, Callable[[], Any]]:
     return out
 
 
+COMBINATIONS: List[Tuple[str, str]] = list(itertools.product(("plan", "sigmoid"), ("rectangle", "exp", "sigmoid")))
+BASE_COMBINATION = ("plan", "rectangle")
+COMBINATION_LIMIT = 1.3   # every combination within this factor of PLAN/rectangle
+
+
+def _combination_cases(z: torch.Tensor, readout: torch.Tensor,
+                       device: str) -> Dict[str, Callable[[], Any]]:
+    """ILIF forward + backward on the compiled kernel, one callable per 'inhibition/surrogate'."""
+    from ilif_lava import kernels
+    from ilif_lava.dynamics import ilif_sequence
+    from ilif_lava.neuron import Neuron
+
+    compiled = "gpu" if device.startswith("cuda") else "cpu"
+    kernels.select(z, compiled)  # raises KernelUnavailable when it cannot run
+    fns: Dict[str, Callable[[], Any]] = {}
+    for inh, sg in COMBINATIONS:
+        n = Neuron(variant="ILIF", inhibition=inh, surrogate=sg).to(device)
+        cfg = kernels.FloatConfig(n.beta, n.kappa, 0.0, float(n.threshold), True, True, inh, n.surrogate_cfg,
+                                  n.ciu_grad_at_zero == "pass")
+        lam = n.lam.detach().to(device)
+
+        def run(cfg=cfg, lam=lam):
+            zz = z.detach().requires_grad_(True)
+            (ilif_sequence(zz, lam, cfg, compiled) * readout).sum().backward()
+            return zz.grad
+        fns[f"{inh}/{sg}"] = run
+    return fns
+
+
+def run_combinations(steps_list: Sequence[int], device: str, warmup: int, repeats: int,
+                     budget_s: float) -> List[Dict[str, Any]]:
+    """Per T: median ms of every inhibition x surrogate on the compiled kernel and its ratio to PLAN/rectangle.
+
+    The six cases are timed round-robin (so a shared machine's drifts hit all alike). Empty when the compiled
+    kernel cannot run on ``device``.
+    """
+    from ilif_lava import kernels
+
+    rows: List[Dict[str, Any]] = []
+    base = "/".join(BASE_COMBINATION)
+    for steps in steps_list:
+        g = torch.Generator().manual_seed(steps)
+        z = (torch.rand(SHAPE + (steps,), generator=g) * 1.5).to(device)
+        readout = torch.randn(z.shape, generator=g).to(device)
+        try:
+            fns = _combination_cases(z, readout, device)
+        except kernels.KernelUnavailable as exc:
+            log(f"  combinations: compiled kernel unavailable on {device}: {exc}")
+            return rows
+        res, cpu = _interleaved_wall_and_cpu(fns, warmup, repeats, device, budget_s)
+        ms = {k: 1e3 * statistics.median(v) for k, v in res.items()}
+        over = {k: ratio(ms[k], ms[base]) for k in ms}
+        worst = max((k for k in over if k != base), key=lambda k: over[k])
+        row: Dict[str, Any] = {"device": device, "T": steps, "ms": ms,
+                               "ms_min": {k: 1e3 * min(v) for k, v in res.items()},
+                               "over_base": over, "base": base, "worst": worst, "worst_over_base": over[worst],
+                               "within_limit": over[worst] <= COMBINATION_LIMIT,
+                               "repeats": len(next(iter(res.values()))), "torch_threads": torch.get_num_threads()}
+        if cpu is not None:
+            cpu_ms = {k: 1e3 * statistics.median(v) for k, v in cpu.items()}
+            row["cpu_ms"] = cpu_ms
+            row["cpu_over_base"] = {k: ratio(cpu_ms[k], cpu_ms[base]) for k in cpu_ms}
+        rows.append(row)
+        log(f"  {device} T={steps} combinations (ms, x {base}): "
+            + ", ".join(f"{k} {ms[k]:.1f} ({over[k]:.2f}x)" for k in ms)
+            + ("" if cpu is None else "; CPU time of this thread: "
+               + ", ".join(f"{k} {row['cpu_ms'][k]:.1f} ({row['cpu_over_base'][k]:.2f}x)" for k in ms)))
+    return rows
+
+
+def _interleaved_wall_and_cpu(fns: Dict[str, Callable[[], Any]], warmup: int, repeats: int, device: str,
+                              budget_s: float) -> Tuple[Dict[str, List[float]], Optional[Dict[str, List[float]]]]:
+    """Round-robin timing like :func:`benchmarks.common.interleaved_medians`, recording per call the wall time
+    and, on the CPU with one torch thread, the calling thread's CPU time (time.thread_time): on a machine shared
+    with other work that second figure leaves out the time other processes held the core."""
+    use_cpu = device == "cpu" and torch.get_num_threads() == 1
+    round_s = 0.0
+    for _ in range(warmup):
+        t0 = time.perf_counter()
+        for fn in fns.values():
+            fn()
+        sync(device)
+        round_s = time.perf_counter() - t0
+    if round_s > 0:
+        repeats = max(3, min(repeats, int(budget_s // round_s)))
+    wall: Dict[str, List[float]] = {k: [] for k in fns}
+    cpu: Dict[str, List[float]] = {k: [] for k in fns}
+    for _ in range(repeats):
+        for k, fn in fns.items():
+            sync(device)
+            w0, c0 = time.perf_counter(), time.thread_time()
+            fn()
+            sync(device)
+            wall[k].append(time.perf_counter() - w0)
+            cpu[k].append(time.thread_time() - c0)
+    return wall, (cpu if use_cpu else None)
+
+
 def run(steps_list: Sequence[int], devices: Sequence[str], warmup: int, repeats: int,
         budget_s: float) -> Dict[str, Any]:
     from ilif_lava import kernels
@@ -178,5 +283,37 @@ def run(steps_list: Sequence[int], devices: Sequence[str], warmup: int, repeats:
                 + f"; floor {row['floor_ms']:.1f} ms; integer " + ", ".join(f"{k} {v:.1f} ms"
                                                                         for k, v in row["integer_ms"].items()))
     result["rows"] = rows
+    result["combination_limit"] = COMBINATION_LIMIT
+    result["combinations"] = [r for device in devices
+                              for r in run_combinations(steps_list, device, warmup, repeats, budget_s / 2)]
     result["kernel_info"] = kernels.describe()
     return result
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Time the inhibition x surrogate combinations alone and print them (the full section: ``make bench``)."""
+    ap = argparse.ArgumentParser(description=main.__doc__)
+    ap.add_argument("--steps", type=int, nargs="+", default=[8, 32, 100])
+    ap.add_argument("--warmup", type=int, default=2)
+    ap.add_argument("--repeats", type=int, default=7)
+    ap.add_argument("--budget", type=float, default=40.0, help="seconds per T (repeats are lowered to fit)")
+    ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    args = ap.parse_args(argv)
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
+    rows = run_combinations(args.steps, "cpu", args.warmup, args.repeats, args.budget)
+    print(f"| T | time | {' | '.join('/'.join(c) for c in COMBINATIONS)} | worst / {'/'.join(BASE_COMBINATION)} |")
+    print("|---" * (len(COMBINATIONS) + 3) + "|")
+    for r in rows:
+        timings = (("wall", r["ms"], r["over_base"]), ("thread CPU", r.get("cpu_ms"), r.get("cpu_over_base")))
+        for label, ms, over in timings:
+            if ms is None:
+                continue
+            cells = " | ".join(f"{ms[k]:.1f} ({over[k]:.2f}x)" for k in ms)
+            worst = max((k for k in over if k != r["base"]), key=lambda k: over[k])
+            print(f"| {r['T']} | {label} | {cells} | {over[worst]:.2f}x ({worst}) |")
+    return 0 if rows and all(r["within_limit"] for r in rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -27,6 +27,8 @@ TARGETS = {
     "kernel_vs_lif_loop": "neuron fwd+bwd [16, 8192, T]: compiled ILIF kernel no slower than a plain torch LIF loop "
                           "(every T)",
     "kernel_vs_floor": "neuron fwd+bwd [16, 8192, T]: within 4x of the memory-traffic floor (every T)",
+    "kernel_combinations": "neuron fwd+bwd [16, 8192, T], compiled kernel: every inhibition x surrogate within 1.3x "
+                           "of PLAN/rectangle (every T)",
     "train_vs_cuba": "ILIF training step <= 1.2x CUBA (CPU, every network and T)",
     "train_vs_reference": "ILIF training step >= 3x faster than reference-style ILIF at T=32 (CPU, both networks)",
     "quantized_vs_lava": "bit-exact quantized eval >= 500x Lava samples/s, Lava's build excluded (N-MNIST MLP, CPU)",
@@ -39,7 +41,9 @@ EPILOG = textwrap.dedent("""\
       kernels 0. The ILIF neuron alone, forward + backward of [16, 8192, T] with a random readout, on the
               previous fused path (commit aed2a8a, loaded from git), today's torch path, the compiled kernel
               and a plain multi-step LIF loop in eager torch; the memory-traffic floor (bytes the kernel must
-              move / measured one-thread copy bandwidth); the bit-exact integer forward, torch vs kernel.
+              move / measured one-thread copy bandwidth); the bit-exact integer forward, torch vs kernel;
+              the compiled kernel for every inhibition (PLAN, sigmoid) x surrogate (rectangle, exp, sigmoid)
+              against PLAN/rectangle.
       train   1+2. Training step (zero_grad + forward + MSE on spike rates + backward), median of repeats after
               warm-up, timed round-robin for three networks of the same shape: this package's ILIF
               (training.models.build_model(neuron='ILIF')), stock slayer CUBA (neuron='CUBA') and a
@@ -127,6 +131,16 @@ def evaluate_targets(train: Optional[Dict[str, Any]], lava: Optional[Dict[str, A
     else:
         for key in ("kernel_vs_previous", "kernel_vs_lif_loop", "kernel_vs_floor"):
             add(key, None, "not run (or no compiled kernel)", None)
+
+    crows = [r for r in (kern or {}).get("combinations", []) if r["device"] == "cpu"]
+    if crows:
+        worst = max(crows, key=lambda r: r["worst_over_base"])
+        add("kernel_combinations", worst["worst_over_base"],
+            f"worst {worst['worst_over_base']:.2f}x ({worst['worst']}, T={worst['T']})",
+            all(r["within_limit"] for r in crows),
+            ", ".join(f"T={r['T']}: {r['worst_over_base']:.2f}x ({r['worst']})" for r in crows))
+    else:
+        add("kernel_combinations", None, "not run (or no compiled kernel)", None)
 
     if train:
         cpu = [r for r in train["rows"] if r["device"] == "cpu"]
@@ -223,6 +237,15 @@ def write_summary(out_dir: Path, machine: Dict[str, Any], settings: Dict[str, An
                      f"{_fmt(r.get('previous_over_kernel'))} | {_fmt(r.get('kernel_over_lif_loop'))} | "
                      f"{_fmt(r.get('kernel_over_floor'), 'x', 1)} | {im.get('torch', float('nan')):.1f} | "
                      f"{_fmt(im.get(kn), '', 1)} | {_fmt(r.get('integer_torch_over_kernel'), 'x', 1)} |")
+        combos = kern.get("combinations", [])
+        if combos:
+            names = list(combos[0]["ms"])
+            L += ["", f"### Inhibition x surrogate on the compiled kernel: median ms (x {combos[0]['base']})", "",
+                  "| device | T | " + " | ".join(names) + " | worst |", "|---|---|" + "---|" * (len(names) + 1)]
+            for r in combos:
+                L.append(f"| {r['device']} | {r['T']} | "
+                         + " | ".join(f"{r['ms'][k]:.1f} ({r['over_base'][k]:.2f}x)" for k in names)
+                         + f" | {r['worst_over_base']:.2f}x |")
         L += _notes(kern["notes"])
     if train:
         L += ["", "## Training step (forward + backward), median", "",
