@@ -17,10 +17,16 @@ With ``delay_shift=True`` (Lava's one-step synapse) a biased neuron takes the sh
 output (:meth:`ilif_lava.neuron.Neuron.forward_delayed`): Lava's neuron integrates its bias on the step before
 the first input arrives; without a bias both are the same. slayer's Dense/Conv synapses have no bias (its only
 bias is a ``norm``'s, applied at the voltage step); ``Input`` keeps slayer's scalar ``weight``/``bias`` transform.
+
+Each block's docstring (``help(ilif_lava.block.Dense)``) is composed at import time: this module's summary, then
+the ``Parameters`` of slayer's own abstract block (read from ``lava.lib.dl.slayer.block.base``, as
+``slayer.block.cuba`` builds its docstrings) with this project's extra arguments added, then ``Shape:``.
 """
 from __future__ import annotations
 
-from typing import Any, Optional, Tuple
+import inspect
+import textwrap
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -49,6 +55,81 @@ def fold_batchnorm(weight: torch.Tensor, bias: Optional[torch.Tensor],
     return w, (b - bn.running_mean) * scale + bn.bias
 
 
+# ---------------------------------------------------------------------------------------------------------
+# docstrings: slayer's parameters plus ours
+# ---------------------------------------------------------------------------------------------------------
+_PARAMS_HEADER = "Parameters\n----------\n"
+#: what ``neuron_params`` holds in these blocks (appended to slayer's entry for it)
+_NEURON_PARAMS_NOTE = ("The keyword arguments of :class:`ilif_lava.neuron.Neuron` (threshold, tau or voltage_decay, "
+                       "beta, kappa, variant, inhibition, ...); ``print(block.neuron)`` shows them.")
+#: this project's block arguments, as numpydoc entries: name -> (header line, description)
+_OWN_ARGS: Dict[str, Tuple[str, str]] = {
+    "bias": ("bias : bool, float or sequence of float, optional",
+             "per-output-channel neuron bias in threshold units, owned by the neuron "
+             "(:meth:`ilif_lava.neuron.Neuron.add_bias`): False or None means none, True zeros, a number or C_out "
+             "numbers the initial values. Learned; quantized to its deployed 13-bit mantissa (exponent 6, steps of "
+             "1/64). Defaults to False."),
+    "bias_readout": ("bias : bool, float or sequence of float, optional",
+                     "per-class bias of the readout, as for :class:`Dense`. Defaults to True."),
+    "batch_norm": ("batch_norm : bool, optional",
+                   "a batch norm between the synapse and the neuron (statistics over batch, space and time). The "
+                   "float forward runs it; the quantized forward and the export fold it into the 8-bit weights and "
+                   "the neuron bias (:func:`fold_batchnorm`). Not with ``bias`` or ``weight_norm``. "
+                   "Defaults to False."),
+    "pre_pool": ("pre_pool : int, optional",
+                 "sum-pool the input spikes k x k before the synapse (an average pool folded exactly into the "
+                 "weights; deployed as one convolution with kernel, stride and padding times k). Input H and W "
+                 "must be multiples of k. Defaults to 1 (none)."),
+    "pre_pool_readout": ("pre_pool : int, optional",
+                         "sum-pool an [N, C, H, W, T] input k x k, then flatten it in C, H, W order, before the "
+                         "synapse (folded into the exported weights). Defaults to 1 (none)."),
+    "graded_input": ("graded_input : bool, optional",
+                     "the input is analog (direct encoding, an image every step) or spikes, deployed as graded "
+                     "payloads round(64 x); the neuron then adds the synaptic sums at full precision "
+                     "(``neuron.input_shift = 0``). First block only, not with ``pre_pool``. Defaults to False."),
+}
+
+
+def _numpydoc_entries(text: str) -> List[Tuple[str, List[str]]]:
+    """Split a dedented numpydoc ``Parameters`` body into ``(header line, description lines)`` entries."""
+    entries: List[Tuple[str, List[str]]] = []
+    for line in text.splitlines():
+        if line and not line[0].isspace():
+            entries.append((line, []))
+        elif entries and line.strip():
+            entries[-1][1].append(line)
+    return entries
+
+
+def _wrapped(text: str, indent: str = "    ", width: int = 76) -> List[str]:
+    return textwrap.wrap(text, width=width, initial_indent=indent, subsequent_indent=indent)
+
+
+def compose_doc(cls: type, slayer_base: type, extra: Sequence[str] = ()) -> Optional[str]:
+    """The docstring of block ``cls``: its own summary (the class docstring up to ``Shape:``), the ``Parameters``
+    of slayer's abstract block ``slayer_base`` (taken from slayer's docstring at import time, not copied here) with
+    :data:`_OWN_ARGS` entries ``extra`` inserted before ``count_log`` and a note on ``neuron_params``, then the
+    summary's ``Shape:`` / ``Example::`` part. None when docstrings are stripped (``python -OO``)."""
+    own = inspect.cleandoc(cls.__doc__ or "")
+    if not own:
+        return None
+    summary, shape_sep, rest = own.partition("\nShape:")
+    theirs = inspect.cleandoc(slayer_base.__doc__ or "")
+    _, sep, params = theirs.partition(_PARAMS_HEADER)
+    entries = _numpydoc_entries(params) if sep else []
+    names = [header.split(":")[0].strip() for header, _ in entries]
+    if "neuron_params" in names:
+        entries[names.index("neuron_params")][1].extend(_wrapped(_NEURON_PARAMS_NOTE))
+    where = names.index("count_log") if "count_log" in names else len(entries)
+    entries[where:where] = [(_OWN_ARGS[k][0], _wrapped(_OWN_ARGS[k][1])) for k in extra]
+    lines = [summary.rstrip(), "", _PARAMS_HEADER.rstrip("\n")]
+    for header, body in entries:
+        lines += [header, *body]
+    if shape_sep:
+        lines += ["", "Shape:" + rest]
+    return "\n".join(lines) + "\n"
+
+
 class AbstractILIF(torch.nn.Module):
     """Mixin that builds the ILIF neuron from ``neuron_params`` (and the optional learnable axonal delay)."""
 
@@ -58,6 +139,18 @@ class AbstractILIF(torch.nn.Module):
             self.neuron = Neuron(**self.neuron_params)
         self.delay = Delay(max_delay=62) if kwargs.get("delay", False) is True else None
         del self.neuron_params
+
+    def extra_repr(self) -> str:
+        """``print(block)``: slayer's one-step synapse delay, and this project's options when set (``pre_pool``,
+        ``graded_input``); the neuron prints its own parameters (:meth:`ilif_lava.neuron.Neuron.extra_repr`)."""
+        parts = []
+        if hasattr(self, "delay_shift"):
+            parts.append(f"delay_shift={self.delay_shift!r}")
+        if getattr(self, "pre_pool", 1) != 1:
+            parts.append(f"pre_pool={self.pre_pool}")
+        if getattr(self, "graded_input", False):
+            parts.append("graded_input=True")
+        return ", ".join(parts)
 
     def forward(self, x: torch.Tensor):
         """slayer's block forward; with ``count_log=True`` also the event rate (mean of output > 0, a 0-d float
@@ -162,7 +255,13 @@ class AbstractILIF(torch.nn.Module):
 
 
 class Input(AbstractILIF, base.AbstractInput):
-    """Input block (optional scalar weight/bias, then ILIF neurons)."""
+    """ILIF input block: slayer's optional scalar weight and bias on the input (8-bit quantized weight), then ILIF
+    neurons when ``neuron_params`` is given (else the input passes through the affine transform only).
+
+    Shape:
+        - Input: [N, C, T] or [N, C, H, W, T] (spikes or analog values, time last).
+        - Output: the same shape (spikes when it has neurons).
+    """
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -171,11 +270,34 @@ class Input(AbstractILIF, base.AbstractInput):
 
 
 class Flatten(base.AbstractFlatten):
-    """[N, C, H, W, T] -> [N, C*H*W, T]."""
+    """Flatten block (slayer's): feature maps to a vector per step, in C, H, W order; exported as a netx
+    ``flatten`` layer.
+
+    Shape:
+        - Input: [N, C, H, W, T].
+        - Output: [N, C*H*W, T].
+    """
 
 
 class Dense(AbstractILIF, base.AbstractDense):
-    """Dense synapse + ILIF neurons (+ optional per-neuron bias). [N, in, T] -> [N, out, T]."""
+    """ILIF dense block: a dense synapse with slayer's 8-bit weights (even mantissas in [-256, 254] / 64), an
+    optional batch norm, then ILIF neurons (:class:`ilif_lava.neuron.Neuron`) with an optional per-neuron bias.
+    Exported as a netx ``dense`` layer (``neuron/type = ILIF``).
+
+    Shape:
+        - Input: [N, in_neurons, T] (spikes).
+        - Output: [N, out_neurons, T] (spikes; with ``count_log`` also the event rate).
+
+    Example::
+
+        >>> import torch
+        >>> from ilif_lava import block
+        >>> blk = block.Dense({"threshold": 1.0, "tau": 2.0, "kernel": "torch"}, 16, 4, bias=True)
+        >>> blk(torch.zeros(2, 16, 10)).shape
+        torch.Size([2, 4, 10])
+        >>> blk.neuron.bias_mant.shape          # one 13-bit mantissa per output neuron
+        (4,)
+    """
 
     def __init__(self, *args, bias: BiasArg = False, batch_norm: bool = False, **kwargs):
         super().__init__(*args, **kwargs)
@@ -204,8 +326,8 @@ def _pool_arg(pre_pool: int, where: str) -> int:
 
 
 class Conv(AbstractILIF, base.AbstractConv):
-    """2D convolution synapse + ILIF neurons (+ optional bias per channel).
-    [N, C_in, H, W, T] -> [N, C_out, H', W', T].
+    """ILIF convolution block: a 2D convolution synapse with slayer's 8-bit weights, an optional batch norm, then
+    ILIF neurons with an optional bias per output channel. Exported as a netx ``conv`` layer.
 
     ``pre_pool=k`` (default 1: none): the input spikes are first average-pooled ``k x k`` (the pool of a VGG
     between two convolutions), folded exactly into this synapse: the block sums each ``k x k`` window (spike counts
@@ -216,7 +338,13 @@ class Conv(AbstractILIF, base.AbstractConv):
     ``graded_input=True``: the block takes direct-encoded analog input (an image at every step) or spikes, sent to
     Lava as graded payloads ``round(64 x)`` (:func:`ilif_lava.fixed_point.direct_input`); the quantized forward
     rounds its input the same way and the neuron adds the synaptic sums at full precision (``input_shift = 0``).
-    The network's first block only."""
+    The network's first block only.
+
+    Shape:
+        - Input: [N, in_features, H, W, T] (spikes; analog values with ``graded_input``).
+        - Output: [N, out_features, H', W', T] spikes, H' and W' as torch's ``Conv2d`` gives for the (pre-pooled)
+          input.
+    """
 
     def __init__(self, *args, bias: BiasArg = False, batch_norm: bool = False, pre_pool: int = 1,
                  graded_input: bool = False, **kwargs):
@@ -260,7 +388,13 @@ class Conv(AbstractILIF, base.AbstractConv):
 
 
 class Pool(AbstractILIF, base.AbstractPool):
-    """Sum-pooling synapse + ILIF neurons. Exported as a depthwise ``conv`` so that netx can load it."""
+    """ILIF pooling block: slayer's sum-pooling synapse (one 8-bit weight) + ILIF neurons. Exported as a depthwise
+    ``conv`` so that netx can load it (stride equal to the kernel, no padding, H and W multiples of the kernel).
+
+    Shape:
+        - Input: [N, C, H, W, T] (spikes).
+        - Output: [N, C, H / k, W / k, T] spikes (k the kernel size).
+    """
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -308,7 +442,12 @@ class Readout(AbstractILIF, base.AbstractDense):
 
     Deployed as a netx ``dense`` layer with ``neuron/type = READOUT`` (:func:`ilif_lava.fixed_point.readout_step`):
     the accumulator ``v`` (state units) after step t is ``4096 * sum(logits[..., :t+1])``; :meth:`integer_readout`
-    computes it from the logits. The prediction is the argmax of ``v`` after the last step."""
+    computes it from the logits. The prediction is the argmax of ``v`` after the last step.
+
+    Shape:
+        - Input: [N, C, H, W, T] or [N, in_neurons, T] (spikes).
+        - Output: [N, out_neurons, T] per-step logits (float, threshold units).
+    """
 
     is_readout = True
 
@@ -366,7 +505,13 @@ class Readout(AbstractILIF, base.AbstractDense):
 
 
 class Affine(AbstractILIF, base.AbstractAffine):
-    """Dense synapse + leaky integration without firing (a float readout; not deployable to Lava)."""
+    """ILIF affine block: a dense synapse + leaky integration without firing (a float readout; not deployable to
+    Lava: use :class:`Readout`).
+
+    Shape:
+        - Input: [N, in_neurons, T] (spikes).
+        - Output: [N, out_neurons, T] membrane voltage (float, threshold units).
+    """
 
     forward = base.AbstractAffine.forward     # count_log gives (voltage, None), as in slayer
 
@@ -374,3 +519,14 @@ class Affine(AbstractILIF, base.AbstractAffine):
         super().__init__(*args, **kwargs)
         self._attach(synapse.Dense, kwargs)
         self.neuron.shape = torch.Size([self.synapse.out_channels])
+
+
+# help() shows slayer's arguments with ours (composed from slayer's docstrings, as slayer.block.cuba does)
+for _cls, _base, _extra in ((Input, base.AbstractInput, ()), (Flatten, base.AbstractFlatten, ()),
+                            (Dense, base.AbstractDense, ("bias", "batch_norm")),
+                            (Conv, base.AbstractConv, ("bias", "batch_norm", "pre_pool", "graded_input")),
+                            (Pool, base.AbstractPool, ()),
+                            (Readout, base.AbstractDense, ("bias_readout", "pre_pool_readout")),
+                            (Affine, base.AbstractAffine, ())):
+    _cls.__doc__ = compose_doc(_cls, _base, _extra)
+del _cls, _base, _extra

@@ -68,7 +68,26 @@ def membrane_tau(tau: Optional[float] = None, voltage_decay: Optional[float] = N
 
 
 class Neuron(base.Neuron):
-    """ILIF neuron. Input ``z`` [N, C(, H, W), T] (synaptic current in threshold units), output spikes, same shape.
+    r"""ILIF neuron: LIF with a membrane-potential inhibitory unit (MPIU, state M) and a current inhibitory unit
+    (CIU, state C); time is the last dimension, as in slayer (docs/neuron.md, the float model; docs/fixed-point.md,
+    the integer one).
+
+    Per neuron and step (threshold units; every state starts at 0; ``b`` the optional bias, :meth:`add_bias`):
+
+    .. math::
+        C[t] &= \kappa\,(C[t-1] + I[t-1]\,S[t-1]) \\
+        I[t] &= k_I\,I[t-1] + z[t] + b \\
+        H[t] &= \lambda\,V[t-1] + I[t] - \max(C[t], 0) \\
+        S[t] &= H[t] \geq \vartheta \\
+        V'[t] &= H[t] - S[t]\,\vartheta \\
+        M[t] &= \beta\,(M[t-1] + S[t]\,V'[t]) \\
+        V[t] &= V'[t] - S[t]\,g(M[t])
+
+    with :math:`\lambda = 1 - 1/\tau` (lava-dl's ``voltage_decay = 1/tau``), :math:`k_I = 1 - \text{current\_decay}`
+    (0 without ``current_decay``), :math:`\vartheta` the threshold and ``g`` the inhibition map (``plan`` or
+    ``sigmoid``). Variants drop units: ``MPIU`` keeps the M steps only, ``CIU`` the C steps only, ``LIF`` neither
+    (a true LIF: ``H = lambda V + I``, soft reset); ``PLIF``/``IPLIF`` are LIF/ILIF with a learned
+    :math:`\lambda = 1 - \text{sigmoid}(w)`. The backward pass replaces the Heaviside by the surrogate.
 
     Parameters
     ----------
@@ -92,6 +111,33 @@ class Neuron(base.Neuron):
         'block' (relu, gradient 0). Forward values are the same.
     kernel: 'torch' | 'cpu' | 'gpu' | 'auto' for this neuron; None follows ``$ILIF_LAVA_KERNEL`` (default auto),
         see ilif_lava/kernels/__init__.py.
+    norm, dropout, persistent_state, shared_param, tau_grad, scale_grad: as slayer's ``neuron.base.Neuron``.
+    record_states: keep the states of the last forward in ``self.states`` (``u, v, c, m``, each [N, ..., T]).
+
+    Shape:
+        - Input ``z``: [N, C, T] or [N, C, H, W, T], the synaptic input current of every step (threshold units;
+          the quantized path rounds it to multiples of 1/64, the weights' grid).
+        - Output: spikes, the same shape and dtype as ``z`` (0.0 or 1.0).
+        - ``bias`` (optional): [C], threshold units; ``states``: each the shape of ``z``.
+
+    Example::
+
+        >>> import torch
+        >>> from ilif_lava.neuron import Neuron
+        >>> neuron = Neuron(threshold=1.0, tau=2.0, kappa=0.25, inhibition="plan", kernel="torch")
+        >>> neuron  # doctest: +NORMALIZE_WHITESPACE
+        Neuron(variant='ILIF', threshold=1.0, tau=2.0, kappa=0.25, beta=1.0, inhibition='plan',
+               surrogate='rectangle', kernel='torch', quantized=False)
+        >>> z = torch.tensor([[[0.6, 0.6, 0.6, 1.5, 0.0, 1.2, 0.6, 0.6]]])    # [N=1, C=1, T=8]
+        >>> neuron(z)
+        tensor([[[0., 0., 1., 1., 0., 0., 0., 1.]]])
+        >>> Neuron(threshold=1.0, tau=2.0, variant="LIF", kernel="torch")(z)   # no inhibition: fires at t=5
+        tensor([[[0., 0., 1., 1., 0., 1., 0., 0.]]])
+        >>> neuron.quantized = True                  # the integer rule Lava's fixed_pt model runs: same spikes
+        >>> neuron(z)
+        tensor([[[0., 0., 1., 1., 0., 0., 0., 1.]]])
+        >>> neuron.int_params.v_decay, neuron.int_params.c_decay, neuron.int_params.vth_mant
+        (2048, 3072, 64)
     """
 
     def __init__(self, threshold: float = 1.0, tau: Optional[float] = None, beta: float = 1.0, kappa: float = 0.03,
@@ -144,6 +190,43 @@ class Neuron(base.Neuron):
         if requires_grad and current_decay not in (None, 1.0):
             warnings.warn("requires_grad=True learns the voltage decay only; current_decay stays fixed "
                           "(the fused ILIF sequence has no gradient for it)", stacklevel=2)
+
+    def extra_repr(self) -> str:
+        """What ``print(neuron)`` shows inside ``Neuron(...)``: variant, threshold, tau (its current value, marked
+        ``(learned)`` when the decay learns), kappa, beta, current_decay (when set), inhibition, surrogate,
+        ciu_grad_at_zero (when not 'pass'), kernel, quantized, the bias (its channel count C; a batch norm's folded
+        shift) and input_shift (when not 6). Reads the parameters only: nothing is clamped or computed."""
+        parts = [f"variant={self.variant!r}", f"threshold={float(self.threshold)!r}"]
+        learned = self._decay_learned()
+        parts.append(f"tau={self._tau_now()!r} (learned)" if learned else f"tau={self.tau!r}")
+        parts += [f"kappa={self.kappa!r}", f"beta={self.beta!r}"]
+        if self.current_decay is not None:
+            parts.append(f"current_decay={self.current_decay!r}")
+        parts += [f"inhibition={self.inhibition!r}", f"surrogate={self.surrogate!r}"]
+        if self.ciu_grad_at_zero != "pass":
+            parts.append(f"ciu_grad_at_zero={self.ciu_grad_at_zero!r}")
+        parts += [f"kernel={self.kernel!r}", f"quantized={bool(self.quantized)!r}"]
+        if self.bias is not None:
+            parts.append(f"bias={int(self.bias.shape[0])}")
+        elif self.bias_source is not None:
+            parts.append("bias='batch_norm'")
+        if self.input_shift != fx.ACT_SHIFT:
+            parts.append(f"input_shift={int(self.input_shift)}")
+        return ", ".join(parts)
+
+    def _decay_learned(self) -> bool:
+        """The membrane decay is a trained parameter (PLIF/IPLIF's ``plif_w``, or ``requires_grad=True``)."""
+        return bool(self.flags["plif"] or self.voltage_decay.requires_grad)
+
+    def _tau_now(self) -> float:
+        """tau = 1 / (1 - lambda) of the current decay (inf without leak), rounded to 4 significant digits; read
+        without clamping the parameter in place (unlike :attr:`lam`)."""
+        with torch.no_grad():
+            if self.flags["plif"]:
+                removed = float(torch.sigmoid(self.plif_w.detach().cpu()).reshape(-1)[0])
+            else:
+                removed = float(self.voltage_decay.detach().cpu().clamp(0, self.p_scale).reshape(-1)[0]) / self.p_scale
+        return math.inf if removed == 0 else float(f"{1.0 / removed:.4g}")
 
     # ---- parameters -------------------------------------------------------------------------------------
     bias_exp: int = fx.BIAS_EXP   # the bias exponent this neuron deploys with (netx fixes 6)
