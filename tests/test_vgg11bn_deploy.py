@@ -194,3 +194,16 @@ def test_stock_netx_refuses_the_extension_file_loudly(small_file):
     validate_file(small_file)                                  # ours builds it (tested end to end above)
     with pytest.raises(Exception):                             # stock netx has no ILIF / READOUT neuron: it fails
         STOCK_NETWORK(net_config=str(small_file), input_shape=(8, 8, 2))
+
+
+def test_nir_export_refuses_what_it_cannot_express_in_one_line():
+    from ilif_lava.nir.export import NIRConversionError, to_nir as export_nir
+    net = build_model("vgg11bn", (2, 32, 32), 4, "ILIF", hidden=16)
+    with pytest.raises(NIRConversionError, match=r"block 0 \(Conv\): the neuron bias"):
+        export_nir(net)
+    pooled = SpikingNet([ilif_block.Conv(P, 2, 4, 3, padding=1, delay_shift=True),
+                         ilif_block.Conv(P, 4, 4, 3, padding=1, pre_pool=2, delay_shift=True)],
+                        flatten_input=False, meta={"arch": "custom", "in_shape": [2, 8, 8]})
+    pooled.eval()(torch.zeros(1, 2, 8, 8, 2))
+    with pytest.raises(NIRConversionError, match=r"block 1 \(Conv\): a folded average pool"):
+        export_nir(pooled)

@@ -189,6 +189,9 @@ def to_nir(model: Any, dt: float = 1.0) -> nir.NIRGraph:
         if getattr(blk, "bn", None) is not None or neuron.bias is not None:
             raise NIRConversionError(f"block {i} ({type(blk).__name__}): the neuron bias (bias= or a batch norm's "
                                      f"folded shift, which joins the input current) is not exported to NIR yet")
+        if getattr(blk, "pre_pool", 1) > 1 or getattr(blk, "graded_input", False):
+            raise NIRConversionError(f"block {i} ({type(blk).__name__}): a folded average pool (pre_pool) or graded "
+                                     f"direct-encoded input is not exported to NIR yet")
         if neuron.shape is None:
             raise NIRConversionError(f"block {i} ({type(blk).__name__}): neuron shape unknown (run one forward "
                                      f"pass first)")
