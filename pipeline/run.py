@@ -48,7 +48,8 @@ def stage_train(cfg: TrainConfig, run_dir: Path, resume: bool = True, progress: 
 def stage_export(run_dir: Path, force: bool = False, max_cores: Optional[int] = None) -> Path:
     model = load_model(Path(run_dir) / "train" / "model.pt")
     path, report = export_model(model, Path(run_dir) / "network.net", force=force, max_cores=max_cores)
-    print(f"exported {path} ({report.total_neurons} neurons, est. {report.total_cores} Loihi 2 cores; "
+    print(f"exported {path} ({report.total_neurons} neurons, est. {report.total_cores} Loihi 2 cores on "
+          f"{report.chips} chip(s); "
           f"checks {'passed' if report.ok else 'FAILED (forced)'})")
     return path
 

@@ -32,6 +32,8 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import h5py
 import numpy as np
+
+from ilif_lava.netx_schema import K
 import torch
 
 from simulations import cost
@@ -77,16 +79,16 @@ def deployed_parameters(path: PathLike) -> List[Tuple[str, np.ndarray]]:
     hdf5_validate.check_container(path)
     out: List[Tuple[str, np.ndarray]] = []
     with open_checked(path) as f:
-        for name in sorted(f["layer"], key=int):
-            g = f["layer"][name]
+        for name in sorted(f[K.LAYER], key=int):
+            g = f[K.LAYER][name]
             for key in DEPLOYED_PARAMETER_KEYS:
                 if key in g and isinstance(g[key], h5py.Dataset):
-                    out.append((f"layer/{name}/{key}", np.asarray(g[key][()])))
-            if "neuron" in g and isinstance(g["neuron"], h5py.Group):
-                for key in sorted(g["neuron"]):
-                    d = g["neuron"][key]
+                    out.append((f"{K.LAYER}/{name}/{key}", np.asarray(g[key][()])))
+            if K.NEURON in g and isinstance(g[K.NEURON], h5py.Group):
+                for key in sorted(g[K.NEURON]):
+                    d = g[K.NEURON][key]
                     if isinstance(d, h5py.Dataset) and d.dtype.kind in "iuf":
-                        out.append((f"layer/{name}/neuron/{key}", np.asarray(d[()])))
+                        out.append((f"{K.LAYER}/{name}/{K.NEURON}/{key}", np.asarray(d[()])))
     return out
 
 

@@ -207,3 +207,13 @@ def test_nir_export_refuses_what_it_cannot_express_in_one_line():
     pooled.eval()(torch.zeros(1, 2, 8, 8, 2))
     with pytest.raises(NIRConversionError, match=r"block 1 \(Conv\): a folded average pool"):
         export_nir(pooled)
+
+
+def test_the_resource_estimate_counts_chips(small_file):
+    from ilif_lava import loihi2
+    from ilif_lava.loihi2.limits import CHIP_CORES
+    rep = loihi2.check_network(small_file)
+    assert rep.chips == 1 and rep.to_dict()["chips_needed"] == 1 and "1 chip(s) needed" in rep.to_markdown()
+    big = loihi2.Loihi2Report(path="x", findings=[], resources=[type(r)(**{**r.__dict__, "cores": CHIP_CORES})
+                                                               for r in rep.resources[:2]])
+    assert big.total_cores == 2 * CHIP_CORES and big.chips == 2

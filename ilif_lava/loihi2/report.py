@@ -47,6 +47,11 @@ class Loihi2Report:
         return sum(r.cores for r in self.resources)
 
     @property
+    def chips(self) -> int:
+        """Loihi 2 chips the estimated cores need (``CHIP_CORES`` neuro cores per chip; at least 1; an estimate)."""
+        return max(1, math.ceil(self.total_cores / CHIP_CORES))
+
+    @property
     def cores_ok(self) -> bool:
         return self.max_cores is None or self.total_cores <= self.max_cores
 
@@ -66,6 +71,7 @@ class Loihi2Report:
             "max_cores": self.max_cores,
             "cores_ok": self.cores_ok,
             "chip_cores": CHIP_CORES,
+            "chips_needed": self.chips,
             "neurons_per_core": self.neurons_per_core,
             "synmem_words_per_core": self.synmem_words_per_core,
             "findings": [f.to_dict() for f in self.findings],
@@ -92,7 +98,7 @@ class Loihi2Report:
         lines = [f"# Loihi 2 check: {self.path}", "",
                  f"**{'OK' if self.ok else 'FAIL'}**: {len(self.failures)} failing finding(s); estimated cores "
                  f"{self.total_cores}" + (f" (budget {self.max_cores})" if self.max_cores is not None else "")
-                 + f", chip has {CHIP_CORES}. Resource numbers are estimates.", "",
+                 + f", chip has {CHIP_CORES}: {self.chips} chip(s) needed. Resource numbers are estimates.", "",
                  "| layer | key | min | max | limit min | limit max | headroom bits | ok |",
                  "|---|---|---|---|---|---|---|---|"]
         for f in self.findings + self.state_findings:
