@@ -257,13 +257,7 @@ def run_network(path: Union[str, Path], x: np.ndarray, record_states: bool = Fal
     tm: Dict[str, float] = {}
     t_phase = time.perf_counter()
     data = np.concatenate([inp[k] for k in range(n)], axis=-1)          # [*in_shape, N*T]
-    src = io.source.RingBuffer(data=data.astype(np.int32))
-    src.s_out.connect(net.inp)
-    sinks = []
-    for layer in net.layers:
-        sink = io.sink.RingBuffer(shape=layer.out.shape, buffer=n * steps)
-        layer.out.connect(sink.a_in)
-        sinks.append(sink)
+    sinks = _attach_io(net, data)
     ilif_layers = _ilif_layers(net)
     states: Dict[int, Dict[str, List[np.ndarray]]] = {i: {k: [] for k in fx.STATE_NAMES} for i in ilif_layers}
     cfg = Loihi2SimCfg(select_tag="fixed_pt")
@@ -289,9 +283,7 @@ def run_network(path: Union[str, Path], x: np.ndarray, record_states: bool = Fal
         now = time.perf_counter()
         tm["stepping" if n > 1 else "first_sample"], t_phase = now - t_phase, now
         tm.setdefault("stepping", 0.0)
-        raw = [s.data.get() for s in sinks]
-        now = time.perf_counter()
-        tm["readback"], t_phase = now - t_phase, now
+        raw, t_phase = _read_sinks(sinks, tm, t_phase)
     tm["stop"] = time.perf_counter() - t_phase
     readout = _is_readout(net.layers[-1])
     spikes = []
@@ -311,6 +303,27 @@ def run_network(path: Union[str, Path], x: np.ndarray, record_states: bool = Fal
             out_states[i][name] = arr.reshape(arr.shape[0], n, steps).transpose(1, 0, 2).astype(np.int64)
     return LavaResult(spikes=spikes, states=out_states, timings=tm, readout=readout, lava_steps=n * steps,
                       latency_steps=steps)
+
+
+def _attach_io(net: ILIFNetwork, data: np.ndarray) -> List[Any]:
+    """Connect a source playing ``data`` [*in_shape, steps] (int32) to the network's input and a sink of
+    ``steps`` entries to every layer's output; returns the sinks."""
+    src = io.source.RingBuffer(data=data.astype(np.int32))
+    src.s_out.connect(net.inp)
+    sinks = []
+    for layer in net.layers:
+        sink = io.sink.RingBuffer(shape=layer.out.shape, buffer=int(data.shape[-1]))
+        layer.out.connect(sink.a_in)
+        sinks.append(sink)
+    return sinks
+
+
+def _read_sinks(sinks: Sequence[Any], tm: Dict[str, float], t_phase: float):
+    """Every sink's buffer (Lava order [*shape, steps]); records the ``readback`` time. Returns (arrays, now)."""
+    raw = [s.data.get() for s in sinks]
+    now = time.perf_counter()
+    tm["readback"] = now - t_phase
+    return raw, now
 
 
 def _is_readout(layer: Any) -> bool:
@@ -374,13 +387,7 @@ def _run_pipelined(path: Union[str, Path], x: np.ndarray, record_states: bool, p
     depth = len(net.layers)
     total = n * steps + depth
     data = np.concatenate([inp[k] for k in range(n)] + [np.zeros(inp.shape[1:-1] + (depth,))], axis=-1)
-    src = io.source.RingBuffer(data=data.astype(np.int32))
-    src.s_out.connect(net.inp)
-    sinks = []
-    for layer in net.layers:
-        sink = io.sink.RingBuffer(shape=layer.out.shape, buffer=total)
-        layer.out.connect(sink.a_in)
-        sinks.append(sink)
+    sinks = _attach_io(net, data)
     ilif_layers = _ilif_layers(net)
     states: Dict[int, Dict[str, List[np.ndarray]]] = {i: {k: [] for k in fx.STATE_NAMES} for i in ilif_layers}
     cfg = Loihi2SimCfg(select_tag="fixed_pt")
@@ -403,9 +410,7 @@ def _run_pipelined(path: Union[str, Path], x: np.ndarray, record_states: bool, p
         sig.check()
         now = time.perf_counter()
         tm["stepping"], t_phase = now - t_phase, now
-        raw = [s.data.get() for s in sinks]
-        now = time.perf_counter()
-        tm["readback"], t_phase = now - t_phase, now
+        raw, t_phase = _read_sinks(sinks, tm, t_phase)
     tm["stop"] = time.perf_counter() - t_phase
     readout = _is_readout(net.layers[-1])
     spikes = []
