@@ -28,7 +28,7 @@ from simulations.compare import (first_divergence, lsb_error_histogram, predicti
                                  twin_states_on_lava_steps)
 from simulations.cost import report_entry as loihi2_cost_entry
 from simulations.neurobench_metrics import report_entry as neurobench_entry
-from simulations.lava_run import run_network
+from simulations.lava_run import LAVA_PHASES, run_network
 from simulations.report import write_lava_report, write_report
 from training.datasets import load_split
 from training.losses import predict, predict_output
@@ -101,11 +101,14 @@ def stage_simulate(run_dir: Optional[Path], net_path: Optional[Path] = None, lim
     with atomic.atomic_path(out) as tmp, open(tmp, "wb") as fh:     # temp file removed on failure
         np.savez_compressed(fh, labels=y.numpy(), pred=pred, wall_s=wall, steps=x.shape[-1],
                             data_json=np.array(record), readout=res.readout, lava_steps=res.lava_steps,
-                            latency_steps=res.latency_steps, **arrays)
+                            latency_steps=res.latency_steps,
+                            lava_phase_s=np.array([res.timings.get(k, 0.0) for k in LAVA_PHASES]), **arrays)
     atomic.write_text(out_dir / evaluation.DATA_RECORD, record)
     print(f"Lava fixed_pt: {x.shape[0]} samples x {x.shape[-1]} steps ({res.lava_steps} Lava steps, latency "
           f"{res.latency_steps} steps per sample) in {wall:.1f} s ({1000 * wall / max(res.lava_steps, 1):.2f} "
           f"ms/step); results in {out}")
+    print("Lava phases: " + ", ".join(f"{k.replace('_', ' ')} {res.timings.get(k, 0.0):.1f} s"
+                                      for k in LAVA_PHASES))
     if cfg is None:      # a bare network file: no float model to compare with, so the report is Lava's alone
         rep = write_lava_report(net_path, data, y.numpy(), pred, res.spikes, wall, out_dir / "report")
         print(f"accuracy (Lava fixed_pt): {float((pred == y.numpy()).mean()):.4f}; report in {rep}")

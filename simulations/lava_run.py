@@ -59,6 +59,9 @@ class LavaResult:
     latency_steps: int = 0            # steps from a sample's first input to its last output (T + layers pipelined)
 
 
+#: the wall-time phases of a run, in order (:attr:`LavaResult.timings`; ``simulate`` prints and saves them)
+LAVA_PHASES = ("build", "first_sample", "stepping", "readback", "stop")
+
 STOP_TIMEOUT_S = 10.0     # a graceful process.stop() (Lava joins its runtime without a timeout) gets this long
 KILL_TIMEOUT_S = 3.0      # then each remaining Lava child process gets this long after SIGTERM, then SIGKILL
 

@@ -207,6 +207,11 @@ def test_stages_through_the_cli(capsys, tmp_path):
     assert code == 0, err
     z = np.load(run / "lava_test.npz")
     assert z["spikes_0"].shape == (4, 8, 4) and z["state_0_v"].shape == (1, 8, 4)
+    from simulations.lava_run import LAVA_PHASES                    # Lava's phases, saved and printed
+    phases = z["lava_phase_s"]
+    assert phases.shape == (len(LAVA_PHASES),) and (phases >= 0).all() and phases[0] > 0
+    assert phases.sum() <= float(z["wall_s"]) + 1.0
+    assert "Lava phases: build " in out and "readback" in out
     code, out, err = _run_main(["compare", str(run), "--device", "cpu"], capsys)
     assert code == 0, err
     summary = json.loads(out.strip().splitlines()[-1])
