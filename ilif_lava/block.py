@@ -306,6 +306,13 @@ class Dense(AbstractILIF, base.AbstractDense):
         self._attach_bias(bias)
 
 
+def is_pipelined(blocks) -> bool:
+    """True when no block has slayer's one-step synapse delay (``delay_shift=True``): the network is deployed with
+    pipelined timing (``simulations/lava_run.py``; the exported file says so in its root attribute
+    ``netx_schema.K.TIMING``)."""
+    return not any(getattr(b, "delay_shift", False) is True for b in blocks)
+
+
 def sum_pool(x: torch.Tensor, k: int, where: str) -> torch.Tensor:
     """Sum over non-overlapping ``k x k`` windows of every step: [N, C, H, W, T] -> [N, C, H/k, W/k, T] (exact:
     spike counts 0..k^2). H and W must be multiples of ``k`` (a remainder would be dropped by the pool but seen
@@ -315,9 +322,9 @@ def sum_pool(x: torch.Tensor, k: int, where: str) -> torch.Tensor:
     n, c, h, w, t = x.shape
     if h % k or w % k:
         raise ValueError(f"{where}: pre_pool={k} needs input H, W divisible by {k}, got {h}x{w}")
-    # torch's average pool (fast over a trailing time axis), times k^2: exact for spike counts (k^2 a power of two
-    # keeps every mean of 0/1 values exact; otherwise the sum is at most k^2 <= 2^24 in float32 anyway)
-    return torch.nn.functional.avg_pool3d(x, (k, k, 1)) * float(k * k)
+    if k & (k - 1) == 0:     # torch's average pool (fast over a trailing time axis) times k^2: both steps exact
+        return torch.nn.functional.avg_pool3d(x, (k, k, 1)) * float(k * k)
+    return x.reshape(n, c, h // k, k, w // k, k, t).sum(dim=(3, 5))     # m / 9 * 9 need not give m back
 
 
 def _pool_arg(pre_pool: int, where: str) -> int:

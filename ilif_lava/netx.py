@@ -36,6 +36,7 @@ import numpy as np
 from lava.lib.dl.netx import hdf5
 
 from ilif_lava import hdf5_validate as _hdf5_validate
+from ilif_lava.block import is_pipelined
 from ilif_lava import netx_schema as schema
 from ilif_lava.hdf5_validate import NetworkFileError, UnsupportedLayerError  # noqa: F401  (re-exported)
 from ilif_lava.netx_schema import ILIF_NEURON_TYPE, K, NeuronRegistry
@@ -189,16 +190,19 @@ def readout_lava_params(neuron_config: Any, input: bool = False, reset_interval:
 # ---------------------------------------------------------------------------------------------------------
 # writing
 # ---------------------------------------------------------------------------------------------------------
-def is_pipelined(blocks: Iterable[Any]) -> bool:
-    """True when no block has slayer's one-step synapse delay (``delay_shift=True``): the network is deployed with
-    pipelined timing (``simulations/lava_run.py``); the file says so in its root attribute ``K.TIMING``."""
-    return not any(getattr(b, "delay_shift", False) is True for b in blocks)
-
-
 def file_is_pipelined(path: Union[str, Path]) -> bool:
-    """Whether a netx file asks for pipelined timing (its root attribute ``K.TIMING``; absent: no)."""
+    """Whether a (validated) netx file asks for pipelined timing (its root attribute ``K.TIMING``; absent: no)."""
     with h5py.File(path, "r") as h:
         return schema.decode(h.attrs.get(K.TIMING, "")) == K.PIPELINED
+
+
+def file_takes_graded_input(path: Union[str, Path]) -> bool:
+    """Whether a (validated) netx file's first layer takes graded direct-encoded input (ILIF
+    ``neuron/inputShift = 0``, :func:`ilif_lava.fixed_point.direct_input`)."""
+    with h5py.File(path, "r") as h:
+        layers = h.get(K.LAYER)
+        neuron = layers["0"].get(K.NEURON) if layers is not None and "0" in layers else None
+        return neuron is not None and K.INPUT_SHIFT in neuron and int(read_key(neuron, K.INPUT_SHIFT)) == 0
 
 
 def export_blocks(blocks: Iterable[Any], path: Union[str, Path]) -> Path:
@@ -212,7 +216,7 @@ def export_blocks(blocks: Iterable[Any], path: Union[str, Path]) -> Path:
     tmp = path.with_name(path.name + ".tmp")
     blocks = list(blocks)
     with h5py.File(tmp, "w") as h:
-        if is_pipelined(blocks):
+        if is_pipelined(blocks):     # ilif_lava.block.is_pipelined
             h.attrs[K.TIMING] = K.PIPELINED
         layer = h.create_group(K.LAYER)
         i = 0

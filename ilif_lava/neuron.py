@@ -407,7 +407,7 @@ class Neuron(base.Neuron):
         The bias enters as :func:`ilif_lava.fixed_point.ilif_step`'s ``bias`` (``bias_mant << 6``) on the torch path;
         the fused kernels take the equal input ``a + bias_mant`` (:func:`ilif_lava.fixed_point.bias_as_input`).
         """
-        a = torch.round(z.detach().double() * (1 << (fx.DECAY_BITS - self.input_shift))).to(torch.int64)
+        a = torch.round(z.detach() * (1 << (fx.DECAY_BITS - self.input_shift))).to(torch.int64)
         b = self._bias_view(a)
         mant = None if b is None else fx.bias_to_mant(b.detach(), self.bias_exp).to(a.device)
         p = self.int_params

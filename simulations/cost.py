@@ -148,14 +148,6 @@ def _state_words(resources: Sequence[Any]) -> List[int]:
     return [max(int(r.state_words_per_neuron), 1) for r in resources]
 
 
-def _graded_first_layer(path: PathLike) -> bool:
-    """Whether the file's first layer takes graded direct-encoded input (ILIF ``neuron/inputShift = 0``)."""
-    with h5py.File(path, "r") as h:
-        layers = h.get(K.LAYER)
-        neuron = layers["0"].get(K.NEURON) if layers is not None and "0" in layers else None
-        return neuron is not None and K.INPUT_SHIFT in neuron and int(schema.decode(neuron[K.INPUT_SHIFT][()])) == 0
-
-
 def layer_activity(path: PathLike, x: np.ndarray, spikes: Sequence[np.ndarray],
                    input_shape: Optional[Sequence[int]] = None,
                    neurons_per_core: int = NEURONS_PER_CORE) -> List[lc.LayerActivity]:
@@ -166,7 +158,8 @@ def layer_activity(path: PathLike, x: np.ndarray, spikes: Sequence[np.ndarray],
     x = np.asarray(x)
     in_shape = tuple(input_shape) if input_shape is not None else tuple(int(v) for v in x.shape[1:-1])
     syns = read_synapses(path, in_shape)
-    graded = _graded_first_layer(path)
+    from ilif_lava.netx import file_takes_graded_input
+    graded = file_takes_graded_input(path)
     res = loihi2.estimate_resources(path, neurons_per_core=int(neurons_per_core))
     if len(syns) != len(spikes) or len(res) != len(spikes):
         raise ValueError(f"{path}: {len(syns)} blocks in the file ({len(res)} in the resource estimate), "

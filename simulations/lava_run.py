@@ -35,7 +35,6 @@ from lava.proc import io
 
 from ilif_lava import fixed_point as fx
 from ilif_lava.lava_proc.process import ILIFNetwork
-from ilif_lava.netx_schema import K
 from ilif_lava.progress import bar
 
 STATE_VARS = ("u", "v", "c", "m", "s")
@@ -248,14 +247,15 @@ def run_network(path: Union[str, Path], x: np.ndarray, record_states: bool = Fal
     with staggered per-layer resets (module docstring), for networks trained without the synapse delay; None:
     as the file says (:func:`ilif_lava.netx.file_is_pipelined`).
     """
+    from ilif_lava import netx as _netx
+    _netx.validate_file(path)                 # before the flags are read (ILIFNetwork validates it again)
+    graded = _netx.file_takes_graded_input(path)
     if pipelined is None:
-        from ilif_lava import netx as _netx
-        _netx.validate_file(path)
         pipelined = _netx.file_is_pipelined(path)
     if pipelined:
-        return _run_pipelined(path, x, record_states, progress, desc)
+        return _run_pipelined(path, x, record_states, progress, desc, graded)
 
-    x, net, inp = _build(path, x)
+    x, net, inp = _build(path, x, graded)
     n, steps = x.shape[0], x.shape[-1]
     tm: Dict[str, float] = {}
     t_phase = time.perf_counter()
@@ -339,23 +339,11 @@ def _ilif_layers(net: ILIFNetwork) -> List[int]:
             if getattr(layer, "neuron", None) is not None and hasattr(layer.neuron, "m")]
 
 
-def graded_first_layer(path: Union[str, Path]) -> bool:
-    """True when the file's first layer takes graded direct-encoded input (ILIF ``inputShift = 0``)."""
-    from ilif_lava import netx as _netx
-    _netx.validate_file(path)
-    import h5py
-    with h5py.File(path, "r") as h:
-        neuron = h[K.LAYER]["0"].get(K.NEURON)
-        if neuron is None or K.INPUT_SHIFT not in neuron:
-            return False
-        return int(_netx.read_key(neuron, K.INPUT_SHIFT)) == 0
-
-
-def _build(path: Union[str, Path], x: np.ndarray, **net_kwargs: Any):
-    """Check the input (integers; analog for a graded first layer), build the network; returns (x as sent,
+def _build(path: Union[str, Path], x: np.ndarray, graded: bool, **net_kwargs: Any):
+    """Check the input (integers; analog for a ``graded`` first layer), build the network; returns (x as sent,
     network, input in Lava's layout [N, *in, T])."""
     x = np.asarray(x)
-    if graded_first_layer(path):
+    if graded:
         if not np.isfinite(x).all():
             raise ValueError(f"{path}: the input holds NaN/inf values")
         x = fx.direct_input(x)                 # graded payloads round(64 x), 16-bit
@@ -379,14 +367,14 @@ def _build(path: Union[str, Path], x: np.ndarray, **net_kwargs: Any):
 
 
 def _run_pipelined(path: Union[str, Path], x: np.ndarray, record_states: bool, progress: bool,
-                   desc: str) -> LavaResult:
+                   desc: str, graded: bool) -> LavaResult:
     """:func:`run_network` with pipelined timing: one run of ``N*T + L`` steps, per-layer staggered resets."""
     tm: Dict[str, float] = {}
     t_phase = time.perf_counter()
     n, steps = int(np.shape(x)[0]), int(np.shape(x)[-1])
     # netx: layer i resets on steps with time_step % T == (1 + 1 + i) % T, the step its sample's first input
     # arrives (input on step 1, one step per hop)
-    x, net, inp = _build(path, x, reset_interval=steps, reset_offset=1)
+    x, net, inp = _build(path, x, graded, reset_interval=steps, reset_offset=1)
     depth = len(net.layers)
     total = n * steps + depth
     data = np.concatenate([inp[k] for k in range(n)] + [np.zeros(inp.shape[1:-1] + (depth,))], axis=-1)

@@ -217,3 +217,10 @@ def test_the_resource_estimate_counts_chips(small_file):
     big = loihi2.Loihi2Report(path="x", findings=[], resources=[type(r)(**{**r.__dict__, "cores": CHIP_CORES})
                                                                for r in rep.resources[:2]])
     assert big.total_cores == 2 * CHIP_CORES and big.chips == 2
+
+
+@pytest.mark.parametrize("k", [2, 3, 4])
+def test_sum_pool_gives_exact_spike_counts(k):
+    s = (torch.rand(2, 3, 4 * k, 2 * k, 5) < 0.5).float()
+    ref = s.reshape(2, 3, 4, k, 2, k, 5).sum(dim=(3, 5))
+    assert torch.equal(ilif_block.sum_pool(s, k, "test"), ref)

@@ -76,7 +76,7 @@ class SpikingNet(NeuronSwitches, torch.nn.Module):
     def pipelined(self) -> bool:
         """True when the blocks have no one-step synapse delay (``delay_shift=False``): deployed with netx's
         pipelined timing (sample k's step t reaches layer i on Lava step k*T + t + i + 2; per-layer resets)."""
-        return not any(getattr(b, "delay_shift", False) is True for b in self.blocks)
+        return ilif_block.is_pipelined(self.blocks)
 
 
 
