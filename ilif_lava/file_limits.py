@@ -1,4 +1,4 @@
-"""Loihi 2 chip capacities and the size limits of a network file derived from them.
+"""The size limits of a network file, derived from the Loihi 2 chip capacities of :mod:`ilif_lava.names`.
 
 Light to import (no numpy, h5py or torch), so the command line shows the defaults in ``--help`` at once.
 :mod:`ilif_lava.safe_hdf5` and :mod:`ilif_lava.hdf5_validate` enforce the limits (those of :func:`current_limits`
@@ -10,12 +10,8 @@ import contextlib
 from dataclasses import dataclass, replace
 from typing import Iterator, List, Optional
 
-# Chip: 128 neuro-cores, up to 1 M neurons and 120 M synapses (Intel newsroom / Loihi 2 brief, 2021).
-CHIP_CORES = 128
-CHIP_NEURONS = 1_000_000
-CHIP_SYNAPSES = 120_000_000
-# ~128 KB of flexibly partitioned SRAM per core: secondary sources; AN ESTIMATE (docs/api.md, Background).
-SRAM_BYTES_PER_CORE = 128 * 1024
+# the chip's capacities (128 cores, 1 M neurons, 120 M synapses, ~128 KB SRAM per core) live in ilif_lava/names.py
+from ilif_lava.names import CHIP_CORES, CHIP_NEURONS, CHIP_SYNAPSES, SRAM_BYTES_PER_CORE
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ from typing import Callable, NamedTuple
 
 import torch
 
-SURROGATES = ("rectangle", "exp", "sigmoid")
+from ilif_lava.names import SURROGATES  # noqa: F401  (the names; their derivatives are defined here)
 
 
 class Surrogate(NamedTuple):

@@ -19,7 +19,7 @@ from pipeline.cli_types import Parser as _Parser, device as _device, existing as
 from pipeline.cli_types import bounded_int as _bounded_int, nonneg_int as _nonneg_int, positive_int as _positive_int
 from pipeline.cli_types import unit_float as _unit_float
 from ilif_lava.progress import on_terminal
-from training.limits import MAX_TIME_BINS
+from ilif_lava.names import MAX_TIME_BINS
 from pipeline.cli_train import add_train_args as _add_train_args, train_config as _config
 
 # Subcommands defined in their own modules: each has ``add_parser(subparsers)`` and ``run(args) -> int`` and
@@ -56,7 +56,7 @@ def _add_limit_args(p: argparse.ArgumentParser) -> None:
 
 
 def _dataset_names() -> tuple:
-    from training.dataset_names import DATASETS
+    from ilif_lava.names import DATASETS
     return tuple(DATASETS)
 
 

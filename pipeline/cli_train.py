@@ -5,14 +5,15 @@ import argparse
 
 from pipeline.cli_types import (bounded_int, device, finite, nonneg_float, positive_float, positive_int, tau,
                                 unit_float)
-from training.limits import AMP_DTYPES, ARCHS, MAX_BATCH, MAX_EPOCHS, MAX_HIDDEN, MAX_TIME_BINS
+from ilif_lava.names import (AMP_DTYPES, ARCHS, INHIBITIONS, MAX_BATCH, MAX_EPOCHS, MAX_HIDDEN, MAX_TIME_BINS,
+                             NEURONS, NOT_DEPLOYABLE_ARCHS, SURROGATES)
 
-NEURON_CHOICES = ("ILIF", "MPIU", "CIU", "LIF", "PLIF", "IPLIF", "CUBA")
+NEURON_CHOICES = NEURONS      # ``--neuron``: the ILIF family and lava-dl's CUBA
 
 
 def add_train_args(p: argparse.ArgumentParser) -> None:
     from pipeline.recipes import NAMED
-    from training.dataset_names import DATASETS
+    from ilif_lava.names import DATASETS
     p.add_argument("--recipe", choices=sorted(NAMED), default=None,
                    help="a paper row's settings (Table 4: dataset, network, T, epochs, optimiser, loss, dropout); "
                         "other flags override single values")
@@ -48,9 +49,9 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--tau", type=tau, default=None, help="membrane time constant, lambda = 1 - 1/tau (>= 1)")
     g.add_argument("--kappa", type=unit_float, default=None, help="CIU decay (paper 0.03)")
     g.add_argument("--threshold", type=positive_float, default=None, help="firing threshold (float units)")
-    g.add_argument("--inhibition", choices=("plan", "sigmoid"), default=None,
+    g.add_argument("--inhibition", choices=INHIBITIONS, default=None,
                    help="inhibition function; 'plan' trains exactly what fixed point deploys")
-    g.add_argument("--surrogate", choices=("rectangle", "exp", "sigmoid"), default=None)
+    g.add_argument("--surrogate", choices=SURROGATES, default=None)
     g = p.add_argument_group("training")
     g.add_argument("--epochs", type=bounded_int(0, MAX_EPOCHS), default=None, help="float training epochs")
     g.add_argument("--qat-epochs", type=bounded_int(0, MAX_EPOCHS), default=None,
@@ -74,7 +75,6 @@ def train_config(args: argparse.Namespace):
     from training.train import TrainConfig
     base = resolve(args.recipe, args.dataset, args.arch)
     args.dataset, args.arch = base["dataset"], base["arch"]
-    from training.paper_models import NOT_DEPLOYABLE_ARCHS
     if getattr(args, "cmd", None) == "pipeline" and base["arch"] in NOT_DEPLOYABLE_ARCHS:
         raise ValueError(f"--arch {base['arch']}: the pipeline deploys to Lava, and this network cannot be exported "
                          f"(residual additions, docs/training-scale.md); use 'ilif-lava train'")

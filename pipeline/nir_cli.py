@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Dict, List
 
 from pipeline.cli_types import bounded_int, existing, nonneg_int, positive_float, unit_float
-from training.limits import MAX_BATCH, MAX_TIME_BINS
+from ilif_lava.names import MAX_BATCH, MAX_TIME_BINS
 
 MEMORY_FRACTION = 0.8     # refuse an import run whose spike arrays would take more than this share of RAM
 

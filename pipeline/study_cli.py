@@ -5,11 +5,9 @@ from __future__ import annotations
 import argparse
 from typing import List, Tuple
 
-from pipeline.cli_train import NEURON_CHOICES, add_train_args
+from ilif_lava.names import MAX_TIME_BINS, VARIANTS
+from pipeline.cli_train import add_train_args
 from pipeline.cli_types import bounded_int, positive_float, tau, unit_float
-from training.limits import MAX_TIME_BINS
-
-VARIANTS = tuple(n for n in NEURON_CHOICES if n != "CUBA")      # the ILIF family (pipeline.study.VARIANTS)
 SWEEP_TYPES = {"gamma": positive_float, "tau": tau, "kappa": unit_float, "T": bounded_int(1, MAX_TIME_BINS)}
 SWEEP_FLAGS = {"tau": "--tau", "kappa": "--kappa", "T": "-T/--time-bins"}   # a swept value may not also be fixed
 

@@ -1,6 +1,6 @@
 """The split of training/train.py (config, device, checkpoint, loop) and training/datasets.py (one module per
 dataset family behind :data:`training.datasets.LOADERS`): the old import paths keep working, and the registry, the
-shape table and training/dataset_names.py list the same datasets."""
+shape table and ilif_lava/names.py list the same datasets."""
 from __future__ import annotations
 
 import importlib
@@ -8,7 +8,7 @@ import importlib
 import pytest
 
 from training import datasets
-from training.dataset_names import DATASETS
+from ilif_lava.names import DATASETS
 
 TRAIN_NAMES = ("TrainConfig", "load_config", "pick_device", "check_device", "check_amp", "ModelFileError",
                "read_torch_file", "load_model", "read_training_log", "atomic_save", "_truncate_log", "train",

@@ -1,7 +1,7 @@
 """Training settings: :class:`TrainConfig` (saved as a run's ``config.json``) and :func:`load_config`.
 
 Every value is checked by :meth:`TrainConfig.validate`, which raises one ``ValueError`` line naming the field;
-:func:`load_config` adds the file (and JSON line/key) to that line. Bounds live in :mod:`training.limits`, the
+:func:`load_config` adds the file (and JSON line/key) to that line. Bounds live in :mod:`ilif_lava.names`, the
 device checks in :mod:`training.device`.
 """
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Any, Dict, Optional
 from ilif_lava import atomic
 from ilif_lava.safe_read import read_regular
 from training.device import check_amp, check_device
-from training.limits import ARCHS, MAX_BATCH, MAX_EPOCHS, MAX_HIDDEN, MAX_TIME_BINS
+from ilif_lava.names import ARCHS, MAX_BATCH, MAX_EPOCHS, MAX_HIDDEN, MAX_TIME_BINS, PAPER_ARCHS
 from training.losses import get_loss
 
 OPTIMIZERS = ("adam", "sgd")
@@ -113,7 +113,6 @@ class TrainConfig:
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
         check_amp(self.amp, self.device)
-        from training.paper_models import PAPER_ARCHS
         get_loss(self.loss, logits=self.arch in PAPER_ARCHS)    # an unknown loss, or 'count' on logits: refused
 
 

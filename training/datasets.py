@@ -4,7 +4,7 @@ Public API: :data:`DATASETS`, :func:`dataset_info`, :func:`load_split`, :class:`
 :class:`DatasetNotFoundError`. One time step is one bin; ``T`` is the ``time_bins`` argument.
 
 Datasets (one module per family, each documenting its files, lookup, encoding and split; :data:`LOADERS` maps
-a name to its loader, :mod:`training.dataset_names` holds the names)
+a name to its loader, :mod:`ilif_lava.names` holds the names)
 -------------------------------------------------------------------------------------------------------------
 ``digits`` (1, 8, 8), 10 classes                      :mod:`training.data_digits` (scikit-learn, rate code)
 ``nmnist`` (2, 34, 34), 10 classes                    :mod:`training.data_nmnist` (local ``.bs2`` folder or tonic)
@@ -33,7 +33,7 @@ from training.data_common import (INFO, MEMORY_FRACTION, REPO_ROOT, DatasetFileE
 from training.data_digits import rate_code
 from training.data_events import check_events, events_to_spikes
 from training.data_nmnist import read_sample_list
-from training.dataset_names import DATASETS, IMAGE_DATASETS, SPLITS  # noqa: F401  (light to import)
+from ilif_lava.names import DATASETS, IMAGE_DATASETS, SPLITS  # noqa: F401  (light to import)
 
 __all__ = [
     "DATASETS", "IMAGE_DATASETS", "INFO", "LOADERS", "MEMORY_FRACTION", "REPO_ROOT", "SPLITS", "DatasetFileError",

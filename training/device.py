@@ -8,7 +8,7 @@ from typing import Optional
 
 import torch
 
-from training.limits import AMP_DTYPES
+from ilif_lava.names import AMP_DTYPES
 
 
 def check_amp(amp: Optional[str], device: str) -> None:
