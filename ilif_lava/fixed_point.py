@@ -295,16 +295,20 @@ def effective_bias(bias_mant: Array, bias_exp: Union[int, Array] = BIAS_EXP) -> 
     return np.left_shift(np.asarray(bias_mant, dtype=np.int64), np.asarray(bias_exp, dtype=np.int64))
 
 
-def bias_as_input(bias_mant: Array, bias_exp: int = BIAS_EXP) -> Array:
-    """The bias in synaptic-input units: ``b`` with ``b << 6 == bias_mant << bias_exp`` (exponent 6 or 7).
+def bias_as_input(bias_mant: Array, bias_exp: int = BIAS_EXP, input_shift: int = ACT_SHIFT) -> Array:
+    """The bias in synaptic-input units: ``b`` with ``b << input_shift == bias_mant << bias_exp`` (exponent from
+    ``input_shift`` to 7; :attr:`ILIFParams.input_shift`, 6 for spikes, 0 for graded input).
 
-    Then ``(a << 6) + effective_bias == (a + b) << 6`` exactly, so a fused kernel that takes ``a`` computes the
-    biased step unchanged when given ``a + b``. Exponents below 6 give biases that are not whole input units.
+    Then ``(a << input_shift) + effective_bias == (a + b) << input_shift`` exactly, so a fused kernel that takes
+    ``a`` computes the biased step unchanged when given ``a + b``. Exponents below ``input_shift`` give biases that
+    are not whole input units.
     """
-    bias_exp = int(bias_exp)
-    if not ACT_SHIFT <= bias_exp <= BIAS_EXP_MAX:
-        raise ValueError(f"bias_exp {bias_exp} is not a whole number of input units; use {ACT_SHIFT}..{BIAS_EXP_MAX}")
-    shift = bias_exp - ACT_SHIFT
+    bias_exp, input_shift = int(bias_exp), int(input_shift)
+    if not 0 <= input_shift <= ACT_SHIFT:
+        raise ValueError(f"input_shift must be an integer in [0, {ACT_SHIFT}], got {input_shift}")
+    if not input_shift <= bias_exp <= BIAS_EXP_MAX:
+        raise ValueError(f"bias_exp {bias_exp} is not a whole number of input units; use {input_shift}..{BIAS_EXP_MAX}")
+    shift = bias_exp - input_shift
     if _is_torch(bias_mant):
         return bias_mant.to(torch.int64) << shift
     return np.asarray(bias_mant, dtype=np.int64) << shift

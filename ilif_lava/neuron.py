@@ -405,18 +405,19 @@ class Neuron(base.Neuron):
         """Bit-exact integer ILIF. z [N, ..., T] (multiples of 1/64) -> spikes as float 0/1 [N, ..., T].
 
         The bias enters as :func:`ilif_lava.fixed_point.ilif_step`'s ``bias`` (``bias_mant << 6``) on the torch path;
-        the fused kernels take the equal input ``a + bias_mant`` (:func:`ilif_lava.fixed_point.bias_as_input`).
+        the fused kernels take the equal input ``a + (bias_mant << (6 - input_shift))``
+        (:func:`ilif_lava.fixed_point.bias_as_input`) and shift it by :attr:`input_shift` as the step does.
         """
         a = torch.round(z.detach() * (1 << (fx.DECAY_BITS - self.input_shift))).to(torch.int64)
         b = self._bias_view(a)
         mant = None if b is None else fx.bias_to_mant(b.detach(), self.bias_exp).to(a.device)
         p = self.int_params
         name, backend = kernels.select(a, self.kernel, integer=True)
-        if backend is not None and (not kernels.scalar_params(p) or p.input_shift != fx.ACT_SHIFT):
+        if backend is not None and not kernels.scalar_params(p):
             name, backend = "torch", None
         kernels.note_used("integer", name)
         if backend is not None:
-            a_k = a if mant is None else a + fx.bias_as_input(mant, self.bias_exp)
+            a_k = a if mant is None else a + fx.bias_as_input(mant, self.bias_exp, p.input_shift)
             spikes, states = kernels.integer_forward(backend, a_k, p, self.record_states, z.dtype)
             if states is not None:
                 self.states = states

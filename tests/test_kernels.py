@@ -249,6 +249,20 @@ def _int_cases():
                       fx.ILIFParams(vth_mant=int(torch.randint(1, fx.VTH_MANT_MAX, (1,), generator=g)),
                                     i_decay=d[0], v_decay=d[1], c_decay=d[2], m_decay=d[3],
                                     mpiu=bool(k % 2), ciu=bool(k // 2 % 2))))
+    # input_shift < 6: a layer fed graded (direct-encoded) input, its sums already in state units (shift 0), and an
+    # intermediate shift; the same edges (u wrapping, v/c/m saturating) and random decays
+    cases.append(("graded_ordinary", 200 << 6, fx.ILIFParams(vth_mant=64, input_shift=0)))
+    cases.append(("graded_u_wraps", 1 << 24, fx.ILIFParams(vth_mant=64, i_decay=0, input_shift=0)))
+    cases.append(("graded_v_saturates", 1 << 22, fx.ILIFParams(vth_mant=fx.VTH_MANT_MAX, v_decay=0, input_shift=0)))
+    cases.append(("graded_m_saturates", 1 << 21, fx.ILIFParams(vth_mant=1, m_decay=0, input_shift=0)))
+    cases.append(("shift3_c_saturates", 1 << 19, fx.ILIFParams(vth_mant=2, c_decay=0, i_decay=0, input_shift=3)))
+    for k in range(4):
+        d = torch.randint(0, 4097, (4,), generator=g).tolist()
+        shift = int(torch.randint(0, fx.ACT_SHIFT, (1,), generator=g))
+        cases.append((f"random_shift{shift}_{k}", int(torch.randint(1, 1 << 17, (1,), generator=g)) << (6 - shift),
+                      fx.ILIFParams(vth_mant=int(torch.randint(1, fx.VTH_MANT_MAX, (1,), generator=g)),
+                                    i_decay=d[0], v_decay=d[1], c_decay=d[2], m_decay=d[3],
+                                    mpiu=bool(k % 2), ciu=bool(k // 2 % 2), input_shift=shift)))
     return cases
 
 
@@ -272,13 +286,46 @@ def test_cpu_integer_matches_ilif_step(name, mag, p):
     a = torch.randint(-mag, mag + 1, (3, 37, 45), generator=g) + mag // 4
     s_ref, st_ref = _int_reference(a, p)
     if name.endswith(("wraps", "saturates")):  # the edge is really reached
-        key = name.split("_")[0]
+        key = name.split("_")[-2]
         lim = fx.STATE_MAX
         assert (st_ref[key].abs() >= lim - (1 << 12)).any() or key == "u", name
         if key == "u":
-            step = fx.decay(st_ref["u"][..., :-1], p.i_decay) + (a[..., 1:] << fx.ACT_SHIFT)
+            step = fx.decay(st_ref["u"][..., :-1], p.i_decay) + (a[..., 1:] << p.input_shift)
             assert (step != st_ref["u"][..., 1:]).any(), "u never wrapped"
     _check_int_kernel(cpu_build.load(), a, p, name)
+
+
+def test_integer_cases_cover_every_input_shift_edge():
+    """The kernels' integer cases hold input_shift 6 (spikes), 0 (graded input) and one between, and the graded
+    ones reach u's wrap and v's and m's saturation (checked per case in test_cpu_integer_matches_ilif_step)."""
+    shifts = {p.input_shift for _, _, p in INT_CASES}
+    assert {0, fx.ACT_SHIFT} <= shifts and shifts - {0, fx.ACT_SHIFT}
+    graded = {name for name, _, p in INT_CASES if p.input_shift == 0}
+    assert {"graded_u_wraps", "graded_v_saturates", "graded_m_saturates"} <= graded
+
+
+@needs_cpu
+@pytest.mark.parametrize("bias", [False, True])
+def test_cpu_integer_graded_input_neuron_with_bias(bias):
+    """A neuron fed graded input (``input_shift = 0``, as a ``graded_input`` block sets) with a bias runs on the
+    compiled kernel, not the torch loop, and gives the torch path's spikes and states exactly."""
+    n = Neuron(variant="ILIF", quantized=True, record_states=True)
+    n.input_shift = 0
+    if bias:
+        n.add_bias(5, torch.linspace(-40.0, 40.0, 5))      # up to 40 thresholds: 2560 << 6 state units
+    g = torch.Generator().manual_seed(3)
+    z = torch.randint(-(1 << 16), 1 << 16, (2, 5, 3, 40), generator=g).double() / fx.STATE_SCALE
+    n.kernel = "torch"
+    s_t = n.integer_dynamics(z)
+    st_t = dict(n.states)
+    assert kernels.last_used()["integer"] == "torch"
+    n.kernel = "cpu"
+    s_c = n.integer_dynamics(z)
+    assert kernels.last_used()["integer"] == "cpu"
+    assert 0.05 < float(s_t.mean()) < 0.95
+    assert torch.equal(s_t, s_c), f"{int((s_t != s_c).sum())} spike mismatches"
+    for k in fx.STATE_NAMES:
+        assert torch.equal(st_t[k], n.states[k]), k
 
 
 @needs_cpu

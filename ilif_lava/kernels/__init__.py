@@ -181,12 +181,14 @@ def float_forward_only(backend: ModuleType, z: torch.Tensor, lam: torch.Tensor, 
 
 def integer_forward(backend: ModuleType, a: torch.Tensor, p, record: bool,
                     out_dtype: torch.dtype) -> Tuple[torch.Tensor, Optional[Dict[str, torch.Tensor]]]:
-    """Bit-exact integer ILIF on a compiled backend. a [..., T] int64 -> (spikes [..., T], states or None)."""
+    """Bit-exact integer ILIF on a compiled backend. a [..., T] int64 (synaptic sums, entering the current as
+    ``a << p.input_shift``) -> (spikes [..., T], states or None). ``p``: :class:`ilif_lava.fixed_point.ILIFParams`
+    with scalar decays (:func:`scalar_params`)."""
     shape = a.shape
     a2 = a.reshape(-1, shape[-1]).to(torch.int64).contiguous()
     res: List[torch.Tensor] = backend.forward_int(a2, int(p.vth_mant) << 6, int(p.i_decay), int(p.v_decay),
                                                   int(p.c_decay), int(p.m_decay), bool(p.mpiu), bool(p.ciu),
-                                                  record, out_dtype)
+                                                  record, out_dtype, int(p.input_shift))
     states = ({k: r.reshape(shape) for k, r in zip(("u", "v", "c", "m"), res[1:])} if record else None)
     return res[0].reshape(shape), states
 

@@ -448,9 +448,14 @@ inline int64_t plan_int(int64_t m) {
   return m < 0 ? 4096 - pos : pos;
 }
 
+// `input_shift` (0..6): the synaptic input enters the current as a << input_shift (ILIFParams.input_shift: 6 for
+// spikes, 0 for a layer fed graded direct-encoded input, whose sums are already in state units). The shift is done
+// on the unsigned bit pattern, so it wraps modulo 2**64 as torch's int64 `<<` does before the 24-bit wrap.
 template <typename O, bool mpiu, bool ciu, bool rec>
 void forward_int_impl(const int64_t* a, O* out, int64_t* ru, int64_t* rv, int64_t* rc, int64_t* rm, int64_t M,
-                      int64_t T, int64_t vth, int64_t i_decay, int64_t v_decay, int64_t c_decay, int64_t m_decay) {
+                      int64_t T, int64_t vth, int64_t i_decay, int64_t v_decay, int64_t c_decay, int64_t m_decay,
+                      int64_t input_shift) {
+  const uint64_t shift = static_cast<uint64_t>(input_shift);
   const int64_t ik = DECAY_ONE - i_decay, vk = DECAY_ONE - v_decay, ck = DECAY_ONE - c_decay,
                 mk = DECAY_ONE - m_decay;
   at::parallel_for(0, num_blocks(M), 1, [&](int64_t b0, int64_t b1) {
@@ -471,7 +476,7 @@ void forward_int_impl(const int64_t* a, O* out, int64_t* ru, int64_t* rv, int64_
               rect = std::max<int64_t>(cj, 0);
             }
             const int64_t uj = wrap24(static_cast<uint64_t>(decay_int(u[j], ik)) +
-                                      (static_cast<uint64_t>(ain[k][j]) << 6));
+                                      (static_cast<uint64_t>(ain[k][j]) << shift));
             const int64_t h = sat(decay_int(v[j], vk) + uj - rect);
             const int64_t s = h >= vth ? 1 : 0;
             int64_t vj = h - s * vth, mj = m[j];
@@ -585,10 +590,11 @@ std::vector<torch::Tensor> backward_float(torch::Tensor grad_out, torch::Tensor 
   return {gz, need_glam ? glam_part.sum() : glam_part};
 }
 
-// a [M, T] int64 -> [spikes [M, T] of out_dtype, u, v, c, m [M, T] int64 (empty unless record)]
+// a [M, T] int64 (synaptic sums; entering the current as a << input_shift) -> [spikes [M, T] of out_dtype,
+// u, v, c, m [M, T] int64 (empty unless record)]
 std::vector<torch::Tensor> forward_int(torch::Tensor a, int64_t vth, int64_t i_decay, int64_t v_decay,
                                        int64_t c_decay, int64_t m_decay, bool mpiu, bool ciu, bool record,
-                                       torch::ScalarType out_dtype) {
+                                       torch::ScalarType out_dtype, int64_t input_shift) {
   check_2d(a, "a");
   TORCH_CHECK(a.scalar_type() == torch::kInt64, "a must be int64");
   const int64_t M = a.size(0), T = a.size(1);
@@ -600,11 +606,12 @@ std::vector<torch::Tensor> forward_int(torch::Tensor a, int64_t vth, int64_t i_d
   if (record) { p[0] = ru.data_ptr<int64_t>(); p[1] = rv.data_ptr<int64_t>(); p[2] = rc.data_ptr<int64_t>(); p[3] = rm.data_ptr<int64_t>(); }
   for (int64_t d : {i_decay, v_decay, c_decay, m_decay})
     TORCH_CHECK(d >= 0 && d <= DECAY_ONE, "decays must be integers in [0, 4096]");
+  TORCH_CHECK(input_shift >= 0 && input_shift <= 6, "input_shift must be an integer in [0, 6]");
   AT_DISPATCH_FLOATING_TYPES(out_dtype, "ilif_forward_int", [&] {
     with_bool(mpiu, [&](auto MP) { with_bool(ciu, [&](auto CI) { with_bool(record, [&](auto RC) {
       forward_int_impl<scalar_t, decltype(MP)::value, decltype(CI)::value, decltype(RC)::value>(
           a.data_ptr<int64_t>(), out.data_ptr<scalar_t>(), p[0], p[1], p[2], p[3], M, T, vth, i_decay, v_decay,
-          c_decay, m_decay);
+          c_decay, m_decay, input_shift);
     }); }); });
   });
   return {out, ru, rv, rc, rm};

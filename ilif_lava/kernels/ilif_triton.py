@@ -206,7 +206,7 @@ def _plan_int(m):
 
 
 @triton.jit
-def _fwd_int(at, out, ru, rv, rc, rm, M, T, vth, ik, vk, ck, mk, MPIU: tl.constexpr, CIU: tl.constexpr,
+def _fwd_int(at, out, ru, rv, rc, rm, M, T, vth, ik, vk, ck, mk, in_mul, MPIU: tl.constexpr, CIU: tl.constexpr,
              RECORD: tl.constexpr, BLOCK_N: tl.constexpr):
     n, mask = _neurons(tl.program_id(0), M, BLOCK_N)
     zero = tl.zeros([BLOCK_N], dtype=tl.int64)
@@ -222,7 +222,9 @@ def _fwd_int(at, out, ru, rv, rc, rm, M, T, vth, ik, vk, ck, mk, MPIU: tl.conste
         if CIU:
             c = _sat(_decay(c + tl.where(sp != 0, u, 0), ck))
             rect = tl.where(c > 0, c, 0)
-        u = ((_decay(u, ik) + a * 64 + 8388607) & 16777215) - 8388607   # 24-bit wrap into (-2**23, 2**23]
+        # a << input_shift as a product with 2**input_shift (int64, wrapping as torch's <<), then the 24-bit wrap
+        # into (-2**23, 2**23]
+        u = ((_decay(u, ik) + a * in_mul + 8388607) & 16777215) - 8388607
         h = _sat(_decay(v, vk) + u - rect)
         s = tl.where(h >= vth, 1, 0).to(tl.int64)
         v = h - s * vth
@@ -283,12 +285,15 @@ def backward_float(grad_out: torch.Tensor, z: torch.Tensor, sh: torch.Tensor, sm
 
 
 def forward_int(a: torch.Tensor, vth: int, i_decay: int, v_decay: int, c_decay: int, m_decay: int, mpiu: bool,
-                ciu: bool, record: bool, out_dtype: torch.dtype) -> List[torch.Tensor]:
-    """a [M, T] int64 -> [spikes [M, T] of out_dtype, u, v, c, m [M, T] int64 (empty unless record)]."""
+                ciu: bool, record: bool, out_dtype: torch.dtype, input_shift: int) -> List[torch.Tensor]:
+    """a [M, T] int64 (synaptic sums, entering the current as ``a << input_shift``, 0..6) -> [spikes [M, T] of
+    out_dtype, u, v, c, m [M, T] int64 (empty unless record)]."""
+    if not 0 <= int(input_shift) <= 6:
+        raise ValueError(f"input_shift must be an integer in [0, 6], got {input_shift}")
     M, T = a.shape
     at = a.t().contiguous()
     out = torch.empty(at.shape, dtype=out_dtype, device=a.device)
     rec = [torch.empty_like(at) if record else at.new_empty(0) for _ in range(4)]
     _fwd_int[_grid(M)](at, out, *rec, M, T, vth, 4096 - i_decay, 4096 - v_decay, 4096 - c_decay, 4096 - m_decay,
-                       MPIU=mpiu, CIU=ciu, RECORD=record, BLOCK_N=BLOCK, **_launch_opts())
+                       1 << int(input_shift), MPIU=mpiu, CIU=ciu, RECORD=record, BLOCK_N=BLOCK, **_launch_opts())
     return [out.t().contiguous()] + [r.t().contiguous() if record else r for r in rec]
