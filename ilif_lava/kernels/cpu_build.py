@@ -10,9 +10,18 @@ key folders instead of rebuilding one in turns; the build compiles a copy of the
 the build command is the same wherever the checkout lives. Each key folder holds ``build-inputs.json``, the inputs
 it was built from. Any failure (no compiler, no ninja, a compile error) is reported in one line and the caller falls
 back to the torch path.
+
+Two processes starting together (two commands, DataLoader workers, a torchrun job) build once: each takes the key
+folder's build lock (:data:`LOCK_FILE`, an ``flock``) before building or loading; one that has to wait says so once
+on stderr ("waiting for another process building the kernel in DIR") and gives up after
+``$ILIF_LAVA_KERNEL_LOCK_TIMEOUT`` seconds (default :data:`LOCK_TIMEOUT_S`) with a :class:`KernelBuildLockTimeout`
+line naming the folder and the lock (then the torch path runs, or ``ILIF_LAVA_KERNEL=cpu`` ends in that line).
+The lock is the kernel's: a killed holder releases it at once.
 """
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import os
@@ -22,9 +31,12 @@ import subprocess
 import sys
 import sysconfig
 import threading
+import time
 from pathlib import Path
 from types import ModuleType
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, Iterator, List, Optional, Sequence
+
+from ilif_lava.errors import IlifLavaError
 
 SOURCE = Path(__file__).with_name("ilif_cpu.cpp")
 CFLAGS = ["-O3", "-march=native", "-ffp-contract=off", "-fno-math-errno", "-fno-trapping-math"]
@@ -139,6 +151,67 @@ def _built(path: Path) -> bool:
     return any(path.glob("ilif_cpu_ext*.so"))
 
 
+LOCK_FILE = ".build.lock"        # our flock, in the key folder
+LOCK_TIMEOUT_ENV = "ILIF_LAVA_KERNEL_LOCK_TIMEOUT"
+LOCK_TIMEOUT_S = 900.0           # a cold build takes about a minute on 2 cores; a wait beyond 15 minutes is a hang
+LOCK_NOTICE_AFTER_S = 1.0        # a wait shorter than this (another process loading a built kernel) is not reported
+LOCK_POLL_S = 0.2
+
+
+class KernelBuildLockTimeout(IlifLavaError, TimeoutError):
+    """Another process held the kernel's build lock longer than the timeout (or the timeout is not a number)."""
+
+
+def lock_timeout() -> float:
+    """Seconds to wait for another process's build: ``$ILIF_LAVA_KERNEL_LOCK_TIMEOUT`` or :data:`LOCK_TIMEOUT_S`."""
+    raw = os.environ.get(LOCK_TIMEOUT_ENV, "").strip()
+    if not raw:
+        return LOCK_TIMEOUT_S
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not value >= 0 or value == float("inf"):
+        raise KernelBuildLockTimeout(f"{LOCK_TIMEOUT_ENV}={raw!r} is not a number of seconds >= 0")
+    return value
+
+
+@contextlib.contextmanager
+def build_lock(build_dir: Path, timeout: Optional[float] = None, notice_after: float = LOCK_NOTICE_AFTER_S,
+               quiet: bool = False) -> Iterator[None]:
+    """Hold ``build_dir/.build.lock`` (an exclusive ``flock``, released when the process ends, however it ends).
+
+    Waiting longer than ``notice_after`` seconds prints once to stderr "waiting for another process building the
+    kernel in DIR" (unless ``quiet``); after ``timeout`` seconds (default :func:`lock_timeout`) raises
+    :class:`KernelBuildLockTimeout`, one line naming the folder and the lock file.
+    """
+    timeout = lock_timeout() if timeout is None else float(timeout)
+    lock = Path(build_dir) / LOCK_FILE
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0), 0o666)
+    try:
+        start = time.monotonic()
+        told = False
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                waited = time.monotonic() - start
+                if waited >= timeout:
+                    raise KernelBuildLockTimeout(
+                        f"{build_dir}: gave up after {waited:.0f} s waiting for another process building the "
+                        f"kernel there (it holds {lock}); let it finish, end it, or raise {LOCK_TIMEOUT_ENV}"
+                    ) from None
+                if not told and not quiet and waited >= notice_after:
+                    print(f"[ilif-lava] waiting for another process building the kernel in {build_dir} "
+                          f"(up to {timeout:.0f} s, {LOCK_TIMEOUT_ENV})", file=sys.stderr, flush=True)
+                    told = True
+                time.sleep(min(LOCK_POLL_S, max(0.0, timeout - waited)))
+        yield
+    finally:
+        os.close(fd)
+
+
 def load(quiet: bool = False) -> Optional[ModuleType]:
     """The compiled module, building it on first use; None (with a one-line notice) when it cannot be built."""
     with _lock:
@@ -152,13 +225,14 @@ def load(quiet: bool = False) -> Optional[ModuleType]:
             build_dir = cache_dir(inputs)
             _state["dir"] = build_dir
             build_dir.mkdir(parents=True, exist_ok=True)
-            if not _built(build_dir) and not quiet:
-                print(f"[ilif-lava] compiling the fused ILIF CPU kernel once (about a minute) into {build_dir}",
-                      file=sys.stderr, flush=True)
-            staged = _stage_source(build_dir, source, inputs)
-            _state["module"] = cpp_extension.load(name="ilif_cpu_ext", sources=[str(staged)],
-                                                  extra_cflags=CFLAGS, build_directory=str(build_dir),
-                                                  verbose=False)
+            with build_lock(build_dir, quiet=quiet):      # one build at a time; a waiter says so once
+                if not _built(build_dir) and not quiet:
+                    print(f"[ilif-lava] compiling the fused ILIF CPU kernel once (about a minute) into {build_dir}",
+                          file=sys.stderr, flush=True)
+                staged = _stage_source(build_dir, source, inputs)
+                _state["module"] = cpp_extension.load(name="ilif_cpu_ext", sources=[str(staged)],
+                                                      extra_cflags=CFLAGS, build_directory=str(build_dir),
+                                                      verbose=False)
         except Exception as exc:  # noqa: BLE001 - any build failure means: use the torch path
             lines = str(exc).strip().splitlines() or [type(exc).__name__]
             first = next((ln for ln in lines if "error" in ln.lower() and ln is not lines[0]), lines[0])[:200]
