@@ -44,6 +44,7 @@ from ilif_lava.safe_hdf5 import (NetworkFileError, Where, check_regular_file, ch
 PathLike = Union[str, Path]
 
 BIG_KEYS = schema.big_keys()        # datasets that may hold one value per synapse or neuron
+STOCK_NEURON_NAMES = ("CUBA", "LOIHI", "SDNN")     # netx builds these itself (and would ignore skips)
 
 
 class UnsupportedLayerError(NetworkFileError, NotImplementedError):
@@ -303,6 +304,92 @@ def _layer(w: Where, g: h5py.Group, idx: int, n_layers: int, prev: Optional[Tupl
     return ltype, shape, True
 
 
+def _neuron_name(g: h5py.Group) -> Optional[str]:
+    """The (already validated) neuron type of a layer group, or None when it has no neuron."""
+    node = g.get(K.NEURON)
+    if not isinstance(node, h5py.Group):
+        return None
+    if schema.NEURON_TYPE_KEY not in node:
+        return schema.DEFAULT_NEURON_TYPE
+    return str(schema.decode(node[schema.NEURON_TYPE_KEY][()]))
+
+
+def _skips(w: Where, g: h5py.Group, idx: int, shape: Tuple[int, ...], neuron_name: Optional[str],
+           outputs: Dict[int, Tuple[str, Tuple[int, ...], int]], depth: int, pipelined: bool) -> int:
+    """Check the skip synapses of layer ``idx`` (``layer/<idx>/skip/<j>``, the graph extension; ilif_lava/graph.py)
+    against the earlier layers' ``outputs`` ({layer: (type, output shape, Lava depth)}); ``depth`` is this layer's
+    Lava depth. Returns the number of skip synapses (fan-in x neurons summed over the skips)."""
+    items = children(w, g, None)
+    if K.SKIP not in items:
+        return 0
+    ltype = schema.decode(read(w, items[K.TYPE], K.TYPE))
+    if ltype not in schema.SKIP_TARGET_TYPES:
+        raise w.fail(K.SKIP, f"is given for a {ltype!r} layer", f"skip synapses only on {list(schema.SKIP_TARGET_TYPES)} "
+                     f"layers")
+    if not pipelined:
+        raise w.fail(K.SKIP, "is given in a file without pipelined timing",
+                     f"the root attribute {K.TIMING!r} = {K.PIPELINED!r} (skips are aligned by pipelined delays)")
+    if neuron_name is None or neuron_name in STOCK_NEURON_NAMES:
+        raise w.fail(K.SKIP, f"feeds a {neuron_name or 'neuron-less'} layer (stock netx would build it without its "
+                     f"skips, a different network)", "a non-stock neuron type, e.g. ILIF")
+    group = items[K.SKIP]
+    if not isinstance(group, h5py.Group):
+        raise w.fail(K.SKIP, "is a dataset", "a group of skips '0' .. 'n-1'")
+    try:
+        n = len(group)
+    except Exception as exc:  # noqa: BLE001 - any h5py failure on a damaged file
+        raise w.fail(K.SKIP, f"is unreadable ({type(exc).__name__}: {exc})", "a readable HDF5 group") from None
+    if not 1 <= n <= schema.MAX_SKIPS:
+        raise w.fail(K.SKIP, f"holds {n} skips", f"1 to {schema.MAX_SKIPS}")
+    skips = children(w, group, K.SKIP)
+    if sorted(skips) != sorted(str(j) for j in range(n)):
+        raise w.fail(K.SKIP, f"has children {sorted(skips)[:8]}", f"skips numbered '0' .. '{n - 1}'")
+    synapses = 0
+    for j in range(n):
+        key = f"{K.SKIP}/{j}"
+        sg = skips[str(j)]
+        if not isinstance(sg, h5py.Group):
+            raise w.fail(key, "is a dataset", "a group")
+        sitems = children(w, sg, key)
+        for k in schema.SKIP_KEYS:
+            if k.required and k.name not in sitems:
+                raise w.fail(f"{key}/{k.name}", "is missing", "it to be present")
+        vals = {k.name: _check(w, f"{key}/{k.name}", read(w, sitems[k.name], k.name), k.rule)
+                for k in schema.SKIP_KEYS if isinstance(k.rule, Int)}
+        src = vals[K.SOURCE]
+        if src >= idx:
+            raise w.fail(f"{key}/{K.SOURCE}", f"= {src} is not an earlier layer (cycles and forward references "
+                         f"are not allowed)", f"a layer index below {idx}")
+        if src not in outputs or outputs[src][0] != T.CONV:
+            raise w.fail(f"{key}/{K.SOURCE}", f"= {src} is not a conv layer of this file",
+                         "an earlier conv layer (its spikes feed the skip)")
+        _, src_shape, src_depth = outputs[src]
+        c_in, c_out = vals[K.IN_CHANNELS], vals[K.OUT_CHANNELS]
+        if c_in != src_shape[0]:
+            raise w.fail(f"{key}/{K.IN_CHANNELS}", f"= {c_in} does not match layer {src}'s {src_shape[0]} channels",
+                         f"{src_shape[0]}")
+        if c_out != shape[0]:
+            raise w.fail(f"{key}/{K.OUT_CHANNELS}", f"= {c_out} does not match this layer's {shape[0]} channels",
+                         f"{shape[0]}")
+        stride = vals[K.STRIDE]
+        out_hw = tuple((src_shape[1 + a] - 1) // stride[a] + 1 for a in (0, 1))
+        if out_hw != tuple(shape[1:]):
+            raise w.fail(f"{key}/{K.STRIDE}", f"= {list(stride)} maps layer {src}'s {list(src_shape)} to "
+                         f"{list(out_hw)}, this layer is {list(shape)}", "branch shapes that match")
+        delay = depth - src_depth - 1
+        if delay > schema.DELAY_RANGE[1]:
+            raise w.fail(f"{key}/{K.SOURCE}", f"= {src} is {depth - src_depth} layers back (delay {delay} steps)",
+                         f"at most {schema.DELAY_RANGE[1] + 1} layers back (Loihi 2 synaptic delay limit)")
+        rule = schema.SKIP_KEYS[-1].rule
+        nonzero = _stream_numbers(w, f"{key}/{K.WEIGHT}", sitems[K.WEIGHT], [(c_out, c_in)], integer=rule.integer,
+                                  lo=rule.lo, hi=rule.hi)
+        if not nonzero:
+            raise w.fail(f"{key}/{K.WEIGHT}", "is all zero (netx cannot scale an all-zero weight matrix)",
+                         "at least one non-zero weight")
+        synapses += c_in * int(np.prod(shape))
+    return synapses
+
+
 def check_container(path: PathLike, limits: Optional[FileLimits] = None) -> Path:
     """The container checks of :func:`validate_file` alone (:func:`ilif_lava.safe_hdf5.check_container` with the
     netx datasets that may be large); no layer rules."""
@@ -358,6 +445,8 @@ def _validate(path: Path, input_shape: Optional[Sequence[int]], limits: FileLimi
             prev = tuple(int(v) for v in tuple(input_shape)[::-1])      # (x, y, f) -> (C, H, W)
         prev_block = after_flatten = False
         n_blocks = n_neurons = n_synapses = 0
+        pipelined = schema.decode(h.attrs.get(K.TIMING, "")) == K.PIPELINED
+        outputs: Dict[int, Tuple[str, Tuple[int, ...], int]] = {}     # layer -> (type, shape, Lava depth)
         for i, name in enumerate(names):
             w = Where(path, i)
             if not isinstance(layers[name], h5py.Group):
@@ -366,6 +455,10 @@ def _validate(path: Path, input_shape: Optional[Sequence[int]], limits: FileLimi
                                         neuron_types)
             after_flatten = ltype == T.FLATTEN
             prev_block = prev_block or block
+            if block:
+                n_synapses += _skips(w, layers[name], i, prev, _neuron_name(layers[name]), outputs, n_blocks,
+                                     pipelined)
+                outputs[i] = (ltype, prev, n_blocks)
             n_blocks += int(block)
             if ltype == T.FLATTEN:
                 continue

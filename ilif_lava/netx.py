@@ -220,14 +220,23 @@ def export_blocks(blocks: Iterable[Any], path: Union[str, Path]) -> Path:
             h.attrs[K.TIMING] = K.PIPELINED
         layer = h.create_group(K.LAYER)
         i = 0
-        for blk in blocks:
+        file_index = {}                      # block index -> its layer index in the file
+        for b, blk in enumerate(blocks):
             shape = getattr(blk, "flatten_before", None)        # a readout on a feature map: flatten first
             if shape is not None:
                 g = layer.create_group(str(i))
                 g.create_dataset(K.TYPE, (1,), "S10", [schema.T.FLATTEN.encode("ascii")])
                 g.create_dataset(K.SHAPE, data=np.asarray(shape))
                 i += 1
-            copy.deepcopy(blk).export_hdf5(layer.create_group(str(i)))
+            sources = getattr(blk, "skip_sources", None)       # a fan-in layer (ilif_lava.graph.FanInConv)
+            if sources:
+                missing = [s for s in sources if s not in file_index]
+                if missing:
+                    raise ValueError(f"block {b}: skip source(s) {missing} are not earlier blocks")
+                copy.deepcopy(blk).export_hdf5(layer.create_group(str(i)), [file_index[s] for s in sources])
+            else:
+                copy.deepcopy(blk).export_hdf5(layer.create_group(str(i)))
+            file_index[b] = i
             i += 1
     tmp.replace(path)
     return path

@@ -51,8 +51,11 @@ class SpikingNet(NeuronSwitches, torch.nn.Module):
         if self.flatten_input and x.ndim == 5:
             x = x.reshape(x.shape[0], -1, x.shape[-1])
         spikes = []
+        outs: List[torch.Tensor] = []
         for blk in self.blocks:
-            x = blk(x)
+            sources = getattr(blk, "skip_sources", None)      # a fan-in layer: its skips read earlier outputs
+            x = blk(x, [outs[j] for j in sources]) if sources else blk(x)
+            outs.append(x)
             if getattr(blk, "neuron", None) is not None and not getattr(blk, "is_readout", False):
                 spikes.append(x)
         return x, spikes

@@ -145,6 +145,13 @@ class ILIFNetwork(hdf5.PyNetworkModel.implements_process):
             _netx.ensure_network_model(type(self))
         super().__init__(net_config=net_config, **kwargs)
 
+    def _create(self):
+        """netx's chain of layers, then the skip synapses of a graph file (:mod:`ilif_lava.lava_proc.skips`)."""
+        layers = super()._create()
+        from ilif_lava.lava_proc.skips import attach_skips
+        self.skip_synapses = attach_skips(self.filename, layers, self.skip_layers)
+        return layers
+
     def __del__(self) -> None:
         # A file rejected by validate_file leaves the process half-built (no _runtime); Lava's __del__ would
         # raise AttributeError from the garbage collector (which can even break an ast.parse running then).

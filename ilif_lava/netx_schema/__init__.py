@@ -7,6 +7,7 @@ from ilif_lava.netx_schema.rules import (BIAS_LIMIT, DECAY_LIMIT, DELAY_LIMIT, S
                                          VTH_MANT_LIMIT, WEIGHT_LIMIT, Choice, Flag, Int, Limit, Numbers, Text,
                                          decode, expected, show, text)
 from ilif_lava.netx_schema.tables import (BUILT_LAYER_TYPES, COMPLEX_NEURON_HINT, DEFAULT_NEURON_TYPE,  # noqa: F401
+                                          DELAY_RANGE, MAX_SKIPS, SKIP_KEYS, SKIP_TARGET_TYPES,
                                           ILIF_BIAS_EXP, ILIF_NEURON_TYPE, LAYER_TYPES, NEURON_TYPE_KEY, NEURON_TYPES,
                                           READOUT_NEURON_TYPE,
                                           REFUSED_LAYER_TYPES, K, Key, LayerType, NeuronRegistry, NeuronType, T,

@@ -48,6 +48,10 @@ class K:
     # (streamed with staggered per-layer resets, T + depth steps per sample); absent: slayer's delay_shift timing
     TIMING = "ilif_lava_timing"
     PIPELINED = "pipelined"
+    # graph extension (a fan-in layer): ``layer/<i>/skip/<j>/`` holds one more synapse into layer i's neurons, a
+    # 1x1 convolution (weight [outChannels, C_src], stride) from the spikes of the earlier layer ``source``
+    SKIP = "skip"
+    SOURCE = "source"
 
 
 class T:
@@ -222,6 +226,17 @@ LAYER_TYPES: Mapping[str, LayerType] = {t.name: t for t in (
     LayerType(T.CONCAT, (SHAPE, NEURON), builds=False),
     LayerType(T.DENSE_COMP, (SHAPE, WEIGHT, BIAS, DELAY, NEURON), builds=False, resources=False),
 )}
+# one skip synapse (``layer/<i>/skip/<j>``, the graph extension; ilif_lava/graph.py): a 1x1 convolution with stride
+# from the spikes of layer ``source`` (an earlier conv layer of the same file) into layer i's neurons, summed with
+# the layer's own synapse; deployed on a Lava Sparse synapse delayed to the target's depth. ``weight`` [out, in].
+MAX_SKIPS = 8                               # skip synapses per layer (fan-in = 1 + skips)
+SKIP_KEYS: Tuple[Key, ...] = (
+    Key(K.SOURCE, Int(0, 1 << 16, "strict"), required=True),
+    Key(K.IN_CHANNELS, _COUNT, required=True), Key(K.OUT_CHANNELS, _COUNT, required=True),
+    Key(K.STRIDE, _GEOM, required=True),
+    Key(K.WEIGHT, Numbers(*WEIGHT_RANGE, integer=True), required=True, loihi=WEIGHT_LIMIT, big=True))
+SKIP_TARGET_TYPES = (T.CONV,)               # layer types that may hold skip synapses
+
 BUILT_LAYER_TYPES = tuple(n for n, t in LAYER_TYPES.items() if t.builds)
 REFUSED_LAYER_TYPES = tuple(n for n, t in LAYER_TYPES.items() if not t.builds)
 
