@@ -322,6 +322,8 @@ BAD_CELLS = {
     "negative_rate": (_set(["metrics", "firing_rate"], -0.1), "metrics.firing_rate"),
     "accuracy_above_one": (_set(["metrics", "float_accuracy"], 1.5), "metrics.float_accuracy"),
     "infinite_loss": (_set(["metrics", "final_loss"], float("inf")), "metrics.final_loss"),
+    "string_metric": (_set(["metrics", "float_accuracy"], "NaN-text"),
+                      "key 'metrics.float_accuracy' = 'NaN-text' is not a finite number"),
     "string_seed": (_set(["seed"], "0"), "'seed'"),
     "bool_metric": (_set(["metrics", "overactivation"], True), "metrics.overactivation"),
     "layers_not_a_list": (_set(["metrics", "layers"], {"a": 1}), "metrics.layers"),
