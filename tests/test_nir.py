@@ -192,6 +192,24 @@ def test_unsupported_node_cli_one_line(tmp_path, capsys):
     assert code == 2 and err.count("\n") == 1 and "'avgpool2d' (AvgPool2d): is not supported" in err
 
 
+@pytest.mark.parametrize("weight, needle", [
+    (np.inf, "NIR node 'lin' (Linear): weight holds a non-finite value (inf); every value must be finite"),
+    (1e30, "NIR node 'lin' (Linear): weights x input gain"),
+])
+def test_unrepresentable_weights_cli_one_line(tmp_path, capsys, weight, needle):
+    """An infinite weight is named as such (no talk of training), a 1e30 weight is refused, not saturated: exit 2,
+    one line naming the node, no run written."""
+    nir.write(tmp_path / "w.nir", nir.NIRGraph(
+        nodes={"input": nir.Input(input_type=np.array([4])), "lin": nir.Linear(weight=np.full((3, 4), weight)),
+               "lif": _lif(3), "output": nir.Output(output_type=np.array([3]))},
+        edges=[("input", "lin"), ("lin", "lif"), ("lif", "output")]))
+    code, out, err = run_cli(["nir", "import", str(tmp_path / "w.nir"), "--run-dir", str(tmp_path / "r")], capsys)
+    assert code == 2 and err.count("\n") == 1 and needle in err and "diverged" not in err, err
+    assert not (tmp_path / "r" / "network.net").exists()
+    if weight == 1e30:
+        assert "cannot be represented (they would saturate)" in err
+
+
 def test_hostile_nir_files_refused(tmp_path):
     good = tmp_path / "good.nir"
     nir.write(good, _exact_graph())
