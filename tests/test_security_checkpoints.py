@@ -183,3 +183,17 @@ def test_a_text_file_is_not_a_pytorch_file(tmp_path):
     msg = str(err.value)
     assert msg == (f"{bad}: not a PyTorch file (it starts with b'hello\\n!'; torch.save writes a zip archive), "
                    f"expected an ilif-lava model file")
+
+
+@pytest.mark.parametrize("head", [b"\x80hello!", b"\x80", b"", b"PK\x03"])
+def test_a_file_that_only_starts_like_a_pickle_is_not_a_pytorch_file(tmp_path, head, recwarn):
+    """A pickle opcode followed by no known protocol number (or a file too short to be either format): the same
+    one line, before torch reads it (no warning about pickle protocol 104)."""
+    bad = tmp_path / "model.pt"
+    bad.write_bytes(head)
+    with pytest.raises(ModelFileError) as err:
+        read_torch_file(bad)
+    msg = str(err.value)
+    assert msg.startswith(f"{bad}: ") and "\n" not in msg
+    assert "not a PyTorch file" in msg or "empty" in msg, msg
+    assert [str(w.message) for w in recwarn] == []

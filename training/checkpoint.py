@@ -32,7 +32,8 @@ class ModelFileError(IlifLavaError, ValueError):
 MODEL_KEYS = ("model", "meta", "config", "quantized")
 CHECKPOINT_KEYS = ("model", "optimizer", "scheduler", "epoch", "config", "meta")
 TORCH_ZIP_MAGIC = b"PK\x03\x04"     # torch.save's format (a zip archive)
-PICKLE_PROTO = b"\x80"              # torch's legacy format starts with a pickle protocol opcode
+PICKLE_PROTO = b"\x80"              # torch's legacy format starts with a pickle protocol opcode ...
+PICKLE_PROTOCOLS = range(2, 6)      # ... and a protocol number pickle knows (torch.save writes 2)
 MAX_MODEL_BYTES = 4 << 30           # far beyond any network this project trains (VGG-11 at full width: ~40 MB)
 MAX_LOG_BYTES = 256 << 20           # log.jsonl: about 1 KiB per epoch
 
@@ -64,7 +65,8 @@ def read_torch_file(path: Path, kind: str = "model", device: Any = "cpu") -> Dic
     with open_regular(path, MAX_MODEL_BYTES, ModelFileError, what) as fh:
         head = fh.read(8)
         fh.seek(0)
-        if not (head.startswith(TORCH_ZIP_MAGIC) or head[:1] == PICKLE_PROTO):
+        legacy = head[:1] == PICKLE_PROTO and len(head) > 1 and head[1] in PICKLE_PROTOCOLS
+        if not (head.startswith(TORCH_ZIP_MAGIC) or legacy):
             raise ModelFileError(f"{path}: not a PyTorch file (it starts with {head!r}; torch.save writes a zip "
                                  f"archive), expected {what}")
         try:
