@@ -3,8 +3,10 @@
 Every cell trains with the named recipe (float, then QAT: :func:`training.train.train`), then evaluates on the
 test split the float model and the deployed one (the bit-exact integer model, evaluated with the same function as
 ``ilif-lava compare``: :func:`pipeline.run.engine_spikes`), and records activity of the deployed model
-(:func:`simulations.activity.network_activity`), the per-epoch training loss (``log.jsonl``) and the
-overactivation share (:func:`overactivation`).
+(:func:`simulations.activity.network_activity`: firing, continuous firing and spikes per step per layer, ACs, MACs,
+SOP energy), the per-epoch training loss (``log.jsonl``) and the overactivation share (:func:`overactivation`).
+A network that cannot be deployed (``resnet18``: its ``deploy_problems()``) has no deployed accuracy; its activity
+and overactivation are those of the float model (``metrics.activity_of``).
 
 Folder layout of ``out``:
   cells/<cell>.json   one finished cell (written atomically; a cell whose file exists is never run again)
@@ -36,7 +38,7 @@ from ilif_lava import fixed_point as fx
 from pipeline.run import engine_spikes
 from simulations.activity import network_activity
 from training.datasets import load_split
-from training.losses import predict
+from training.losses import predict_output
 from training.train import TrainConfig, load_model, pick_device, read_training_log, train
 from pipeline.study_format import format_value
 
@@ -46,6 +48,8 @@ SWEEPABLE = {"gamma": "neuron", "tau": "neuron", "kappa": "neuron", "T": "time_b
 # aggregated scalar metrics of a cell, in table order
 METRICS = ("float_accuracy", "deployed_accuracy", "firing_rate", "continuous_firing_rate", "overactivation",
            "final_loss")
+# the paper's Table 5 columns, per test sample (absent from cells written before they were measured)
+ENERGY = ("acs_per_sample", "macs_per_sample", "sop_energy_uj_per_sample")
 OVERACTIVATION_FACTOR = 2.0   # membrane potential above 2 x threshold (issue 13; ../shared/docs/field-anchors.md)
 
 
@@ -105,29 +109,81 @@ def membrane_before_reset(states: Dict[str, np.ndarray], p: fx.ILIFParams) -> np
     return np.asarray(fx.saturate(fx.decay(v_prev, p.v_decay) + np.asarray(states["u"], dtype=np.int64) - rect))
 
 
-def overactivation(model: Any, states: Dict[int, Dict[str, np.ndarray]]) -> Dict[str, Any]:
+def membrane_before_reset_float(states: Dict[str, np.ndarray], neuron: Any) -> np.ndarray:
+    """The float twin of :func:`membrane_before_reset` (threshold units): ``H[t] = lam V[t-1] + I[t] - ReLU(C[t])``,
+    the charge step of :meth:`ilif_lava.neuron.Neuron.reference_dynamics`, from its recorded float states (``u``
+    = I, ``v`` after both resets, ``c``), with the neuron's own leak ``lam``. Returns float64 [N, neurons, T]."""
+    v = np.asarray(states["v"], dtype=np.float64)
+    v_prev = np.concatenate([np.zeros_like(v[..., :1]), v[..., :-1]], axis=-1)
+    lam = float(neuron.lam.detach().cpu().reshape(-1)[0])
+    rect = np.maximum(np.asarray(states["c"], dtype=np.float64), 0.0) if neuron.flags["ciu"] else 0.0
+    return lam * v_prev + np.asarray(states["u"], dtype=np.float64) - rect
+
+
+def overactivation(model: Any, states: Dict[int, Dict[str, np.ndarray]], quantized: bool = True) -> Dict[str, Any]:
     """Share of membrane-potential values H (sample, neuron, step) above 2 x threshold, per spiking layer and
-    pooled over layers, in the deployed integer model. ``states``: layer -> recorded integer states
-    [n, neurons, T] (:func:`pipeline.run.engine_spikes` with ``record=True``: its first batch)."""
+    pooled over layers, in the deployed integer model (``quantized``; else in the float model, threshold units).
+    ``states``: layer -> recorded states [n, neurons, T] (:func:`pipeline.run.engine_spikes` with
+    ``record=True``: its first batch)."""
     per, over, total = [], 0, 0
     for li, blk in enumerate(model.spiking_blocks()):
         if li not in states:
             raise ValueError(f"layer {li}: no recorded membrane states (neuron {type(blk.neuron).__name__})")
-        p = blk.neuron.int_params
         n = states[li]["v"].shape[0]
-        h = membrane_before_reset(states[li], p)
-        limit = OVERACTIVATION_FACTOR * (int(p.vth_mant) << fx.VTH_SHIFT)
+        if quantized:
+            p = blk.neuron.int_params
+            h = membrane_before_reset(states[li], p)
+            limit = OVERACTIVATION_FACTOR * (int(p.vth_mant) << fx.VTH_SHIFT)
+        else:
+            h = membrane_before_reset_float(states[li], blk.neuron)
+            limit = OVERACTIVATION_FACTOR * float(blk.neuron.threshold)
         k = int((h > limit).sum())
         per.append(k / h.size)
         over, total = over + k, total + h.size
     return {"per_layer": per, "overall": over / total if total else 0.0, "samples": int(n) if per else 0}
 
 
+def deploy_problems(model: Any) -> List[str]:
+    """Why ``model`` cannot be deployed (its ``deploy_problems()``; training/paper_models.py), [] when it can."""
+    f = getattr(model, "deploy_problems", None)
+    return list(f()) if callable(f) else []
+
+
+def logit_forward(model: Any, x: torch.Tensor, device: torch.device, record: bool,
+                  batch: int = 64) -> Tuple[np.ndarray, List[np.ndarray], Dict[int, Dict[str, np.ndarray]]]:
+    """Float forward of a network whose output is per-step logits [N, K, T] and that has no integer readout
+    (``resnet18``): predictions (argmax of the logits summed over time) [N], spikes per spiking unit
+    [N, neurons, T] (int8) and, with ``record``, the float states of the first batch (as
+    :func:`pipeline.run.engine_spikes`, which returns no logits)."""
+    model.set_quantized(False)
+    model.eval()
+    model.to(device)
+    preds: List[np.ndarray] = []
+    spikes: Optional[List[np.ndarray]] = None
+    states: Dict[int, Dict[str, np.ndarray]] = {}
+    with torch.no_grad():
+        for i in range(0, x.shape[0], batch):
+            model.set_record_states(record and i == 0)
+            out, sp = model(x[i:i + batch].to(device))
+            preds.append(out.sum(-1).argmax(-1).cpu().numpy())
+            sp = [s.reshape(s.shape[0], -1, s.shape[-1]).cpu().numpy().astype(np.int8) for s in sp]
+            spikes = sp if spikes is None else [np.concatenate([a, b]) for a, b in zip(spikes, sp)]
+            if record and i == 0:
+                for li, blk in enumerate(model.spiking_blocks()):
+                    if getattr(blk.neuron, "states", None):
+                        states[li] = {k: v.reshape(v.shape[0], -1, v.shape[-1]).cpu().numpy().astype(np.float64)
+                                      for k, v in blk.neuron.states.items()}
+    model.set_record_states(False)
+    return np.concatenate(preds), spikes or [], states
+
+
 def run_cell(cfg: TrainConfig, train_dir: Path) -> Dict[str, Any]:
     """Train one cell (resuming from ``train_dir``'s checkpoint) and measure it; a JSON-able dict.
 
     Rates are spikes per neuron per step; ``layers[i]['spikes_per_step']`` is [T], spikes of the layer per test
-    sample; ``overactivation`` uses the first test batch (up to 64 samples) whose states are recorded."""
+    sample; ``overactivation`` uses the first test batch (up to 64 samples) whose states are recorded; ACs, MACs
+    and SOP energy (uJ) are per test sample (:mod:`simulations.activity`). A network that cannot be deployed:
+    ``deployed_accuracy`` None, activity and overactivation of the float model."""
     t0 = time.time()
     model_path = train(cfg, train_dir, resume=True, progress=False)
     t_train = time.time() - t0
@@ -135,14 +191,28 @@ def run_cell(cfg: TrainConfig, train_dir: Path) -> Dict[str, Any]:
     x, y = load_split(cfg.dataset, "test", time_bins=cfg.time_bins, data_dir=cfg.data_dir,
                       limit=cfg.limit_test).tensors()
     y = y.numpy()
-    float_spikes, _ = engine_spikes(model, x, pick_device(cfg.device), quantized=False, record=False)
-    quant_spikes, quant_states = engine_spikes(model, x, torch.device("cpu"), quantized=True, record=True)
-    act = network_activity(model, x.numpy(), quant_spikes, cfg.neuron)
-    over = overactivation(model, quant_states)
+    problems = deploy_problems(model)
+    readout = getattr(model, "readout", None) is not None
+    if problems:
+        float_pred, spikes, states = logit_forward(model, x, pick_device(cfg.device), record=True)
+        deployed = None
+    else:
+        float_spikes, _ = engine_spikes(model, x, pick_device(cfg.device), quantized=False, record=False)
+        float_pred = predict_output(float_spikes[-1], readout)
+        del float_spikes
+        spikes, states = engine_spikes(model, x, torch.device("cpu"), quantized=True, record=True)
+        deployed = float((predict_output(spikes[-1], readout) == y).mean())
+        if readout:
+            spikes = spikes[:-1]       # the readout's accumulator is no spiking layer
+    act = network_activity(model, x.numpy(), spikes, cfg.neuron)
+    over = overactivation(model, states, quantized=not problems)
     log = read_training_log(Path(train_dir))
     return {
-        "float_accuracy": float((predict(float_spikes[-1]) == y).mean()),
-        "deployed_accuracy": float((predict(quant_spikes[-1]) == y).mean()),
+        "float_accuracy": float((float_pred == y).mean()),
+        "deployed_accuracy": deployed,
+        "deployable": not problems,
+        "not_deployable_because": problems[0] if problems else None,
+        "activity_of": "float" if problems else "deployed",
         "firing_rate": act["firing_rate"],
         "continuous_firing_rate": act["continuous_firing_rate"],
         "overactivation": over["overall"],
@@ -152,7 +222,10 @@ def run_cell(cfg: TrainConfig, train_dir: Path) -> Dict[str, Any]:
                     "spikes_per_step": l["spikes_per_step"], "overactivation": o}
                    for l, o in zip(act["layers"], over["per_layer"])],
         "overactivation_samples": over["samples"],
+        "acs_per_sample": act["acs_per_sample"],
+        "macs_per_sample": float(act["macs_per_sample"]),
         "sop_energy_uj_per_sample": act["sop_energy_uj_per_sample"],
+        "input_acs_counted": act["input_acs_counted"],
         "loss_curve": [{"epoch": r["epoch"], "phase": r["phase"], "loss": r["loss"],
                         "test_accuracy": r["test_accuracy"]} for r in log],
         "test_samples": int(len(y)), "train_wall_s": t_train, "wall_s": time.time() - t0,
@@ -204,10 +277,19 @@ def check_cell(path: Path, cell: Any) -> None:
     cfg = obj("config", cell["config"], dict)
     steps = integer("config.time_bins", cfg.get("time_bins"), 1)
     m = obj("metrics", cell["metrics"], dict)
+    deployable = m.get("deployable", True)
+    if not isinstance(deployable, bool):
+        raise bad("metrics.deployable", f"= {deployable!r} is not true or false")
+    if not deployable and m.get("deployed_accuracy") is not None:
+        raise bad("metrics.deployed_accuracy", "must be null when 'deployable' is false")
     for k in _UNIT:
-        num(f"metrics.{k}", m.get(k), 0.0, 1.0)
+        if k != "deployed_accuracy" or deployable:
+            num(f"metrics.{k}", m.get(k), 0.0, 1.0)
     for k in ("final_loss", "sop_energy_uj_per_sample", "train_wall_s", "wall_s"):
         num(f"metrics.{k}", m.get(k))
+    for k in ENERGY[:2]:            # older cells: no AC / MAC counts
+        if k in m:
+            num(f"metrics.{k}", m[k])
     integer("metrics.test_samples", m.get("test_samples"), 1)
     integer("metrics.overactivation_samples", m.get("overactivation_samples"))
     layers = obj("metrics.layers", m.get("layers"), list)
@@ -340,7 +422,9 @@ def _run_study(spec: StudySpec, out: Path, train_cells: bool, progress: bool) ->
         cells.append(cell)
         trained += 1
         if progress:
-            print(f"{head}: float {metrics['float_accuracy']:.3f} deployed {metrics['deployed_accuracy']:.3f} "
+            dep = metrics["deployed_accuracy"]
+            print(f"{head}: float {metrics['float_accuracy']:.3f} "
+                  f"deployed {'-' if dep is None else format(dep, '.3f')} "
                   f"firing {metrics['firing_rate']:.4f} cont. {metrics['continuous_firing_rate']:.4f} "
                   f"over-2th {metrics['overactivation']:.4f} loss {metrics['final_loss']:.4f} "
                   f"({metrics['wall_s']:.0f} s)", flush=True)
@@ -381,8 +465,13 @@ def aggregate(cells: Sequence[Dict[str, Any]]) -> List[Dict[str, Any]]:
         ms = [c["metrics"] for c in cs]
         row: Dict[str, Any] = {"variant": variant, "param": cs[0]["param"], "value": value,
                                "seeds": [c["seed"] for c in cs]}
-        for k in METRICS:
-            row[k] = mean_std([m[k] for m in ms])
+        for k in METRICS + ENERGY:     # None where a cell has no value (not deployable; older cells: no ACs)
+            vals = [m.get(k) for m in ms]
+            row[k] = None if any(v is None for v in vals) else mean_std(vals)
+        row["deployable"] = all(m.get("deployable", True) for m in ms)
+        row["activity_of"] = "deployed" if row["deployable"] else "float"
+        row["spikes_per_step_total"] = _columns([np.sum([l["spikes_per_step"] for l in m["layers"]], axis=0).tolist()
+                                                 for m in ms])
         for k in ("firing_rate", "continuous_firing_rate", "overactivation"):
             row[f"{k}_per_layer"] = _columns([[l[k] for l in m["layers"]] for m in ms])
         row["spikes_per_step_per_layer"] = [_columns([m["layers"][li]["spikes_per_step"] for m in ms])
@@ -392,9 +481,19 @@ def aggregate(cells: Sequence[Dict[str, Any]]) -> List[Dict[str, Any]]:
     return rows
 
 
-def pm(stat: Dict[str, float]) -> str:
-    """'mean ± std' with 4 significant digits (the table format)."""
-    return f"{stat['mean']:.4g} ± {stat['std']:.4g}"
+def pm(stat: Optional[Dict[str, float]], missing: str = "-", scale: float = 1.0) -> str:
+    """'mean ± std' with 4 significant digits (the table format), both divided by ``scale``; ``missing`` for
+    None."""
+    if stat is None:
+        return missing
+    return f"{stat['mean'] / scale:.4g} ± {stat['std'] / scale:.4g}"
+
+
+NOT_DEPLOYABLE = "not deployable"
+
+
+def _cell_text(r: Dict[str, Any], k: str) -> str:
+    return pm(r[k], NOT_DEPLOYABLE if k == "deployed_accuracy" and not r.get("deployable", True) else "-")
 
 
 METRIC_TITLES = {"float_accuracy": "float acc", "deployed_accuracy": "deployed acc", "firing_rate": "firing rate",
@@ -403,38 +502,69 @@ METRIC_TITLES = {"float_accuracy": "float acc", "deployed_accuracy": "deployed a
 
 
 def study_markdown(study: Dict[str, Any], plots: Sequence[str] = ()) -> str:
-    """study.md from ``study['aggregates']``: main table, per-layer continuous firing, pivots over the sweep."""
+    """study.md from ``study['aggregates']``: main table, Table 5 columns (ACs, MACs, SOP energy), spikes per time
+    step, per-layer continuous firing, pivots over the sweep."""
     spec, agg = study["spec"], study["aggregates"]
     b = spec["base"]
     param = spec["sweep_param"]
+    undeployable = [r for r in agg if not r.get("deployable", True)]
     lines = [f"# Study: {', '.join(spec['variants'])} on {b['dataset']} ({b['arch']})", "",
              f"Seeds {', '.join(map(str, spec['seeds']))}; "
              + (f"swept {param} = {', '.join(format_value(v) for v in spec['sweep_values'])}; " if param else "")
              + (f"T = {b['time_bins']}, " if param != "T" else "") + f"{b['epochs']} float + {b['qat_epochs']} QAT epochs, batch {b['batch_size']}, "
                f"lr {b['lr']}, {b['optimizer']}, loss {b['loss']}, hidden {b['hidden']}, "
-               f"train samples {b['limit_train'] or 'all'}, test samples {b['limit_test'] or 'all'}; "
+               + (f"dropout {b['dropout']}, " if b.get("dropout") else "")
+               + f"train samples {b['limit_train'] or 'all'}, test samples {b['limit_test'] or 'all'}; "
                f"neuron overrides {json.dumps(b['neuron_overrides'])}.", "",
              "Mean ± sample std (ddof 1) over seeds. Deployed = the bit-exact integer model (the Lava fixed_pt "
              "twin) on the test split; firing rates, continuous firing (share of (sample, neuron) pairs firing on "
              "more than half of the steps) and H > 2 V_th (share of membrane-potential values, before reset, above "
              "twice the threshold; first test batch of up to 64 samples) are of the deployed model; final loss = "
-             "training loss of the last (QAT) epoch.", ""]
+             "training loss of the last epoch.", ""]
+    if undeployable:
+        lines += [f"{b['arch']} is **not deployable** ({undeployable[0]['variant']}: see the cells' "
+                  "`not_deployable_because`): no deployed accuracy; its firing, continuous firing, H > 2 V_th, "
+                  "spikes and ACs are those of the float model.", ""]
     head = ["variant"] + ([param] if param else []) + [METRIC_TITLES[k] for k in METRICS] + ["seeds"]
     lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in agg:
-        cells = [r["variant"]] + ([format_value(r["value"])] if param else []) + [pm(r[k]) for k in METRICS]
+        cells = [r["variant"]] + ([format_value(r["value"])] if param else []) + [_cell_text(r, k) for k in METRICS]
         lines.append("| " + " | ".join(cells + [str(len(r["seeds"]))]) + " |")
+    if any(r.get(k) is not None for r in agg for k in ENERGY):
+        lines += ["", "### Energy per test sample (the paper's Table 5 columns)", "",
+                  "ACs: every spike times its fan-out into the next synaptic layer (a folded average pool and the "
+                  "readout included; analog image input not counted); MACs: T x spiking neurons x k (k = 1 LIF, "
+                  "2 with an inhibitory unit); SOP = 0.9 pJ x ACs + 4.6 pJ x MACs (simulations/activity.py).", "",
+                  "| " + " | ".join(["variant"] + ([param] if param else []) + ["ACs (M)", "MACs (M)", "SOP (uJ)"])
+                  + " |", "|" + "---|" * (4 + bool(param))]
+        for r in agg:
+            lines.append("| " + " | ".join([r["variant"]] + ([format_value(r["value"])] if param else [])
+                                           + [pm(r.get("acs_per_sample"), scale=1e6),
+                                              pm(r.get("macs_per_sample"), scale=1e6),
+                                              pm(r.get("sop_energy_uj_per_sample"))]) + " |")
     if param:
         variants = list(dict.fromkeys(r["variant"] for r in agg))
         for k in ("deployed_accuracy", "firing_rate", "continuous_firing_rate", "overactivation"):
+            if k == "deployed_accuracy" and undeployable:
+                k = "float_accuracy"
             lines += ["", f"### {METRIC_TITLES[k]} vs {param}", "",
                       "| " + " | ".join([param] + variants) + " |", "|" + "---|" * (len(variants) + 1)]
-            for v in spec["sweep_values"]:
+            for v in sorted(spec["sweep_values"]):
                 by = {r["variant"]: r for r in agg if r["value"] == v}
-                lines.append("| " + " | ".join([format_value(v)] + [pm(by[x][k]) if x in by else "-"
+                lines.append("| " + " | ".join([format_value(v)] + [_cell_text(by[x], k) if x in by else "-"
                                                                      for x in variants]) + " |")
+    steps = max((len(r["spikes_per_step_total"]["mean"]) for r in agg if "spikes_per_step_total" in r), default=0)
+    if steps:
+        lines += ["", "### Spikes per time step (all spiking layers, per test sample)", "",
+                  "| " + " | ".join(["variant"] + ([param] if param else []) + [f"t = {t}" for t in range(steps)])
+                  + " |", "|" + "---|" * (steps + 1 + bool(param))]
+        for r in agg:
+            c = r["spikes_per_step_total"]
+            lines.append("| " + " | ".join([r["variant"]] + ([format_value(r["value"])] if param else [])
+                                           + [pm({"mean": m, "std": s}) for m, s in zip(c["mean"], c["std"])])
+                         + " |")
     n_layers = max((len(r["continuous_firing_rate_per_layer"]["mean"]) for r in agg), default=0)
-    lines += ["", "### Continuous firing per layer (deployed)", "",
+    lines += ["", f"### Continuous firing per layer ({'float' if undeployable else 'deployed'})", "",
               "| " + " | ".join(["variant"] + ([param] if param else []) + [f"layer {i}" for i in range(n_layers)])
               + " |", "|" + "---|" * (n_layers + 1 + bool(param))]
     for r in agg:

@@ -16,7 +16,6 @@ from pipeline.study_format import format_value  # noqa: E402
 from simulations.report import save_figure  # noqa: E402
 
 
-
 def _save(fig, path: Path) -> str:
     """Write the figure at 72 dpi, PNG optimised (the study folders are committed: small files), and close it;
     written atomically (:mod:`ilif_lava.atomic`), so a link planted at ``path`` is replaced, never written
@@ -34,6 +33,11 @@ def _vs_param(agg: List[Dict[str, Any]], param: Any, keys: List[str], titles: Li
     """One axis per metric: mean +- std per variant vs the swept value (bars per variant without a sweep)."""
     variants = list(dict.fromkeys(r["variant"] for r in agg))
     for ax, key, title in zip(ax_list, keys, titles):
+        if any(r.get(key) is None for r in agg):      # e.g. the deployed accuracy of a network that cannot deploy
+            ax.text(0.5, 0.5, f"{title}: not measured\n(network not deployable)", ha="center", va="center",
+                    transform=ax.transAxes)
+            ax.set_axis_off()
+            continue
         if param is None:
             rows = [next(r for r in agg if r["variant"] == v) for v in variants]
             ax.bar(range(len(rows)), [r[key]["mean"] for r in rows], yerr=[r[key]["std"] for r in rows],
@@ -49,6 +53,33 @@ def _vs_param(agg: List[Dict[str, Any]], param: Any, keys: List[str], titles: Li
             ax.set(xlabel=param, ylabel=title)
         ax.set_title(f"{title} vs {param or 'variant'}")
         ax.legend(fontsize=7)
+
+
+def _per_layer_panels(agg: List[Dict[str, Any]], param: Any, n_layers: int):
+    """The paper's Figure 3/6 view: one panel per spiking layer, the continuous firing rate of each variant (and
+    swept value) side by side, mean ± std over seeds."""
+    cols = min(n_layers, 4)
+    rows_n = -(-n_layers // cols)
+    fig, axs = plt.subplots(rows_n, cols, figsize=(3.4 * cols, 2.8 * rows_n), squeeze=False)
+    colours = {v: f"C{i}" for i, v in enumerate(dict.fromkeys(r["variant"] for r in agg))}
+    for li, ax in enumerate(axs.flat):
+        if li >= n_layers:
+            ax.axis("off")
+            continue
+        rows = [r for r in agg if li < len(r["continuous_firing_rate_per_layer"]["mean"])]
+        ax.bar(range(len(rows)), [r["continuous_firing_rate_per_layer"]["mean"][li] for r in rows],
+               yerr=[r["continuous_firing_rate_per_layer"]["std"][li] for r in rows], capsize=2,
+               color=[colours[r["variant"]] for r in rows])
+        ax.set_xticks(range(len(rows)))
+        ax.set_xticklabels([_label(r, param) for r in rows], rotation=60, fontsize=6)
+        ax.set_title(f"layer {li}", fontsize=9)
+        ax.tick_params(axis="y", labelsize=7)
+    for row in axs:
+        row[0].set_ylabel("continuous firing", fontsize=8)
+    fig.suptitle("Continuous firing rate per layer (share of neurons firing on > T/2 steps; mean ± std over seeds)",
+                 fontsize=10)
+    fig.tight_layout()
+    return fig
 
 
 def write_plots(study: Dict[str, Any], out: Path) -> List[str]:
@@ -76,6 +107,8 @@ def write_plots(study: Dict[str, Any], out: Path) -> List[str]:
     ax.set(xlabel="layer", ylabel="continuous firing rate", title="Continuous firing per layer (deployed)")
     ax.legend(fontsize=6, ncol=2)
     names.append(_save(fig, out / "continuous_firing_per_layer.png"))
+
+    names.append(_save(_per_layer_panels(agg, param, n_layers), out / "continuous_firing_panels.png"))
 
     cols = min(n_layers, 3)
     rows_n = -(-n_layers // cols)

@@ -1,8 +1,12 @@
 """Activity and energy of a network run: firing rates, continuous firing, SOP energy (paper App. H rules).
 
 ACs: every spike (input spikes included) costs one accumulate per outgoing synapse (exact, padding-aware
-fan-out of the next synaptic layer; the output layer has none). MACs: T x spiking neurons x k (k = 1 LIF/CUBA,
-2 ILIF). Energies: 0.9 pJ per AC, 4.6 pJ per MAC, reported per sample in microjoules.
+fan-out of the next synaptic layer, a folded average pool (``pre_pool``) and an integer readout included; a
+spiking output layer has none). Analog (direct-encoded) input is not counted: its first layer multiplies, and the
+paper counts neither ACs nor MACs for it (../shared/docs/ilif-model.md section 4). A network that is not a stack
+of slayer blocks (training/paper_models.py) gives the fan-out of each spiking unit itself (``spike_fan_outs()``).
+MACs: T x spiking neurons x k (k = 1 LIF/CUBA, 2 ILIF). Energies: 0.9 pJ per AC, 4.6 pJ per MAC, reported per
+sample in microjoules.
 """
 from __future__ import annotations
 
@@ -14,7 +18,17 @@ from ilif_lava import metrics
 
 
 def _synapse_fan_out(block: Any, in_shape: Sequence[int]) -> np.ndarray:
-    """Fan-out [prod(in_shape)] that ``block``'s synapse gives each of its input neurons."""
+    """Fan-out [prod(in_shape)] that ``block``'s synapse gives each of its input neurons. A block that sum-pools
+    its input ``k x k`` first (``pre_pool``): a spike reaches what its window's pooled value reaches."""
+    k = int(getattr(block, "pre_pool", 1))
+    if k > 1:
+        c, h, w = (int(v) for v in in_shape)
+        pooled = _plain_fan_out(block, (c, h // k, w // k)).reshape(c, h // k, w // k)
+        return np.repeat(np.repeat(pooled, k, axis=1), k, axis=2).reshape(-1)
+    return _plain_fan_out(block, in_shape)
+
+
+def _plain_fan_out(block: Any, in_shape: Sequence[int]) -> np.ndarray:
     syn = block.synapse
     name = type(syn).__name__
     if name == "Dense":
@@ -28,24 +42,36 @@ def _synapse_fan_out(block: Any, in_shape: Sequence[int]) -> np.ndarray:
 def network_activity(model: Any, x: np.ndarray, layer_spikes: Sequence[np.ndarray], neuron: str) -> Dict[str, Any]:
     """Per-layer and overall activity and SOP energy of ``model`` on inputs ``x`` [N, C, H, W, T].
 
-    ``layer_spikes``: spikes of each spiking block, [N, neurons, T] (flattened). ``neuron``: 'CUBA' or ILIF variant.
+    ``layer_spikes``: spikes of each spiking block, [N, neurons, T] (flattened; not a readout's accumulator).
+    ``neuron``: 'CUBA' or ILIF variant. ``input_acs_counted``: False for analog (direct-encoded) input.
     """
     x = np.asarray(x)
     n, steps = x.shape[0], x.shape[-1]
     spiking = model.spiking_blocks()
-    sources: List[np.ndarray] = [x.reshape(n, -1, steps)] + [np.asarray(s) for s in layer_spikes[:-1]]
-    shapes = [tuple(x.shape[1:-1])] + [tuple(int(v) for v in b.neuron.shape) for b in spiking[:-1]]
+    analog = bool(x.size) and not bool(np.all((x >= 0) & (x == np.round(x))))   # direct-encoded: not counted
     acs = 0.0
-    for blk, src, shape in zip(spiking, sources, shapes):
-        if getattr(model, "flatten_input", False) and blk is spiking[0]:
-            shape = (int(np.prod(shape)),)
-        acs += metrics.count_acs(src.astype(np.float32), _synapse_fan_out(blk, shape))
-    num_neurons = sum(int(np.prod(b.neuron.shape)) for b in spiking)
+    if callable(getattr(model, "spike_fan_outs", None)):
+        for s, fo in zip(layer_spikes, model.spike_fan_outs()):
+            acs += metrics.count_acs(np.asarray(s).astype(np.float32), np.asarray(fo).reshape(-1))
+        analog = True       # the analog stem's input: not counted (the network gives no fan-out for it)
+        num_neurons = sum(int(np.prod(s.shape[1:-1])) for s in layer_spikes)
+    else:
+        readout = getattr(model, "readout", None)
+        consumers = spiking + ([readout] if readout is not None else [])
+        sources: List[np.ndarray] = [x.reshape(n, -1, steps)] + [np.asarray(s) for s in layer_spikes]
+        shapes = [tuple(x.shape[1:-1])] + [tuple(int(v) for v in b.neuron.shape) for b in spiking]
+        for blk, src, shape in zip(consumers, sources, shapes):
+            if blk is consumers[0] and analog:
+                continue
+            if getattr(model, "flatten_input", False) and blk is consumers[0]:
+                shape = (int(np.prod(shape)),)
+            acs += metrics.count_acs(src.astype(np.float32), _synapse_fan_out(blk, shape))
+        num_neurons = sum(int(np.prod(b.neuron.shape)) for b in spiking)
     macs = metrics.neuron_macs(num_neurons, steps, neuron)
     act = metrics.layer_activity({str(i): np.asarray(s, dtype=np.float32) for i, s in enumerate(layer_spikes)})
     layers = [{"layer": i, "neurons": l["neurons"], "firing_rate": l["firing_rate"],
                "continuous_firing_rate": l["continuous_firing_rate"], "spikes_per_step": l["mean_spikes_per_step"]}
               for i, l in enumerate(act["layers"].values())]
     return {"layers": layers, "firing_rate": act["firing_rate"], "continuous_firing_rate": act["continuous_firing_rate"],
-            "acs_per_sample": acs, "macs_per_sample": macs,
+            "acs_per_sample": acs, "macs_per_sample": macs, "input_acs_counted": not analog,
             "sop_energy_uj_per_sample": metrics.sop_energy_uj(acs, macs)}

@@ -186,3 +186,170 @@ def test_sweep_of_time_steps(tmp_path, capsys):
     assert [len(c["metrics"]["layers"][0]["spikes_per_step"]) for c in study["cells"]] == [2, 3]
     md = (out / "study.md").read_text()
     assert "| variant | T | float acc" in md and "| ILIF | 3 |" in md and "T = 16" not in md
+
+
+# --------------------------------------------------------------------------------------------------------------
+# the paper's deep networks: vgg11bn (deployable) and resnet18 (not deployable), real CIFAR-10 images, tiny width
+# --------------------------------------------------------------------------------------------------------------
+CIFAR = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10_subset"
+DEEP = ["--dataset", "cifar10", "--data-dir", str(CIFAR), "--hidden", "8", "-T", "2", "--epochs", "1",
+        "--limit-train", "16", "--limit-test", "8", "--batch-size", "8", "--optimizer", "adam", "--lr", "1e-3",
+        "--loss", "tet", "--device", "cpu", "--variants", "LIF,ILIF", "--seeds", "0,1"]
+DEEP_PLOTS = PLOTS + ("continuous_firing_panels.png",)
+
+
+def _table(md: str, title: str):
+    """The markdown table under the heading (or first header cell) ``title``: (header, rows of cells)."""
+    lines = md.splitlines()
+    start = next(i for i, l in enumerate(lines) if l.startswith(title))
+    start = next(i for i in range(start, len(lines)) if lines[i].startswith("|"))
+    head = [c.strip() for c in lines[start].strip("|").split("|")]
+    rows = []
+    for line in lines[start + 2:]:
+        if not line.startswith("|"):
+            break
+        rows.append([c.strip() for c in line.strip("|").split("|")])
+    return head, rows
+
+
+def _stat(text: str):
+    return tuple(float(v) for v in text.split(" ± "))
+
+
+def _check_shown(text: str, vals, scale: float = 1.0) -> None:
+    mean, std = _stat(text)
+    vals = np.asarray(vals, dtype=np.float64) / scale
+    assert _close(mean, vals.mean()) and _close(std, vals.std(ddof=1)), (text, vals)
+
+
+def _synapse_acs(model, x) -> float:
+    """ACs per sample counted independently of simulations/activity.py: forward hooks see what enters every
+    synapse that reads spikes (sums of 2x2 spike windows behind a folded pool) and count, for each output, the
+    spikes its receptive field holds (a convolution with all-ones weights), or spikes x classes for a Linear head;
+    an identity shortcut adds each spike once."""
+    import torch
+    import torch.nn.functional as F
+    from training.paper_models import ResNet18
+    total, hooks = [0.0], []
+
+    def conv_hook(mod, inp, _out):
+        z = inp[0].detach().double()
+        w = torch.ones_like(mod.weight, dtype=torch.float64)
+        conv = F.conv3d if z.ndim == 5 and mod.weight.ndim == 5 else F.conv2d
+        total[0] += float(conv(z, w, None, mod.stride, mod.padding, mod.dilation, mod.groups).sum())
+
+    if isinstance(model, ResNet18):
+        convs = [m for n, m in model.named_modules() if isinstance(m, torch.nn.Conv2d) and n != "stem"]
+        hooks += [c.register_forward_hook(conv_hook) for c in convs]
+        with torch.no_grad():
+            _, spikes = model(x)
+        for i, blk in enumerate(model.layers):
+            if isinstance(blk.shortcut, torch.nn.Identity):
+                total[0] += float(spikes[2 * i].sum())
+        total[0] += float(spikes[-1].sum()) * model.fc.out_features
+    else:
+        model.set_quantized(True)
+        for blk in list(model.blocks)[1:]:          # the first block reads the analog image: not counted
+            syn = blk.synapse
+            if type(syn).__name__ == "Dense":
+                hooks.append(syn.register_forward_hook(
+                    lambda mod, inp, _o: total.__setitem__(0, total[0] + float(inp[0].double().sum())
+                                                           * mod.out_channels)))
+            else:
+                hooks.append(syn.register_forward_hook(conv_hook))
+        with torch.no_grad():
+            model(x)
+    for h in hooks:
+        h.remove()
+    return total[0] / x.shape[0]
+
+
+@pytest.mark.parametrize("arch, qat", [("vgg11bn", "1"), ("resnet18", "0")])
+def test_deep_network_study_tables_energy_and_resume(tmp_path, capsys, arch, qat):
+    """The grid runs for the paper's networks with every table and plot; the tables are the cell files' mean and
+    sample std; ACs agree with an independent count; the float H of resnet18 crosses the threshold exactly where
+    it spikes; a removed cell is trained again and no other."""
+    if not (CIFAR / "cifar-10-batches-py" / "test_batch").is_file():
+        pytest.skip(f"real CIFAR-10 subset not found at {CIFAR}")
+    import torch
+    from ilif_lava import metrics
+    from pipeline.study import membrane_before_reset_float
+    from training.datasets import load_split
+    from training.train import load_model
+    out, work = tmp_path / "study", tmp_path / "work"
+    argv = ["study", *DEEP, "--arch", arch, "--qat-epochs", qat, "--out", str(out), "--work-dir", str(work)]
+    code, stdout, stderr = run_cli(argv, capsys)
+    assert code == 0, stderr
+    for name in ("study.json", "study.md", *DEEP_PLOTS):
+        assert (out / name).stat().st_size > 0, name
+    cells = {p.stem: json.loads(p.read_text()) for p in (out / "cells").glob("*.json")}
+    assert sorted(cells) == sorted(f"{v}-seed{s}" for v in ("LIF", "ILIF") for s in (0, 1))
+    deployable = arch == "vgg11bn"
+    n_layers = 8 if deployable else 17
+    for c in cells.values():
+        m = c["metrics"]
+        assert m["deployable"] is deployable and m["activity_of"] == ("deployed" if deployable else "float")
+        assert (m["deployed_accuracy"] is None) is (not deployable)
+        assert len(m["layers"]) == n_layers and all(len(l["spikes_per_step"]) == 2 for l in m["layers"])
+        k = 2 if c["variant"] == "ILIF" else 1
+        assert m["macs_per_sample"] == 2 * k * sum(l["neurons"] for l in m["layers"])
+        assert m["sop_energy_uj_per_sample"] == pytest.approx((0.9 * m["acs_per_sample"]
+                                                               + 4.6 * m["macs_per_sample"]) * 1e-6)
+    if not deployable:
+        assert "residual" in cells["ILIF-seed0"]["metrics"]["not_deployable_because"]
+
+    md = (out / "study.md").read_text()
+    head, rows = _table(md, "| variant | float acc")
+    assert [r[0] for r in rows] == ["LIF", "ILIF"]
+    for r in rows:
+        group = [c["metrics"] for c in cells.values() if c["variant"] == r[0]]
+        for key, text in zip(TABLE_METRICS, r[1:1 + len(TABLE_METRICS)]):
+            if key == "deployed_accuracy" and not deployable:
+                assert text == "not deployable"
+                continue
+            _check_shown(text, [g[key] for g in group])
+    head, rows = _table(md, "### Energy per test sample")
+    assert head == ["variant", "ACs (M)", "MACs (M)", "SOP (uJ)"]
+    for r in rows:
+        group = [c["metrics"] for c in cells.values() if c["variant"] == r[0]]
+        _check_shown(r[1], [g["acs_per_sample"] for g in group], 1e6)
+        _check_shown(r[2], [g["macs_per_sample"] for g in group], 1e6)
+        _check_shown(r[3], [g["sop_energy_uj_per_sample"] for g in group])
+    head, rows = _table(md, "### Spikes per time step")
+    assert head == ["variant", "t = 0", "t = 1"]
+    for r in rows:
+        group = [c["metrics"] for c in cells.values() if c["variant"] == r[0]]
+        for t in range(2):
+            _check_shown(r[1 + t], [sum(l["spikes_per_step"][t] for l in g["layers"]) for g in group])
+    head, rows = _table(md, "### Continuous firing per layer")
+    assert len(head) == 1 + n_layers
+    for r in rows:
+        group = [c["metrics"] for c in cells.values() if c["variant"] == r[0]]
+        for li in range(n_layers):
+            _check_shown(r[1 + li], [g["layers"][li]["continuous_firing_rate"] for g in group])
+
+    # ACs of one cell recounted from scratch; the float H of resnet18 (its H > 2 V_th) against its own spikes
+    x, _ = load_split("cifar10", "test", time_bins=2, data_dir=CIFAR, limit=8).tensors()
+    model = load_model(work / "ILIF-seed0" / "model.pt").eval()
+    assert cells["ILIF-seed0"]["metrics"]["acs_per_sample"] == pytest.approx(_synapse_acs(model, x), rel=1e-9)
+    if not deployable:
+        model.set_record_states(True)
+        with torch.no_grad():
+            _, spikes = model(x)
+        for li, blk in enumerate(model.spiking_blocks()):
+            st = {k: v.reshape(v.shape[0], -1, v.shape[-1]).numpy() for k, v in blk.neuron.states.items()}
+            h = membrane_before_reset_float(st, blk.neuron)
+            s = spikes[li].reshape(h.shape).numpy()
+            assert ((h >= blk.neuron.threshold) == (s == 1)).all(), li
+        assert metrics.neuron_macs(1, 1, "ILIF") == 2
+
+    # resume: only the removed cell is trained again
+    mtimes = {p.name: p.stat().st_mtime_ns for p in (out / "cells").glob("*.json")}
+    (out / "cells" / "ILIF-seed1.json").unlink()
+    code, stdout, stderr = run_cli(argv, capsys)
+    assert code == 0, stderr
+    assert stdout.count("done before, skipped") == 3
+    assert json.loads((out / "study.json").read_text())["trained"] == 1
+    for p in (out / "cells").glob("*.json"):
+        if p.stem != "ILIF-seed1":
+            assert p.stat().st_mtime_ns == mtimes[p.name], p.name

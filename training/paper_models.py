@@ -21,9 +21,11 @@ from __future__ import annotations
 
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
+import numpy as np
 import torch
 from torch import nn
 
+from ilif_lava import metrics
 from ilif_lava.block import fold_batchnorm  # its one definition (the blocks fold with it at export and in QAT)
 from ilif_lava.neuron import Neuron
 from training.net_switches import NeuronSwitches
@@ -172,6 +174,32 @@ class ResNet18(PaperNet):
         pooled = per_step(self.pool, s).flatten(1, -2)         # [N, C, T]
         pooled = self.drop(pooled)
         return self.fc(pooled.movedim(-1, 1)).movedim(1, -1)   # [N, K, T]
+
+    def spike_fan_outs(self) -> List[np.ndarray]:
+        """Per spiking unit (``spiking_blocks()`` order), the fan-out of each of its neurons, int64 [C, H, W]: the
+        synaptic operations one spike causes downstream (the ACs of ../shared/docs/ilif-model.md section 4).
+        A block's first unit feeds ``conv1`` and the shortcut (a 1x1 conv, or the identity: one addition per
+        spike); its second unit feeds ``conv2``; the head unit feeds the global average pool and the Linear layer
+        (each spike reaches every class once). The analog stem reads the image, no spikes: not counted."""
+        was_training = self.training
+        self.eval()
+        with torch.no_grad():      # one zero sample, one step: the unit shapes
+            _, spikes = self(torch.zeros(1, *self.meta["in_shape"], 1))
+        self.train(was_training)
+        shapes = [tuple(int(v) for v in s.shape[1:-1]) for s in spikes]
+
+        def conv(shape: Sequence[int], c: nn.Conv2d) -> np.ndarray:
+            return metrics.fan_out_conv(shape, c.out_channels, c.kernel_size, c.stride, c.padding, c.dilation,
+                                        c.groups)
+
+        out: List[np.ndarray] = []
+        for blk in self.layers:
+            s1, s2 = shapes[len(out)], shapes[len(out) + 1]
+            short = (conv(s1, blk.shortcut) if isinstance(blk.shortcut, nn.Conv2d)
+                     else np.ones(s1, dtype=np.int64))
+            out += [conv(s1, blk.conv1) + short, conv(s2, blk.conv2)]
+        out.append(np.full(shapes[len(out)], self.fc.out_features, dtype=np.int64))
+        return out
 
     def deploy_problems(self) -> List[str]:
         residual = [f"layers.{i}: residual addition conv2(...) + shortcut(...) (netx HDF5 and Lava's netx loader "
