@@ -47,8 +47,8 @@ def test_the_core_and_stages_agree_with_the_names():
     assert surrogate.SURROGATES is names.SURROGATES
     assert models.NEURONS == names.NEURONS
     assert models.ARCHS is names.ARCHS and config.ARCHS is names.ARCHS
-    assert paper_models.PAPER_ARCHS == names.PAPER_ARCHS
-    assert paper_models.NOT_DEPLOYABLE_ARCHS == names.NOT_DEPLOYABLE_ARCHS
+    assert paper_models.PAPER_ARCHS is names.PAPER_ARCHS
+    assert paper_models.NOT_DEPLOYABLE_ARCHS is names.NOT_DEPLOYABLE_ARCHS
     assert datasets.DATASETS is names.DATASETS and tuple(datasets.LOADERS) == names.DATASETS
     assert set(study.VARIANTS) == set(names.VARIANTS) and study_cli.VARIANTS is names.VARIANTS
     assert file_limits.CHIP_CORES == loihi2.CHIP_CORES == names.CHIP_CORES
@@ -58,8 +58,7 @@ def test_the_core_and_stages_agree_with_the_names():
 
 # The lists as literals: a second spelling of one of them anywhere in the packages is a second home.
 LISTS = {"variants": names.VARIANTS, "archs": names.ARCHS, "datasets": names.DATASETS}
-# Modules that still spell a list themselves (checked equal above); each should read ilif_lava.names instead
-# (as should training/paper_models.py its PAPER_ARCHS and NOT_DEPLOYABLE_ARCHS).
+# Modules that still spell a list themselves (checked equal above); each should read ilif_lava.names instead.
 KNOWN = {("ilif_lava/neuron.py", "variants"), ("training/models.py", "variants"), ("pipeline/study.py", "variants")}
 
 

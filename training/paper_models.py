@@ -27,11 +27,10 @@ from torch import nn
 
 from ilif_lava import metrics
 from ilif_lava.block import fold_batchnorm  # its one definition (the blocks fold with it at export and in QAT)
+from ilif_lava.names import NOT_DEPLOYABLE_ARCHS, PAPER_ARCHS  # noqa: F401  (training/models.py reads them here)
 from ilif_lava.neuron import Neuron
 from training.net_switches import NeuronSwitches
 
-PAPER_ARCHS = ("resnet18", "vgg11bn")      # the paper's networks: logit outputs (Linear / integer readout)
-NOT_DEPLOYABLE_ARCHS = ("resnet18",)       # residual additions: no netx layer (vgg11bn deploys, training/models.py)
 _RESNET_STAGES = ((64, 1), (128, 2), (256, 2), (512, 2))
 
 
