@@ -225,7 +225,7 @@ def load(quiet: bool = False) -> Optional[ModuleType]:
             build_dir = cache_dir(inputs)
             _state["dir"] = build_dir
             build_dir.mkdir(parents=True, exist_ok=True)
-            with build_lock(build_dir, quiet=quiet):      # one build at a time; a waiter says so once
+            with build_lock(build_dir):      # one build at a time; a waiter says so once (even when quiet)
                 if not _built(build_dir) and not quiet:
                     print(f"[ilif-lava] compiling the fused ILIF CPU kernel once (about a minute) into {build_dir}",
                           file=sys.stderr, flush=True)
