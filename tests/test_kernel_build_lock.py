@@ -87,13 +87,13 @@ def test_a_bad_timeout_setting_is_one_line(monkeypatch, raw):
         cpu_build.lock_timeout()
 
 
-def test_load_while_another_process_builds_waits_then_uses_the_torch_path(tmp_path):
+def test_load_while_another_process_builds_waits_then_uses_the_torch_path(tmp_path, monkeypatch):
     """End to end: ``load()`` in a fresh process, the key folder's lock held by another: one waiting line, then
     one notice naming the folder, the torch path; with ILIF_LAVA_KERNEL=cpu the same line ends the run."""
-    env = dict(os.environ, ILIF_LAVA_KERNEL_CACHE=str(tmp_path / "cache"), ILIF_LAVA_KERNEL_LOCK_TIMEOUT="2")
-    key_dir = Path(subprocess.run(
-        [sys.executable, "-c", "from ilif_lava.kernels import cpu_build; print(cpu_build.cache_dir())"],
-        capture_output=True, text=True, env=env, cwd=ROOT, timeout=300, check=True).stdout.strip())
+    monkeypatch.setenv("ILIF_LAVA_KERNEL_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv(cpu_build.LOCK_TIMEOUT_ENV, "2")
+    env = dict(os.environ)
+    key_dir = cpu_build.cache_dir()           # the same environment gives the fresh process the same folder
     key_dir.mkdir(parents=True)
     code = ("import torch\nfrom ilif_lava import kernels\nfrom ilif_lava.kernels import cpu_build\n"
             "print(cpu_build.load() is None)\n"
