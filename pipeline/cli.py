@@ -129,7 +129,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("compare", help="compare float / quantized / Lava and write the report",
                        description="Compare the float model, its quantized twin and Lava fixed_pt on exactly the "
                                    "samples 'simulate' ran; writes report/ in the evaluation folder (the run "
-                                   "folder, or the one the same --dataset/--data-dir/-T/--out flags chose).")
+                                   "folder, or the one the same --dataset/--data-dir/-T/--out flags chose). A run "
+                                   "without network.net (not exported, or a network netx cannot express) is "
+                                   "evaluated with the float and quantized engines alone; the report says Lava was "
+                                   "not run and why.")
     p.add_argument("run_dir", type=_existing)
     _add_eval_data_args(p)
     p.add_argument("--baseline-dir", type=_existing, default=None, help="run folder of a baseline network")
@@ -285,7 +288,15 @@ def _prerequisites(args: argparse.Namespace) -> None:
         return
     net = Path(args.net) if getattr(args, "net", None) else run / "network.net"
     if not net.exists() and not net.is_symlink():
-        raise ValueError(f"{net}: no such network file; run 'ilif-lava export {run}' first")
+        if cmd == "compare":          # no network.net: the float and quantized engines alone (the report says why)
+            args.engines_only = True
+            return
+        conf = _light_config(run) or {}
+        from ilif_lava.names import NOT_DEPLOYABLE_ARCHS
+        compare = f"'ilif-lava compare {run}{_data_flags(args)}' evaluates its float and quantized engines"
+        if conf.get("arch") in NOT_DEPLOYABLE_ARCHS:
+            raise ValueError(f"{net}: no such network file: {conf['arch']} cannot be deployed to Lava; {compare}")
+        raise ValueError(f"{net}: no such network file; run 'ilif-lava export {run}' first (or {compare})")
     if cmd == "compare":
         from pipeline import evaluation
         conf = _light_config(run)
@@ -323,6 +334,12 @@ def _dispatch(args: argparse.Namespace) -> int:
             print(path)
     elif args.cmd == "export":
         run.stage_export(args.run_dir, force=args.force)
+    elif args.cmd == "compare" and getattr(args, "engines_only", False):
+        rep = run.stage_compare_engines(args.run_dir, dataset=args.dataset, data_dir=args.data_dir,
+                                        time_bins=args.time_bins, out_dir=None if args.out is None else Path(args.out),
+                                        device=args.device, progress=on_terminal())
+        print(json.dumps({"accuracy": rep["accuracy"], "prediction_agreement": rep["prediction_agreement"],
+                          "lava_not_run": rep["lava"]["reason"]}))
     elif args.cmd == "compare":
         rep = run.stage_compare(args.run_dir, baseline_dir=args.baseline_dir, device=args.device,
                                 eval_dir=getattr(args, "eval_dir", None), progress=on_terminal())

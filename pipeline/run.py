@@ -29,7 +29,7 @@ from simulations.compare import (first_divergence, lsb_error_histogram, predicti
 from simulations.cost import report_entry as loihi2_cost_entry
 from simulations.neurobench_metrics import report_entry as neurobench_entry
 from simulations.lava_run import LAVA_PHASES, run_network
-from simulations.report import write_lava_report, write_report
+from simulations.report import write_engines_report, write_lava_report, write_report
 from training.datasets import load_split
 from training.losses import predict, predict_output
 from training.train import TrainConfig, load_config, load_model, pick_device, read_training_log, train
@@ -291,6 +291,73 @@ def stage_compare(run_dir: Path, baseline_dir: Optional[Path] = None, device: st
     write_report(report, folder / "report", check_markdown=check.to_markdown())
     if strict:
         check_deployment(report, folder / "report")
+    return report
+
+
+def engine_outputs(model, x: torch.Tensor, device: torch.device, quantized: bool, batch: int = 64,
+                   progress: bool = False, desc: str = "model"):
+    """Predictions [N] (argmax of the outputs summed over time: spike counts, or logits; training's rule,
+    :func:`training.losses.predict`) and spikes per layer [N, neurons, T] (int8 numpy) of one engine."""
+    model.set_quantized(quantized)
+    model.eval()
+    model.to(device)
+    preds: List[np.ndarray] = []
+    spikes: Optional[List[np.ndarray]] = None
+    with torch.no_grad():
+        for i in bar(range(0, x.shape[0], batch), desc=desc, unit="batch", enabled=progress):
+            out, sp = model(x[i:i + batch].to(device))
+            preds.append(predict(out))
+            sp = [_flat(s).astype(np.int8) for s in sp]
+            spikes = sp if spikes is None else [np.concatenate([a, b]) for a, b in zip(spikes, sp)]
+    return np.concatenate(preds) if preds else np.zeros(0, np.int64), spikes or []
+
+
+def lava_not_run_reason(run_dir: Path, model) -> str:
+    """Why an evaluation of ``run_dir`` has no Lava engine (the run has no ``network.net``), in one sentence."""
+    problems = model.deploy_problems() if hasattr(model, "deploy_problems") else []
+    if problems:
+        return (f"{model.meta['arch']} cannot be deployed to netx/Lava ({problems[0]}), so {run_dir} has no "
+                f"network.net")
+    return (f"{Path(run_dir) / 'network.net'} does not exist; 'ilif-lava export {run_dir}' then 'ilif-lava simulate "
+            f"{run_dir}' (with the same data flags) add the Lava engine")
+
+
+def stage_compare_engines(run_dir: Path, dataset: Optional[str] = None, data_dir: Optional[str] = None,
+                          time_bins: Optional[int] = None, out_dir: Optional[Path] = None, device: str = "auto",
+                          progress: bool = True) -> Dict[str, Any]:
+    """Evaluate a trained run that has no ``network.net`` (a network netx cannot express, e.g. ``resnet18``, or
+    one not exported yet) with the float and quantized engines only, on its own test split or on other data
+    (``dataset`` / ``data_dir`` / ``time_bins``, folders as :mod:`pipeline.evaluation` chooses them).
+
+    Writes ``<eval folder>/report/`` (report.json, report.md): the data used, accuracy of both engines, their
+    prediction agreement, spikes per layer float vs quantized, the first divergence, and that Lava was not run
+    with the reason (:func:`lava_not_run_reason`). Returns the report dict."""
+    run_dir = Path(run_dir)
+    cfg = load_config(run_dir / "train" / "config.json")
+    conf = asdict(cfg)
+    want = evaluation.requested(conf, dataset, data_dir, time_bins)
+    folder = evaluation.output_dir(run_dir, None, want, evaluation.is_default(conf, dataset, data_dir, time_bins),
+                                   out_dir)
+    x, y, data = _eval_inputs(want)
+    print(f"data: {data.describe()}", flush=True)
+    y = y.numpy()
+    model = load_model(run_dir / "train" / "model.pt")
+    reason = lava_not_run_reason(run_dir, model)
+    dev = pick_device(device)
+    pred_f, spikes_f = engine_outputs(model, x, dev, False, progress=progress, desc="float model")
+    pred_q, spikes_q = engine_outputs(model, x, torch.device("cpu"), True, progress=progress, desc="quantized model")
+    div = first_divergence(spikes_f, spikes_q)
+    report: Dict[str, Any] = {
+        "config": conf, "data": data.to_dict(), "data_description": data.describe(),
+        "samples": int(x.shape[0]), "time_steps": int(x.shape[-1]), "device_float": str(dev),
+        "engines": ["float", "quantized"], "lava": {"ran": False, "reason": reason},
+        "accuracy": {"float": float((pred_f == y).mean()), "quantized": float((pred_q == y).mean())},
+        "prediction_agreement": {"float_vs_quantized": prediction_agreement(pred_f, pred_q)},
+        "spikes": {"float_vs_quantized": spike_agreement(spikes_f, spikes_q)},
+        "first_divergence": {"float_vs_quantized": None if div is None else div.to_dict()},
+        "training_log": read_training_log(run_dir / "train"),
+    }
+    write_engines_report(report, folder / "report")
     return report
 
 

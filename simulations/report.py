@@ -260,3 +260,36 @@ def write_lava_report(net_path: Path, data: Any, labels: np.ndarray, pred: np.nd
     atomic.write_text(out / "report.json", json.dumps(rep, indent=2, default=float))
     atomic.write_text(out / "report.md", "\n".join(lines) + "\n")
     return out
+
+
+def write_engines_report(report: Dict[str, Any], out_dir: Path) -> Path:
+    """Report of a trained run evaluated without Lava (the run has no ``network.net``): ``report`` holds config,
+    data, accuracy and prediction agreement of the float and quantized engines, spikes per layer float vs quantized
+    (:func:`simulations.compare.spike_agreement` rows), the first divergence and ``lava = {'ran': False,
+    'reason': ...}``. Writes ``report.json`` and ``report.md`` into ``out_dir``; returns the folder."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    report.setdefault("kernels", kernels.describe())
+    cfg, acc = report["config"], report["accuracy"]
+    lines = [f"# ilif-lava report: {cfg['neuron']} {cfg['arch']} on {cfg['dataset']} (float and quantized engines)",
+             "", f"Data: {report['data_description']}.", "",
+             f"{report['samples']} test samples, T = {report['time_steps']}; float engine on "
+             f"`{report['device_float']}`, quantized (bit-exact integer) engine on the CPU. ILIF kernels that ran in "
+             f"this process: {_kernels_text(report['kernels'])}.", "",
+             f"**Lava was not run**: {report['lava']['reason']}.", "",
+             "## Accuracy and prediction agreement", "", "| engine | accuracy |", "|---|---|"]
+    lines += [f"| {k} | {v:.4f} |" for k, v in acc.items()]
+    lines += ["", "| pair | prediction agreement |", "|---|---|"]
+    lines += [f"| {k.replace('_', ' ')} | {v:.4f} |" for k, v in report["prediction_agreement"].items()]
+    lines += ["", "## Spikes per layer", "", "| layer | float vs quant mismatches | agreement | rate float | "
+              "rate quant |", "|---|---|---|---|---|"]
+    lines += [f"| {r['layer']} | {r['mismatches']} | {r['agreement']:.6f} | {r['firing_rate_a']:.4f} | "
+              f"{r['firing_rate_b']:.4f} |" for r in report["spikes"]["float_vs_quantized"]]
+    d = report["first_divergence"]["float_vs_quantized"]
+    lines += ["", "## First divergence", "",
+              "- float vs quantized: " + ("none (identical)" if d is None else
+                                          f"layer {d['layer']}, time step {d['time_step']}, sample {d['sample']}, "
+                                          f"neuron {d['neuron']} ({d['value_a']} vs {d['value_b']})")]
+    atomic.write_text(out / "report.json", json.dumps(report, indent=2, default=float))
+    atomic.write_text(out / "report.md", "\n".join(lines) + "\n")
+    return out

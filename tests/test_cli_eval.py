@@ -142,3 +142,34 @@ def test_bare_network_file_on_a_dataset(trained, tmp_path, capsys):
                             "--out", str(tmp_path / "wrong"), "--state-samples", "0"], capsys)
     assert code == 2 and err.count("\n") == 1
     assert "layer 0" in err and "2312" in err and "[1, 8, 8]" in err     # N-MNIST's 2x34x34 net vs 1x8x8 digits
+
+
+def test_run_without_network_file_evaluated_on_other_data(nmnist_dir, tmp_path, capsys):
+    """A trained run without network.net (here a tiny resnet18, not exported) is evaluated on another data folder
+    from the command line with the float and quantized engines; the report says Lava was not run and why.
+    ``simulate`` of such a run names the command that does work."""
+    run = tmp_path / "resnet"
+    assert run_cli(["train", "--arch", "resnet18", "--dataset", "nmnist", "--data-dir", str(nmnist_dir),
+                    "--limit-train", "8", "--limit-test", "2", "-T", "3", "--epochs", "1", "--qat-epochs", "1",
+                    "--hidden", "32", "--batch-size", "8", "--loss", "rate", "--device", "cpu", "--run-dir", str(run)],
+                   capsys)[0] == 0
+    other = _subset(nmnist_dir, tmp_path / "nmnist_other", slice(-3, None))
+    assert not (run / "network.net").exists()
+    code, _, err = run_cli(["simulate", str(run), "--data-dir", str(other)], capsys)
+    assert code == 2 and err.count("\n") == 1 and f"ilif-lava compare {run} --data-dir {other}" in err
+
+    code, out, err = run_cli(["compare", str(run), "--data-dir", str(other)], capsys)
+    assert code == 0, err
+    folder = run / "eval-nmnist-nmnist_other-T3"
+    rep = json.loads((folder / "report" / "report.json").read_text())
+    printed = json.loads(out.strip().splitlines()[-1])
+    assert rep["lava"]["ran"] is False and "network.net" in rep["lava"]["reason"]
+    assert printed["lava_not_run"] == rep["lava"]["reason"] and printed["accuracy"] == rep["accuracy"]
+    assert (rep["data"]["data_dir"], rep["samples"], rep["time_steps"]) == (str(other), 3, 3)
+    assert set(rep["accuracy"]) == {"float", "quantized"} and 0.0 <= rep["accuracy"]["quantized"] <= 1.0
+    rows = rep["spikes"]["float_vs_quantized"]
+    assert len(rows) >= 17 and all(0.0 <= r["agreement"] <= 1.0 for r in rows)     # every spiking unit of resnet18
+    assert {"float", "integer"} <= set(rep["kernels"]["last_used"])      # both engines ran (integer: quantized)
+    md = (folder / "report" / "report.md").read_text()
+    assert "Lava was not run" in md and rep["lava"]["reason"] in md and str(other) in md
+    assert not (run / "report").exists() and not (folder / "lava_test.npz").exists()
