@@ -13,7 +13,10 @@ Lava starts its process models with ``fork``, so child processes inherit the pat
 The same finder also rewrites Lava's import-time ``mp.set_start_method('fork')`` so that it does not fail
 when the default context is already ``fork`` (:func:`patch_mp_source`): import order never matters; and it
 silences two import-time notices that say nothing to an ilif-lava user: slayer's Prophesee-toolbox warning
-(:func:`patch_prophesee_source`) and torch's "No CUDA runtime is found" log line on CPU machines.
+(:func:`patch_prophesee_source`) and torch's "No CUDA runtime is found" log line on CPU machines. It also makes
+slayer's rarely used, slow-to-import parts (``io``, ``object_detection``/``obd``, ``utils.LearningStats``: they
+pull in torchvision, torch's dynamo, sympy and matplotlib) load on first use (:func:`patch_lazy_source`), so
+importing slayer's neurons and blocks costs little more than torch itself.
 
 ``import ilif_lava`` calls :func:`install` before anything else; it is idempotent.
 """
@@ -97,7 +100,53 @@ class _NoCudaNotice:
         return "No CUDA runtime is found" not in record.getMessage()
 
 
-PATCHES = {TARGET: patch_source, MP_TARGET: patch_mp_source, PROPHESEE_TARGET: patch_prophesee_source}
+SLAYER_TARGET = "lava.lib.dl.slayer"
+SLAYER_UTILS_TARGET = "lava.lib.dl.slayer.utils"
+#: names slayer's package ``__init__`` files import eagerly that are loaded on first use instead: name ->
+#: (module relative to the package, attribute of it or None). They are the whole cost of ``import
+#: lava.lib.dl.slayer`` beyond torch: ``object_detection`` imports torchvision, which imports torch's dynamo and
+#: sympy (seconds); ``io`` and ``utils.stats`` import matplotlib's pyplot. Nothing else in slayer imports them.
+LAZY_NAMES = {
+    SLAYER_TARGET: {"io": (".io", None), "obd": (".object_detection", None),
+                    "object_detection": (".object_detection", None)},
+    SLAYER_UTILS_TARGET: {"stats": (".stats", None), "LearningStat": (".stats", "LearningStat"),
+                          "LearningStats": (".stats", "LearningStats")},
+}
+_EAGER_RE = {
+    SLAYER_TARGET: re.compile(r"^from \. import (io|object_detection as obd)\s*$", re.MULTILINE),
+    SLAYER_UTILS_TARGET: re.compile(r"^from \.stats import LearningStat, LearningStats\s*$", re.MULTILINE),
+}
+_LAZY_GETATTR = """
+
+def __getattr__(name):  # ilif_lava.compat: loaded on first use (PEP 562)
+    import importlib
+    lazy = {names!r}
+    if name not in lazy:
+        raise AttributeError(f"module {{__name__!r}} has no attribute {{name!r}}")
+    module, attr = lazy[name]
+    value = importlib.import_module(module, __name__)
+    value = value if attr is None else getattr(value, attr)
+    globals()[name] = value
+    return value
+"""
+
+
+def patch_lazy_source(fullname: str, source: str) -> str:
+    """slayer's package ``__init__`` (or its ``utils``) with the imports of :data:`LAZY_NAMES` removed and a
+    module ``__getattr__`` that imports each on first access (``slayer.io``, ``slayer.obd``,
+    ``from lava.lib.dl.slayer import io``, ``slayer.utils.LearningStats`` work as before). A source that does not
+    hold exactly the expected import lines is returned unchanged (eager, as installed)."""
+    names = LAZY_NAMES[fullname]
+    pattern = _EAGER_RE[fullname]
+    expected = 2 if fullname == SLAYER_TARGET else 1
+    if len(pattern.findall(source)) != expected:
+        return source
+    return pattern.sub("", source) + _LAZY_GETATTR.format(names=names)
+
+
+PATCHES = {TARGET: patch_source, MP_TARGET: patch_mp_source, PROPHESEE_TARGET: patch_prophesee_source,
+           SLAYER_TARGET: lambda src: patch_lazy_source(SLAYER_TARGET, src),
+           SLAYER_UTILS_TARGET: lambda src: patch_lazy_source(SLAYER_UTILS_TARGET, src)}
 
 
 def install() -> None:

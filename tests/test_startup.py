@@ -1,0 +1,69 @@
+"""Start-up: the training path imports slayer's neurons and blocks without slayer's slow extras (torchvision and
+torch's dynamo through ``object_detection``, matplotlib through ``io`` and ``utils.stats``), which still load on
+first use (:func:`ilif_lava.compat.patch_lazy_source`); ``ilif-lava train --help`` imports neither torch nor Lava.
+
+Checked by the modules a fresh interpreter holds (not by timing: the import time is measured by
+``python -X importtime``, README's benchmark section).
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ilif_lava.compat import SLAYER_TARGET, SLAYER_UTILS_TARGET, patch_lazy_source
+
+ROOT = Path(__file__).resolve().parents[1]
+SLOW_EXTRAS = ("torchvision", "torch._dynamo", "sympy", "matplotlib", "matplotlib.pyplot")
+
+
+def _run(code: str) -> dict:
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert res.returncode == 0, res.stderr
+    return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+def test_training_path_skips_slayers_slow_extras_which_still_load_on_use():
+    code = (
+        "import json, sys\n"
+        "import training.train, ilif_lava.block, ilif_lava.netx\n"
+        f"before = [m for m in {SLOW_EXTRAS!r} if m in sys.modules]\n"
+        "import lava.lib.dl.slayer as slayer\n"
+        "from lava.lib.dl.slayer import io\n"
+        "names = [type(slayer.obd).__name__, slayer.obd.__name__, slayer.utils.LearningStats.__name__,\n"
+        "         slayer.utils.LearningStat.__name__, io.__name__, slayer.io is io, 'bbox' in dir(slayer.obd)]\n"
+        f"after = [m for m in {SLOW_EXTRAS!r} if m in sys.modules]\n"
+        "try:\n"
+        "    slayer.no_such_name\n"
+        "    missing = 'no error'\n"
+        "except AttributeError as exc:\n"
+        "    missing = str(exc)\n"
+        "print(json.dumps({'before': before, 'names': names, 'after': after, 'missing': missing}))\n")
+    out = _run(code)
+    assert out["before"] == [], out["before"]
+    assert out["names"] == ["module", "lava.lib.dl.slayer.object_detection", "LearningStats", "LearningStat",
+                            "lava.lib.dl.slayer.io", True, True]
+    assert {"torchvision", "matplotlib"} <= set(out["after"])          # so the first check can fail
+    assert out["missing"] == "module 'lava.lib.dl.slayer' has no attribute 'no_such_name'"
+
+
+def test_train_help_imports_neither_torch_nor_lava():
+    code = ("import json, sys\n"
+            "from pipeline import cli\n"
+            "sys.argv = ['ilif-lava', 'train', '--help']\n"
+            "try:\n"
+            "    cli.main()\n"
+            "except SystemExit:\n"
+            "    pass\n"
+            "print(json.dumps([m for m in ('torch', 'lava.lib.dl.slayer', 'sklearn') if m in sys.modules]))\n")
+    assert _run(code) == []
+
+
+@pytest.mark.parametrize("target", [SLAYER_TARGET, SLAYER_UTILS_TARGET])
+def test_lazy_patch_leaves_an_unexpected_source_alone(target):
+    """A slayer version whose __init__ differs is imported as installed (eager), never half-patched."""
+    src = "from . import neuron\nfrom . import something_else\n"
+    assert patch_lazy_source(target, src) == src
