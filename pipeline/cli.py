@@ -19,7 +19,7 @@ from pipeline.cli_types import Parser as _Parser, device as _device, existing as
 from pipeline.cli_types import bounded_int as _bounded_int, nonneg_int as _nonneg_int, positive_int as _positive_int
 from pipeline.cli_types import unit_float as _unit_float
 from ilif_lava.progress import on_terminal
-from ilif_lava.names import MAX_TIME_BINS
+from ilif_lava.names import DATASETS, MAX_TIME_BINS
 from pipeline.cli_train import add_train_args as _add_train_args, train_config as _config
 
 # Subcommands defined in their own modules: each has ``add_parser(subparsers)`` and ``run(args) -> int`` and
@@ -55,14 +55,9 @@ def _add_limit_args(p: argparse.ArgumentParser) -> None:
                    help=f"per dataset and in total, default {L.max_dataset_bytes}")
 
 
-def _dataset_names() -> tuple:
-    from ilif_lava.names import DATASETS
-    return tuple(DATASETS)
-
-
 def _add_eval_data_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("evaluation data (default: the run's own test split)")
-    g.add_argument("--dataset", choices=_dataset_names(), default=None, help="evaluate on this dataset's test split")
+    g.add_argument("--dataset", choices=DATASETS, default=None, help="evaluate on this dataset's test split")
     g.add_argument("--data-dir", default=None, help="folder with the dataset files")
     g.add_argument("-T", "--time-bins", type=_bounded_int(1, MAX_TIME_BINS), default=None,
                    help="time steps per sample (default: the run's, or the dataset's recipe)")

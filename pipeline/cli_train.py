@@ -3,17 +3,14 @@ from __future__ import annotations
 
 import argparse
 
+from ilif_lava.names import (AMP_DTYPES, ARCHS, DATASETS, INHIBITIONS, MAX_BATCH, MAX_EPOCHS, MAX_HIDDEN,
+                             MAX_TIME_BINS, NEURONS, NOT_DEPLOYABLE_ARCHS, SURROGATES)
 from pipeline.cli_types import (bounded_int, device, finite, nonneg_float, positive_float, positive_int, tau,
                                 unit_float)
-from ilif_lava.names import (AMP_DTYPES, ARCHS, INHIBITIONS, MAX_BATCH, MAX_EPOCHS, MAX_HIDDEN, MAX_TIME_BINS,
-                             NEURONS, NOT_DEPLOYABLE_ARCHS, SURROGATES)
-
-NEURON_CHOICES = NEURONS      # ``--neuron``: the ILIF family and lava-dl's CUBA
 
 
 def add_train_args(p: argparse.ArgumentParser) -> None:
     from pipeline.recipes import NAMED
-    from ilif_lava.names import DATASETS
     p.add_argument("--recipe", choices=sorted(NAMED), default=None,
                    help="a paper row's settings (Table 4: dataset, network, T, epochs, optimiser, loss, dropout); "
                         "other flags override single values")
@@ -40,7 +37,7 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
                         "folded, integer readout, pipelined timing); resnet18 (the paper's PreAct ResNet-18, logit "
                         "outputs, not deployable)")
     g.add_argument("--dropout", type=unit_float, default=None, help="dropout of resnet18 / vgg11bn (paper 0.1-0.4)")
-    g.add_argument("--neuron", choices=NEURON_CHOICES, default="ILIF",
+    g.add_argument("--neuron", choices=NEURONS, default="ILIF",
                    help="ILIF variant (paper Table 2/3) or stock lava-dl CUBA-LIF")
     g.add_argument("--hidden", type=bounded_int(1, MAX_HIDDEN), default=None,
                    help=f"hidden width (VGG-11: width scale x/512; at most {MAX_HIDDEN})")
