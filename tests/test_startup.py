@@ -29,7 +29,8 @@ def _run(code: str) -> dict:
 def test_training_path_skips_slayers_slow_extras_which_still_load_on_use():
     code = (
         "import json, sys\n"
-        "import training.train, ilif_lava.block, ilif_lava.netx\n"
+        "import training.models\n"                     # a stage first: its package installs the shims
+        "import training.train, ilif_lava.block, ilif_lava.netx, simulations, export\n"
         f"before = [m for m in {SLOW_EXTRAS!r} if m in sys.modules]\n"
         "import lava.lib.dl.slayer as slayer\n"
         "from lava.lib.dl.slayer import io\n"
