@@ -57,28 +57,25 @@ def _vs_param(agg: List[Dict[str, Any]], param: Any, keys: List[str], titles: Li
 
 def _per_layer_panels(agg: List[Dict[str, Any]], param: Any, n_layers: int):
     """The paper's Figure 3/6 view: one panel per spiking layer, the continuous firing rate of each variant (and
-    swept value) side by side, mean ± std over seeds."""
+    swept value) side by side, mean ± std over seeds; one legend for all panels."""
     cols = min(n_layers, 4)
     rows_n = -(-n_layers // cols)
-    fig, axs = plt.subplots(rows_n, cols, figsize=(3.4 * cols, 2.8 * rows_n), squeeze=False)
-    colours = {v: f"C{i}" for i, v in enumerate(dict.fromkeys(r["variant"] for r in agg))}
+    fig, axs = plt.subplots(rows_n, cols, figsize=(3.0 * cols, 2.3 * rows_n), squeeze=False)
     for li, ax in enumerate(axs.flat):
         if li >= n_layers:
             ax.axis("off")
             continue
-        rows = [r for r in agg if li < len(r["continuous_firing_rate_per_layer"]["mean"])]
-        ax.bar(range(len(rows)), [r["continuous_firing_rate_per_layer"]["mean"][li] for r in rows],
-               yerr=[r["continuous_firing_rate_per_layer"]["std"][li] for r in rows], capsize=2,
-               color=[colours[r["variant"]] for r in rows])
-        ax.set_xticks(range(len(rows)))
-        ax.set_xticklabels([_label(r, param) for r in rows], rotation=60, fontsize=6)
-        ax.set_title(f"layer {li}", fontsize=9)
+        for i, r in enumerate(agg):
+            c = r["continuous_firing_rate_per_layer"]
+            if li < len(c["mean"]):
+                ax.bar(i, c["mean"][li], yerr=c["std"][li], capsize=2, color=f"C{i % 10}", label=_label(r, param))
+        ax.set_xticks([])
+        ax.set_title(f"layer {li}", fontsize=8)
         ax.tick_params(axis="y", labelsize=7)
-    for row in axs:
-        row[0].set_ylabel("continuous firing", fontsize=8)
-    fig.suptitle("Continuous firing rate per layer (share of neurons firing on > T/2 steps; mean ± std over seeds)",
-                 fontsize=10)
-    fig.tight_layout()
+    axs[0][0].legend(fontsize=6)
+    fig.supylabel("continuous firing rate", fontsize=8)
+    fig.suptitle("Continuous firing per layer (share of neurons firing on > T/2 steps; mean ± std over seeds)",
+                 fontsize=9)
     return fig
 
 
@@ -110,21 +107,26 @@ def write_plots(study: Dict[str, Any], out: Path) -> List[str]:
 
     names.append(_save(_per_layer_panels(agg, param, n_layers), out / "continuous_firing_panels.png"))
 
-    cols = min(n_layers, 3)
+    cols = min(n_layers, 4)
     rows_n = -(-n_layers // cols)
-    fig, axs = plt.subplots(rows_n, cols, figsize=(4.2 * cols, 3.4 * rows_n), squeeze=False)
+    fig, axs = plt.subplots(rows_n, cols, figsize=(3.0 * cols, 2.3 * rows_n), squeeze=False)
     for li, ax in enumerate(axs.flat):
         if li >= n_layers:
             ax.axis("off")
             continue
-        for r in agg:
+        for r in agg:          # a line and a band per row (errorbar artists made large grids slow to draw)
             if li >= len(r["spikes_per_step_per_layer"]):
                 continue
             s = r["spikes_per_step_per_layer"][li]
-            ax.errorbar(np.arange(len(s["mean"])), s["mean"], yerr=s["std"], elinewidth=0.6, capsize=0,
-                        label=_label(r, param))
-        ax.set(xlabel="time step", ylabel="spikes per sample (layer total)", title=f"Spikes per time step, layer {li}")
+            m, sd, t = np.asarray(s["mean"]), np.asarray(s["std"]), np.arange(len(s["mean"]))
+            line, = ax.plot(t, m, marker=".", label=_label(r, param))
+            ax.fill_between(t, m - sd, m + sd, alpha=0.15, color=line.get_color(), linewidth=0)
+        ax.set_title(f"layer {li}", fontsize=8)
+        ax.tick_params(labelsize=7)
     axs[0][0].legend(fontsize=6)
+    fig.supxlabel("time step", fontsize=8)
+    fig.supylabel("spikes per sample (layer total)", fontsize=8)
+    fig.suptitle("Spikes per time step per layer (mean ± std over seeds)", fontsize=9)
     names.append(_save(fig, out / "spikes_per_step.png"))
 
     fig, ax = plt.subplots(figsize=(7, 4))
