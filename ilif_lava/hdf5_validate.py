@@ -455,9 +455,9 @@ def _validate(path: Path, input_shape: Optional[Sequence[int]], limits: FileLimi
                                         neuron_types)
             after_flatten = ltype == T.FLATTEN
             prev_block = prev_block or block
+            n_synapses += _skips(w, layers[name], i, prev, _neuron_name(layers[name]), outputs, n_blocks,
+                                 pipelined)
             if block:
-                n_synapses += _skips(w, layers[name], i, prev, _neuron_name(layers[name]), outputs, n_blocks,
-                                     pipelined)
                 outputs[i] = (ltype, prev, n_blocks)
             n_blocks += int(block)
             if ltype == T.FLATTEN:

@@ -22,13 +22,13 @@ INHIBITIONS: Tuple[str, ...] = ("plan", "sigmoid")
 SURROGATES: Tuple[str, ...] = ("rectangle", "exp", "sigmoid")
 
 # --------------------------------------------------------------------------------------------------- networks
-#: network names (``--arch``): training/models.py builds mlp, cnn, cnnbn, vgg11 and vgg11bn, training/paper_models.py
-#: resnet18
+#: network names (``--arch``): training/models.py builds them all (resnet18 from training/resnet_blocks.py)
 ARCHS: Tuple[str, ...] = ("mlp", "cnn", "cnnbn", "vgg11", "resnet18", "vgg11bn")
 #: the paper's networks: logit outputs (Linear / integer readout)
 PAPER_ARCHS: Tuple[str, ...] = ("resnet18", "vgg11bn")
-#: networks with no netx layer for some of their parts (residual additions): trained, never exported
-NOT_DEPLOYABLE_ARCHS: Tuple[str, ...] = ("resnet18",)
+#: networks with no netx layer for some of their parts: trained, never exported (none today: residual additions
+#: deploy as fan-in layers, ilif_lava/graph.py)
+NOT_DEPLOYABLE_ARCHS: Tuple[str, ...] = ()
 
 # --------------------------------------------------------------------------------------------------- datasets
 #: dataset names (``--dataset``; :mod:`training.datasets` maps each to its loader)

@@ -1,16 +1,20 @@
-"""The paper's batch-norm networks at tiny width on the CPU (resnet18: training/paper_models.py; vgg11bn:
-training/models.py, built from deployable blocks): shape of the layout, forward, backward, save/load, batch-norm
-folding, and resnet18's export refusal naming the layer."""
+"""The paper's batch-norm networks at tiny width on the CPU, both built from deployable blocks (resnet18:
+training/resnet_blocks.py, with fan-in layers for the residual additions; vgg11bn: training/models.py): shape of
+the layout, forward, backward, save/load, batch-norm folding, and export."""
 from __future__ import annotations
 
 import pytest
 import torch
 
-from export.export_net import ExportRefused, export_model
+import h5py
+
+from export.export_net import export_model
 from training.losses import get_loss
 from training.models import build_model, model_from_meta
 from ilif_lava import block as ilif_block
-from training.paper_models import SpikingUnit, fold_batchnorm
+from ilif_lava.block import fold_batchnorm
+from ilif_lava.graph import FanInConv
+from ilif_lava.netx_schema import K
 
 TINY = dict(neuron_overrides={"tau": 1.1, "surrogate": "rectangle"}, hidden=8, dropout=0.1)
 
@@ -20,14 +24,19 @@ def tiny(arch: str, neuron: str = "ILIF", in_shape=(3, 32, 32), classes: int = 1
     return build_model(arch, in_shape, classes, neuron, **({} if neuron == "CUBA" else TINY))
 
 
-@pytest.mark.parametrize("arch,in_shape,units,convs", [("resnet18", (3, 32, 32), 17, 20),
+@pytest.mark.parametrize("arch,in_shape,units,convs", [("resnet18", (3, 32, 32), 17, 17),
                                                        ("vgg11bn", (2, 32, 32), 8, 8)])
 def test_layout_forward_backward(arch, in_shape, units, convs):
     net = tiny(arch, in_shape=in_shape)
     assert len(net.spiking_blocks()) == units
-    # ResNet-18: stem + 16 block convs + 3 1x1 shortcuts; VGG-11: 8 conv blocks
-    conv_type = torch.nn.Conv2d if arch == "resnet18" else ilif_block.Conv
-    assert sum(isinstance(m, conv_type) for m in net.modules()) == convs
+    # ResNet-18: stem + 16 block convs (8 of them fan-in layers: 5 identity and 3 1x1 shortcuts); VGG-11: 8
+    assert sum(isinstance(m, ilif_block.Conv) for m in net.modules()) == convs
+    if arch == "resnet18":
+        fan_in = [b for b in net.blocks if isinstance(b, FanInConv)]
+        kinds = [s.identity for b in fan_in for s in b.skip_specs]
+        assert len(fan_in) == 8 and kinds.count(True) == 5 and kinds.count(False) == 3
+        assert all(s.source == i - 2 for i, b in enumerate(net.blocks) if isinstance(b, FanInConv)
+                   for s in b.skip_specs)
     x = torch.randn(3, *in_shape, 4)
     out, spikes = net(x)
     assert out.shape == (3, 10, 4) and len(spikes) == units
@@ -38,15 +47,19 @@ def test_layout_forward_backward(arch, in_shape, units, convs):
     loss.backward()
     grads = [p.grad for p in net.parameters() if p.requires_grad]
     assert all(g is not None and torch.isfinite(g).all() for g in grads)
-    first = net.stem.weight if arch == "resnet18" else net.blocks[0].synapse.weight
+    first = net.blocks[0].synapse.weight
     assert first.grad.abs().sum() > 0
+    if arch == "resnet18":                           # the projection shortcuts learn too
+        assert all(s.weight.grad.abs().sum() > 0 for b in net.blocks if isinstance(b, FanInConv)
+                   for s in b.skips if s.weight.requires_grad)
 
 
-def test_resnet_lif_and_cuba_build_and_run():
-    for neuron in ("LIF", "CUBA"):
-        net = tiny("resnet18", neuron)
-        out, _ = net(torch.randn(2, 3, 32, 32, 2))
-        assert out.shape == (2, 10, 2)
+def test_resnet_lif_builds_and_cuba_is_refused_in_one_line():
+    net = tiny("resnet18", "LIF")
+    out, _ = net(torch.randn(2, 3, 32, 32, 2))
+    assert out.shape == (2, 10, 2)
+    with pytest.raises(ValueError, match="resnet18 needs an ILIF-family neuron"):
+        tiny("resnet18", "CUBA")
 
 
 def test_meta_round_trip_gives_the_same_network():
@@ -75,20 +88,19 @@ def test_fold_batchnorm_matches_conv_then_bn():
 def test_quantized_switch_reaches_every_ilif_neuron():
     net = tiny("resnet18", in_shape=(3, 16, 16))
     net.set_quantized(True)
-    assert all(u.neuron.quantized for u in net.modules() if isinstance(u, SpikingUnit))
+    assert all(b.neuron.quantized for b in net.spiking_blocks()) and len(net.spiking_blocks()) == 17
     out, _ = net.eval()(torch.rand(1, 3, 16, 16, 2))
     assert torch.isfinite(out).all()
 
 
-@pytest.mark.parametrize("arch,in_shape,layer", [("resnet18", (3, 32, 32), "layers.0: residual addition")])
-def test_export_is_refused_naming_the_layer(tmp_path, arch, in_shape, layer):
-    net = tiny(arch, in_shape=in_shape)
-    path = tmp_path / "net.net"
-    with pytest.raises(ExportRefused) as err:
-        export_model(net, path)
-    msg = str(err.value)
-    assert "\n" not in msg and layer in msg and arch in msg and str(path) in msg
-    assert not path.exists() and list(tmp_path.iterdir()) == []
+def test_resnet18_exports_as_a_graph_file(tmp_path):
+    net = tiny("resnet18", in_shape=(3, 16, 16))
+    path, _ = export_model(net, tmp_path / "r.net", force=True)
+    with h5py.File(path, "r") as h:
+        layers = h[K.LAYER]
+        assert len(layers) == 19 and h.attrs[K.TIMING] == K.PIPELINED         # 17 convs, flatten, readout
+        skips = {int(i): int(layers[i][K.SKIP]["0"][K.SOURCE][()]) for i in layers if K.SKIP in layers[i]}
+        assert skips == {i: i - 2 for i in range(2, 17, 2)}
 
 
 def test_deployable_vgg11_still_exports(tmp_path):
@@ -128,12 +140,3 @@ def test_recipe_for_another_dataset_and_amp_on_cpu_are_one_line_errors(capsys):
         code, _, err = run_cli(["train", *argv, "--run-dir", "/nonexistent/never"], capsys)
         lines = [ln for ln in err.splitlines() if ln.startswith("ilif-lava")]
         assert code == 2 and len(lines) == 1 and needle in lines[0], err
-
-
-def test_pipeline_refuses_an_undeployable_network_before_training(tmp_path, capsys):
-    from tests.helpers import run_cli
-    code, _, err = run_cli(["pipeline", "--arch", "resnet18", "--loss", "tet", "--run-dir", str(tmp_path / "r")],
-                           capsys)
-    lines = [ln for ln in err.splitlines() if ln.startswith("ilif-lava")]
-    assert code == 2 and len(lines) == 1 and "cannot be exported" in lines[0] and "ilif-lava train" in lines[0]
-    assert not (tmp_path / "r").exists()

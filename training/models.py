@@ -100,6 +100,15 @@ def build_model(arch: str, in_shape: Sequence[int], num_classes: int, neuron: st
         return _vgg11bn((c, h, w), num_classes, p, hidden, float(dropout),
                         {"arch": arch, "in_shape": [c, h, w], "num_classes": num_classes, "neuron": neuron,
                          "neuron_params": p, "hidden": hidden, "dropout": float(dropout)})
+    if arch == "resnet18":
+        if neuron == "CUBA":
+            raise ValueError("--arch resnet18 needs an ILIF-family neuron (batch norm folds into the ILIF neuron "
+                             "bias); use --arch vgg11 with --neuron CUBA")
+        from training.resnet_blocks import resnet18_blocks
+        meta = {"arch": arch, "in_shape": [c, h, w], "num_classes": num_classes, "neuron": neuron,
+                "neuron_params": p, "hidden": hidden, "dropout": float(dropout)}
+        return _initialised(SpikingNet(resnet18_blocks((c, h, w), num_classes, p, hidden, float(dropout)),
+                                       flatten_input=False, meta=meta))
     if arch in paper_models.PAPER_ARCHS:
         paper_models.in_shape_ok(arch, (c, h, w))
         return paper_models.build_paper_model({"arch": arch, "in_shape": [c, h, w], "num_classes": num_classes,
