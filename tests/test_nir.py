@@ -210,6 +210,24 @@ def test_unrepresentable_weights_cli_one_line(tmp_path, capsys, weight, needle):
         assert "cannot be represented (they would saturate)" in err
 
 
+@pytest.mark.parametrize("lif_fields, needle", [
+    ({"r": np.full(3, 1e-320)}, "every one would round to 0"),        # the ratio to the largest weight overflows
+    ({"tau": np.full(3, 1e300)}, "every one would round to 0"),       # input gain r / tau: 2e-300
+    ({"v_threshold": np.full(3, 1e-320)}, "overflow to a non-finite value"),
+])
+def test_weights_that_vanish_or_overflow_through_the_neuron_are_refused(lif_fields, needle):
+    """Extreme neuron parameters scale finite weights to nothing or to infinity: one line naming the synapse
+    node, never an OverflowError nor a network of zero weights."""
+    g = nir.NIRGraph(nodes={"input": nir.Input(input_type=np.array([4])),
+                            "lin": nir.Linear(weight=np.full((3, 4), 0.5)), "lif": _lif(3, **lif_fields),
+                            "output": nir.Output(output_type=np.array([3]))},
+                     edges=[("input", "lin"), ("lin", "lif"), ("lif", "output")], type_check=False)
+    with pytest.raises(NIRConversionError) as err:
+        from_nir(g)
+    msg = str(err.value)
+    assert "\n" not in msg and msg.startswith("NIR node 'lin' (Linear): weights x input gain") and needle in msg
+
+
 def test_hostile_nir_files_refused(tmp_path):
     good = tmp_path / "good.nir"
     nir.write(good, _exact_graph())

@@ -200,7 +200,9 @@ class _Builder:
             with np.errstate(over="ignore"):                             # an overflow is refused below
                 w = p["weight"] * gain / vth                             # threshold units, threshold 1
             m = float(np.abs(w).max()) if w.size else 0.0
-            theta = 1.0 if m == 0 else math.floor(MAX_WEIGHT / m * fx.WEIGHT_SCALE) / fx.WEIGHT_SCALE
+            with np.errstate(over="ignore"):        # weights so small that the ratio overflows: the largest theta
+                room = np.float64(MAX_WEIGHT) / m * fx.WEIGHT_SCALE if m > 0 else np.float64(fx.WEIGHT_SCALE)
+            theta = math.floor(room) / fx.WEIGHT_SCALE if math.isfinite(room) else fx.VTH_MANT_MAX / fx.WEIGHT_SCALE
             theta = min(max(theta, 1.0 / fx.WEIGHT_SCALE), fx.VTH_MANT_MAX / fx.WEIGHT_SCALE)
             params = {"threshold": theta, "tau": tau_from_lam(lam), "current_decay": current_decay,
                       "variant": "LIF"}
@@ -257,11 +259,14 @@ class _Builder:
 
 def _representable(name: str, node: nir.NIRNode, weight: np.ndarray, how: str) -> None:
     """Refuse (one line naming the synapse node) weights that the 8-bit weights cannot hold: non-finite after
-    the conversion, or beyond [MIN_WEIGHT, MAX_WEIGHT] by more than half a step (they would import silently
-    saturated)."""
+    the conversion, beyond [MIN_WEIGHT, MAX_WEIGHT] by more than half a step (they would import silently
+    saturated), or not all zero but every one below half a step (they would import silently as zeros)."""
     w = np.asarray(weight, dtype=np.float64)
     if not np.all(np.isfinite(w)):
         raise node_error(name, node, f"weights {how} overflow to a non-finite value")
+    if w.size and np.any(w != 0) and np.abs(w).max() < HALF_LSB:
+        raise node_error(name, node, f"weights {how} are at most {np.abs(w).max():.4g} threshold units, less than "
+                                     f"half the 8-bit weight step ({2 * HALF_LSB:g}): every one would round to 0")
     if w.size and (w.max() > MAX_WEIGHT + HALF_LSB or w.min() < MIN_WEIGHT - HALF_LSB):
         raise node_error(name, node, f"weights {how} reach {w.min():.4g} .. {w.max():.4g}; 8-bit weights hold "
                                      f"{MIN_WEIGHT:g} .. {MAX_WEIGHT:g} threshold units, so they cannot be "
