@@ -161,11 +161,40 @@ class AbstractILIF(torch.nn.Module):
         try:
             if getattr(self, "bn", None) is not None and not self._folded():
                 out = self._forward_batchnorm(x)
+            elif self._biased_shift():
+                out = self._forward_biased(x)
+            elif self._synapse_neuron:
+                out = self._forward_plain(x)
             else:
-                out = self._forward_biased(x) if self._biased_shift() else super().forward(x)
+                out = super().forward(x)
         finally:
             self.count_log = counting
         return (out, (out > 0).float().mean()) if counting else out
+
+    #: the block's slayer forward is synapse -> neuron -> delay shift -> axonal delay (Dense, Conv, Pool)
+    _synapse_neuron = False
+
+    def _forward_plain(self, x: torch.Tensor) -> torch.Tensor:
+        """slayer's Dense/Conv/Pool forward (weight mask, synapse, neuron, ``delay_shift``, axonal delay) with the
+        one-step shift done by :func:`step_shift` (one copy each way instead of slayer's zero fill plus row-wise
+        copy). A neuron with ``persistent_state=True`` keeps slayer's ``step_delay`` (it carries the last step of
+        the previous call into step 0)."""
+        mask = getattr(self, "mask", None)
+        if mask is not None:
+            self.synapse.weight.data *= mask
+        out = self.neuron(self.synapse(x))
+        if self.delay_shift is True:
+            out = base.step_delay(self, out) if self.neuron.persistent_state else step_shift(out)
+        return self.delay(out) if self.delay is not None else out
+
+    def _delayed_neuron(self, z: torch.Tensor) -> torch.Tensor:
+        """The neuron behind slayer's one-step synapse delay: ``neuron(step_shift(z))``, equal to
+        :meth:`ilif_lava.neuron.Neuron.forward_delayed` for this causal neuron (step t sees ``z[t-1]``, step 0 the
+        bias alone) without running a T+1st step; ``forward_delayed`` itself when states are recorded (it keeps
+        the states' alignment and ``lead_states``)."""
+        if self.neuron.record_states:
+            return self.neuron.forward_delayed(z)
+        return self.neuron(step_shift(z))
 
     def _biased_shift(self) -> bool:
         neuron = getattr(self, "neuron", None)
@@ -211,7 +240,7 @@ class AbstractILIF(torch.nn.Module):
         training, running ones in eval), neuron (input one step late with ``delay_shift``, as the folded network
         runs behind Lava's synapse)."""
         z = self.bn(self.synapse(x))
-        out = self.neuron.forward_delayed(z) if getattr(self, "delay_shift", False) is True else self.neuron(z)
+        out = self._delayed_neuron(z) if getattr(self, "delay_shift", False) is True else self.neuron(z)
         return self.delay(out) if self.delay is not None else out
 
     def _forward_biased(self, x: torch.Tensor) -> torch.Tensor:
@@ -221,7 +250,7 @@ class AbstractILIF(torch.nn.Module):
         mask = getattr(self, "mask", None)
         if mask is not None:
             self.synapse.weight.data *= mask
-        out = self.neuron.forward_delayed(self.synapse(x))
+        out = self._delayed_neuron(self.synapse(x))
         return self.delay(out) if self.delay is not None else out
 
     def _attach(self, synapse_cls, kwargs) -> None:
@@ -299,6 +328,8 @@ class Dense(AbstractILIF, base.AbstractDense):
         (4,)
     """
 
+    _synapse_neuron = True
+
     def __init__(self, *args, bias: BiasArg = False, batch_norm: bool = False, **kwargs):
         super().__init__(*args, **kwargs)
         self._attach(synapse.Dense, kwargs)
@@ -313,18 +344,78 @@ def is_pipelined(blocks) -> bool:
     return not any(getattr(b, "delay_shift", False) is True for b in blocks)
 
 
+class _SumPool(torch.autograd.Function):
+    """Sum over non-overlapping ``k x k`` windows of [N, C, H, W, T] (contiguous, H and W multiples of k).
+
+    Forward: k - 1 additions of contiguous row slices over H, then k - 1 over W (each addend a run of T
+    contiguous steps); the backward broadcasts the gradient back over each window with one copy. Exact for spike
+    counts in any order of addition (integers below 2^24). torch's average pool over a trailing time axis reads and
+    zero-fills far more (its backward scatters into a zeroed tensor)."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, k: int) -> torch.Tensor:
+        n, c, h, w, t = x.shape
+        rows = x.view(n, c, h // k, k, w * t)
+        hs = rows[:, :, :, 0] + rows[:, :, :, 1]
+        for i in range(2, k):
+            hs += rows[:, :, :, i]
+        cols = hs.view(n, c, h // k, w // k, k, t)
+        out = cols[..., 0, :] + cols[..., 1, :]
+        for i in range(2, k):
+            out += cols[..., i, :]
+        ctx.k, ctx.in_shape = k, x.shape
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        n, c, h, w, t = ctx.in_shape
+        k = ctx.k
+        g = grad.contiguous().view(n, c, h // k, 1, w // k, 1, t)
+        return g.expand(n, c, h // k, k, w // k, k, t).reshape(n, c, h, w, t), None
+
+
 def sum_pool(x: torch.Tensor, k: int, where: str) -> torch.Tensor:
     """Sum over non-overlapping ``k x k`` windows of every step: [N, C, H, W, T] -> [N, C, H/k, W/k, T] (exact:
     spike counts 0..k^2). H and W must be multiples of ``k`` (a remainder would be dropped by the pool but seen
     by the folded convolution, so it is refused, naming ``where``)."""
     if k == 1:
         return x
-    n, c, h, w, t = x.shape
+    h, w = x.shape[2], x.shape[3]
     if h % k or w % k:
         raise ValueError(f"{where}: pre_pool={k} needs input H, W divisible by {k}, got {h}x{w}")
-    if k & (k - 1) == 0:     # torch's average pool (fast over a trailing time axis) times k^2: both steps exact
-        return torch.nn.functional.avg_pool3d(x, (k, k, 1)) * float(k * k)
-    return x.reshape(n, c, h // k, k, w // k, k, t).sum(dim=(3, 5))     # m / 9 * 9 need not give m back
+    return _SumPool.apply(x.contiguous(), k)
+
+
+class _StepShift(torch.autograd.Function):
+    """The one-step delay along time: ``out[..., 0] = 0``, ``out[..., t] = x[..., t - 1]`` ([..., T], time last).
+
+    One contiguous copy of the flattened tensor shifted by one element, then step 0 of every row zeroed (it received
+    the previous row's last step); the backward is the mirror image. slayer's ``axon.delay`` zero-fills the whole
+    output and copies row by row, both ways."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+        x = x.contiguous()
+        out = torch.empty_like(x)
+        flat_in, flat_out = x.view(-1), out.view(-1)
+        flat_out[1:] = flat_in[:-1]
+        out[..., 0] = 0
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        grad = grad.contiguous()
+        out = torch.empty_like(grad)
+        out.view(-1)[:-1] = grad.view(-1)[1:]
+        out[..., -1] = 0
+        return out
+
+
+def step_shift(x: torch.Tensor) -> torch.Tensor:
+    """slayer's one-step synapse delay (``delay_shift=True``): [..., T] -> [..., T], zero at step 0, ``x[..., t-1]``
+    at step t (differentiable). For a causal neuron ``neuron(step_shift(z))`` equals
+    :meth:`ilif_lava.neuron.Neuron.forward_delayed` ``(z)`` (the input one step late, the bias from step 0)."""
+    return _StepShift.apply(x)
 
 
 def _pool_arg(pre_pool: int, where: str) -> int:
@@ -354,6 +445,8 @@ class Conv(AbstractILIF, base.AbstractConv):
         - Output: [N, out_features, H', W', T] spikes, H' and W' as torch's ``Conv2d`` gives for the (pre-pooled)
           input.
     """
+
+    _synapse_neuron = True
 
     def __init__(self, *args, bias: BiasArg = False, batch_norm: bool = False, pre_pool: int = 1,
                  graded_input: bool = False, **kwargs):
@@ -404,6 +497,8 @@ class Pool(AbstractILIF, base.AbstractPool):
         - Input: [N, C, H, W, T] (spikes).
         - Output: [N, C, H / k, W / k, T] spikes (k the kernel size).
     """
+
+    _synapse_neuron = True
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -480,7 +575,7 @@ class Readout(AbstractILIF, base.AbstractDense):
             raise ValueError(f"Readout: pre_pool={self.pre_pool} needs [N, C, H, W, T] input, got {tuple(x.shape)}")
         z = self.synapse(x)
         if self.delay_shift is True:
-            z = torch.cat([torch.zeros_like(z[..., :1]), z[..., :-1]], dim=-1)
+            z = step_shift(z)
         return self.neuron._biased(z)
 
     @staticmethod

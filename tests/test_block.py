@@ -166,6 +166,54 @@ def test_delay_shift_shifts_by_one_step(kind):
     assert (y_on[..., 0] == 0).all()
 
 
+@pytest.mark.parametrize("shape,transpose", [((3, 4, 6), False), ((2, 3, 2, 2, 1), False), ((4, 5, 7), True)])
+def test_step_shift_and_its_gradient(shape, transpose):
+    g = torch.Generator().manual_seed(2)
+    x = torch.randn(shape, generator=g, dtype=torch.float64)
+    if transpose:                                   # a non-contiguous input
+        x = x.transpose(0, 1).contiguous().transpose(0, 1)
+    x.requires_grad_(True)
+    y = block.step_shift(x)
+    assert torch.equal(y, delayed(x.detach()))
+    up = torch.randn(shape, generator=g, dtype=torch.float64)
+    (grad,) = torch.autograd.grad(y, x, up)
+    expected = torch.cat([up[..., 1:], torch.zeros_like(up[..., :1])], dim=-1)   # d/dx[t] of y[t+1]
+    assert torch.equal(grad, expected)
+
+
+@pytest.mark.parametrize("k", [2, 3])
+def test_sum_pool_sums_windows_and_broadcasts_the_gradient(k):
+    g = torch.Generator().manual_seed(k)
+    x = torch.randint(0, 2, (2, 3, 2 * k, 3 * k, 5), generator=g).double().requires_grad_(True)
+    y = block.sum_pool(x, k, "test")
+    windows = x.detach().reshape(2, 3, 2, k, 3, k, 5)
+    assert torch.equal(y, windows.sum(dim=(3, 5)))
+    up = torch.randn(y.shape, generator=g, dtype=torch.float64)
+    (grad,) = torch.autograd.grad(y, x, up)
+    expected = up[:, :, :, None, :, None].expand(2, 3, 2, k, 3, k, 5).reshape(x.shape)
+    assert torch.equal(grad, expected)
+    with pytest.raises(ValueError, match="test: pre_pool=2 needs input H, W divisible by 2"):
+        block.sum_pool(torch.zeros(1, 1, 3, 4, 2), 2, "test")
+
+
+@pytest.mark.parametrize("kind", ["bias", "batch_norm"])
+def test_delayed_input_equals_the_neurons_forward_delayed(kind):
+    """A biased (or batch-normed) block behind delay_shift runs neuron(step_shift(z)); that must be the neuron's
+    own definition, forward_delayed(z) (T + 1 steps, the last dropped), in value and gradient."""
+    torch.manual_seed(3)
+    extra = {"bias": 0.4} if kind == "bias" else {"batch_norm": True}
+    blk = block.Dense(_params(), 12, 5, weight_scale=4, delay_shift=True, **extra)
+    x = _spikes((4, 12, 9), p=0.4, seed=3)
+    y = blk(x)
+    z = blk.synapse(x) if kind == "bias" else blk.bn(blk.synapse(x))
+    ref = blk.neuron.forward_delayed(z)
+    assert y.sum() > 0 and torch.equal(y, ref)
+    w = blk.synapse.weight
+    (g_block,) = torch.autograd.grad(y.sum(), w)
+    (g_ref,) = torch.autograd.grad(ref.sum(), w)
+    torch.testing.assert_close(g_block, g_ref, rtol=0, atol=1e-6)
+
+
 # ---------------------------------------------------------------------------------------------------------
 # 6d. HDF5 export
 # ---------------------------------------------------------------------------------------------------------
