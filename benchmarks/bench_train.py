@@ -1,4 +1,5 @@
-"""Benchmarks 1 and 2: training-step time (forward + loss + backward).
+"""Benchmarks 1 and 2: training-step time (forward + loss + backward); then the whole networks of
+:mod:`benchmarks.bench_networks` (paper networks, peer frameworks; forward + backward + optimiser).
 
 For each device (CPU, and CUDA when available), network size (N-MNIST MLP, small conv net) and T, three
 networks of the same shape are timed round-robin on the same input:
@@ -50,8 +51,11 @@ def build_models(cfg: Dict[str, Any], device, seed: int = 0) -> Dict[str, torch.
 
 
 def run(steps: Sequence[int], devices: Sequence[str], warmup: int, repeats: int,
-        budget_s: float = 40.0) -> Dict[str, Any]:
-    """Time every (device, network, T); each case gets about ``budget_s`` of timed rounds (at least 3)."""
+        budget_s: float = 40.0, quick: bool = False) -> Dict[str, Any]:
+    """Time every (device, network, T); each case gets about ``budget_s`` of timed rounds (at least 3). Then the
+    whole-network cases of :mod:`benchmarks.bench_networks` (the paper's networks ILIF vs LIF vs CUBA, and the
+    block-built conv net vs SpikingJelly / snnTorch; CPU), under ``networks`` with their summary lines under
+    ``markdown``."""
     rows: List[Dict[str, Any]] = []
     for device in devices:
         for cfg in configs():
@@ -82,7 +86,10 @@ def run(steps: Sequence[int], devices: Sequence[str], warmup: int, repeats: int,
                     f"-> ILIF/CUBA {row['ilif_over_cuba']:.2f}x, reference/ILIF {row['reference_over_ilif']:.2f}x")
             del models
     notes = [c["note"] for c in configs() if c["note"]]
-    return {"benchmark": "training_step", "what": "zero_grad + forward + MSE(spike rate) + backward, median s",
+    from benchmarks import bench_networks
+    log("== whole networks: the paper's networks (ILIF vs LIF vs CUBA); blocks vs SpikingJelly / snnTorch ==")
+    networks = bench_networks.run(quick, warmup, repeats, budget_s)
+    return {"networks": networks, "markdown": bench_networks.markdown(networks), "benchmark": "training_step", "what": "zero_grad + forward + MSE(spike rate) + backward, median s",
             "input": "random Bernoulli spikes, density 0.05", "steps": list(steps), "warmup": warmup,
             "repeats": repeats, "budget_s_per_case": budget_s, "torch_threads": torch.get_num_threads(),
             "rows": rows, "notes": notes}
