@@ -468,6 +468,8 @@ def aggregate(cells: Sequence[Dict[str, Any]]) -> List[Dict[str, Any]]:
         for k in METRICS + ENERGY:     # None where a cell has no value (not deployable; older cells: no ACs)
             vals = [m.get(k) for m in ms]
             row[k] = None if any(v is None for v in vals) else mean_std(vals)
+        best = [max((r["test_accuracy"] for r in m["loss_curve"]), default=None) for m in ms]
+        row["best_epoch_accuracy"] = None if any(v is None for v in best) else mean_std(best)
         row["deployable"] = all(m.get("deployable", True) for m in ms)
         row["activity_of"] = "deployed" if row["deployable"] else "float"
         row["spikes_per_step_total"] = _columns([np.sum([l["spikes_per_step"] for l in m["layers"]], axis=0).tolist()
@@ -498,7 +500,7 @@ def _cell_text(r: Dict[str, Any], k: str) -> str:
 
 METRIC_TITLES = {"float_accuracy": "float acc", "deployed_accuracy": "deployed acc", "firing_rate": "firing rate",
                  "continuous_firing_rate": "continuous firing", "overactivation": "H > 2 V_th",
-                 "final_loss": "final loss"}
+                 "final_loss": "final loss", "best_epoch_accuracy": "best epoch acc"}
 
 
 def study_markdown(study: Dict[str, Any], plots: Sequence[str] = ()) -> str:
@@ -520,15 +522,17 @@ def study_markdown(study: Dict[str, Any], plots: Sequence[str] = ()) -> str:
              "twin) on the test split; firing rates, continuous firing (share of (sample, neuron) pairs firing on "
              "more than half of the steps) and H > 2 V_th (share of membrane-potential values, before reset, above "
              "twice the threshold; first test batch of up to 64 samples) are of the deployed model; final loss = "
-             "training loss of the last epoch.", ""]
+             "training loss of the last epoch; best epoch acc = the best test accuracy after any epoch (float "
+             "epochs: float model, QAT epochs: the integer model), the paper's reported metric.", ""]
     if undeployable:
         lines += [f"{b['arch']} is **not deployable** ({undeployable[0]['variant']}: see the cells' "
                   "`not_deployable_because`): no deployed accuracy; its firing, continuous firing, H > 2 V_th, "
                   "spikes and ACs are those of the float model.", ""]
-    head = ["variant"] + ([param] if param else []) + [METRIC_TITLES[k] for k in METRICS] + ["seeds"]
+    shown = METRICS + ("best_epoch_accuracy",)
+    head = ["variant"] + ([param] if param else []) + [METRIC_TITLES[k] for k in shown] + ["seeds"]
     lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in agg:
-        cells = [r["variant"]] + ([format_value(r["value"])] if param else []) + [_cell_text(r, k) for k in METRICS]
+        cells = [r["variant"]] + ([format_value(r["value"])] if param else []) + [_cell_text(r, k) for k in shown]
         lines.append("| " + " | ".join(cells + [str(len(r["seeds"]))]) + " |")
     if any(r.get(k) is not None for r in agg for k in ENERGY):
         lines += ["", "### Energy per test sample (the paper's Table 5 columns)", "",

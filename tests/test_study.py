@@ -308,6 +308,8 @@ def test_deep_network_study_tables_energy_and_resume(tmp_path, capsys, arch, qat
                 assert text == "not deployable"
                 continue
             _check_shown(text, [g[key] for g in group])
+        assert head[1 + len(TABLE_METRICS)] == "best epoch acc"
+        _check_shown(r[1 + len(TABLE_METRICS)], [max(e["test_accuracy"] for e in g["loss_curve"]) for g in group])
     head, rows = _table(md, "### Energy per test sample")
     assert head == ["variant", "ACs (M)", "MACs (M)", "SOP (uJ)"]
     for r in rows:
