@@ -128,3 +128,32 @@ def test_hostile_graph_files_are_refused_in_one_line(toy_file, tmp_path, name, e
         validate_file(bad)
     msg = str(err.value)
     assert "\n" not in msg and str(bad) in msg and needle in msg, msg
+
+
+def test_nir_export_refuses_a_fan_in_layer_naming_the_block():
+    from ilif_lava.nir.export import NIRConversionError, to_nir
+    blocks = [ilif_block.Conv(P, 2, 4, 3, padding=1, delay_shift=False),
+              FanInConv(P, 4, 4, 3, padding=1, delay_shift=False, skips=[Skip(0, 4, identity=True)])]
+    net = SpikingNet(blocks, flatten_input=False, meta={"arch": "custom", "in_shape": [2, 6, 6]})
+    net(torch.zeros(1, 2, 6, 6, 2))
+    with pytest.raises(NIRConversionError, match=r"block 1 \(FanInConv\): skip synapses"):
+        to_nir(net)
+
+
+def test_resource_estimate_counts_every_skip_synapse(toy_file):
+    from ilif_lava.loihi2 import estimate_resources
+    net, x, path = toy_file
+    if not path.exists():
+        export_model(net, path, force=True)
+    rows = {r.layer: r for r in estimate_resources(path)}
+    # layer 3: own 3x3 conv (8 x 9 inputs) + identity skip (8) + 1x1 projection (4), over 8 x 4 x 4 neurons
+    assert rows[3].fan_in == 8 * 9 + 8 + 4 and rows[3].synapses == rows[3].fan_in * 8 * 4 * 4
+    assert rows[3].stored_weights == 8 * 8 * 9 + 8 * 8 + 8 * 4 and "2 skip synapses" in rows[3].notes
+    assert rows[2].fan_in == 4 * 9 + 4
+    # layer 1 feeds layer 2's own conv and the strided 1x1 projection into layer 3 (8 outputs from 16 of its 64
+    # pixels: 2 per neuron on average)
+    from ilif_lava.metrics import fan_out_conv
+    conv = fan_out_conv((4, 8, 8), 8, (3, 3), (2, 2), (1, 1))
+    assert rows[1].fan_out_mean == pytest.approx(conv.mean() + 2.0)
+    assert rows[1].fan_out_max <= conv.max() + 8 and rows[0].fan_out_mean == pytest.approx(
+        fan_out_conv((4, 8, 8), 4, (3, 3), (1, 1), (1, 1)).mean() + 2.0)

@@ -129,6 +129,27 @@ def _incoming(g: h5py.Group, ltype: str, in_shape: Optional[Tuple[int, ...]],
     return 0, 0, 0, 0.0, 0, note
 
 
+def _skips_incoming(g: h5py.Group, neurons: int, shapes: Dict[int, Tuple[int, ...]],
+                    skip_fan_out: Dict[int, List[np.ndarray]]) -> Tuple[int, int, int, str]:
+    """(fan_in, synapses, stored_weights, note) added by a fan-in layer's skip synapses (``skip/<j>``: 1x1
+    convolutions, ilif_lava/graph.py); records each skip's fan-out [C, H, W] under its source layer."""
+    if K.SKIP not in g:
+        return 0, 0, 0, ""
+    fin = stored = 0
+    for j in sorted(g[K.SKIP], key=int):
+        sg = g[K.SKIP][j]
+        cin, cout = int(np.asarray(sg[K.IN_CHANNELS][()])), int(np.asarray(sg[K.OUT_CHANNELS][()]))
+        stride = ints(sg[K.STRIDE][()])
+        stride = stride * 2 if len(stride) == 1 else stride
+        fin += cin
+        stored += cin * cout
+        src = int(np.asarray(sg[K.SOURCE][()]))
+        if src in shapes and len(shapes[src]) == 3:
+            skip_fan_out.setdefault(src, []).append(fan_out_conv(shapes[src], cout, (1, 1), stride))
+    n = len(g[K.SKIP])
+    return fin, fin * neurons, stored, f"{n} skip synapse{'s' if n > 1 else ''} (1x1) included"
+
+
 def estimate_resources(path_or_h5: PathOrH5, neurons_per_core: int = NEURONS_PER_CORE_MAX,
                        synmem_words_per_core: int = SYNMEM_WORDS_PER_CORE,
                        synapses_per_word: int = SYNAPSES_PER_WORD, weight_bits: int = WEIGHT_BITS,
@@ -143,6 +164,8 @@ def estimate_resources(path_or_h5: PathOrH5, neurons_per_core: int = NEURONS_PER
     log, and 2 synapses/word is our calibration to that log (see the constants above).
     """
     rows: List[Dict[str, Any]] = []
+    shapes: Dict[int, Tuple[int, ...]] = {}                       # layer -> output shape (C, H, W)
+    skip_fan_out: Dict[int, List[np.ndarray]] = {}                 # source layer -> fan-out [C, H, W] per skip
     with open_layers(path_or_h5) as layers:
         prev_shape: Optional[Tuple[int, ...]] = None
         prev_neurons = 0
@@ -154,16 +177,20 @@ def estimate_resources(path_or_h5: PathOrH5, neurons_per_core: int = NEURONS_PER
                 prev_shape = (int(np.prod(prev_shape)),) if prev_shape else shape
                 continue
             fin, syn, stored, fo_mean_in, fo_max_in, note = _incoming(g, ltype, prev_shape, prev_neurons)
+            sfin, ssyn, sstored, snote_k = _skips_incoming(g, neurons, shapes, skip_fan_out)
             words, extra, snote = _state_layout(g)
-            rows.append(dict(index=idx, ltype=ltype, neuron_type=neuron_type(g), neurons=neurons, fan_in=fin,
-                             synapses=syn, stored_weights=stored, words=words, extra=extra,
-                             notes="; ".join(x for x in (snote, note) if x),
+            rows.append(dict(index=idx, ltype=ltype, neuron_type=neuron_type(g), neurons=neurons, fan_in=fin + sfin,
+                             synapses=syn + ssyn, stored_weights=stored + sstored, words=words, extra=extra,
+                             notes="; ".join(x for x in (snote, note, snote_k) if x),
                              in_fo=(fo_max_in, fo_mean_in)))
             prev_shape, prev_neurons = shape, neurons
+            shapes[idx] = shape
 
     out: List[LayerResource] = []
     for i, r in enumerate(rows):
         nxt = rows[i + 1]["in_fo"] if i + 1 < len(rows) else (0, 0.0)
+        for fo in skip_fan_out.get(r["index"], ()):     # a skip source: its spikes also reach the skip's targets
+            nxt = (int(nxt[0]) + int(fo.max()), float(nxt[1]) + float(fo.mean()))     # max: an upper bound
         words = r["words"]
         npc = int(neurons_per_core)
         if scale_by_state_words and words > REFERENCE_STATE_WORDS:

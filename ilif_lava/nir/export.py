@@ -186,6 +186,9 @@ def to_nir(model: Any, dt: float = 1.0) -> nir.NIRGraph:
                                      f"only ilif_lava.block Dense, Conv, Pool and Flatten")
         if getattr(blk, "delay", None) is not None:
             raise NIRConversionError(f"block {i} ({type(blk).__name__}): learnable axonal delays are not exported")
+        if getattr(blk, "skip_sources", None):
+            raise NIRConversionError(f"block {i} ({type(blk).__name__}): skip synapses from earlier blocks (a fan-in "
+                                     f"layer of a residual network) are not exported to NIR yet")
         if getattr(blk, "bn", None) is not None or neuron.bias is not None:
             raise NIRConversionError(f"block {i} ({type(blk).__name__}): the neuron bias (bias= or a batch norm's "
                                      f"folded shift, which joins the input current) is not exported to NIR yet")
