@@ -15,7 +15,7 @@ Everything it returns feeds an estimate; nothing here is a hardware measurement.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
@@ -56,6 +56,9 @@ class Synapse:
     padding: Tuple[int, int] = (0, 0)
     dilation: Tuple[int, int] = (1, 1)
     groups: int = 1
+    # a fan-in layer's skip synapses (ilif_lava/graph.py): (index of the source block in read_synapses' list,
+    # its 1x1 conv as a Synapse from the source's shape)
+    skips: List[Tuple[int, "Synapse"]] = field(default_factory=list)
 
     @property
     def neurons(self) -> int:
@@ -67,6 +70,22 @@ def _pair(g: h5py.Group, key: str, default: int) -> Tuple[int, int]:
         return default, default
     v = np.asarray(g[key][()]).ravel().astype(int)
     return (int(v[0]), int(v[0])) if v.size == 1 else (int(v[0]), int(v[1]))
+
+
+def _skips(g: h5py.Group, shape: Tuple[int, ...], earlier: Sequence[Synapse]) -> List[Tuple[int, Synapse]]:
+    """The skip synapses of a (validated) fan-in layer ``g`` (``skip/<j>``) as (source's index in ``earlier``,
+    1x1 conv :class:`Synapse` from the source's output shape)."""
+    if K.SKIP not in g:
+        return []
+    where = {syn.layer: k for k, syn in enumerate(earlier)}
+    out = []
+    for j in sorted(g[K.SKIP], key=int):
+        sg = g[K.SKIP][j]
+        k = where[int(np.asarray(sg[K.SOURCE][()]))]
+        w = np.rint(np.asarray(sg[K.WEIGHT][()], dtype=np.float64)).astype(np.int64)
+        out.append((k, Synapse(earlier[k].layer, T.CONV, earlier[k].out_shape, shape, w[:, :, None, None],
+                               _pair(sg, K.STRIDE, 1))))
+    return out
 
 
 def read_synapses(path: PathLike, input_shape: Optional[Sequence[int]] = None) -> List[Synapse]:
@@ -99,7 +118,7 @@ def read_synapses(path: PathLike, input_shape: Optional[Sequence[int]] = None) -
                     raise ValueError(f"{path}: layer {name}: input shape {prev} unknown or not [C={cin}, H, W]; give "
                                      f"input_shape")
                 out.append(Synapse(int(name), ltype, prev, shape, w, _pair(g, K.STRIDE, 1), _pair(g, K.PADDING, 0),
-                                   _pair(g, K.DILATION, 1), groups))
+                                   _pair(g, K.DILATION, 1), groups, _skips(g, shape, out)))
             else:
                 raise ValueError(f"{path}: layer {name}: key '{K.TYPE}' = {ltype!r} has no cost model (dense, conv, "
                                  f"input, flatten)")
@@ -188,6 +207,8 @@ def layer_activity(path: PathLike, x: np.ndarray, spikes: Sequence[np.ndarray],
             else:
                 pre = x.reshape(n, -1, x.shape[-1])
             ev = incoming_events(syn, pre)
+            for k, skip in syn.skips:         # a fan-in layer: its skip synapses' events too
+                ev = ev + incoming_events(skip, np.minimum(np.abs(np.asarray(spikes[k], dtype=np.float64)), 1.0))
             synops = ev.sum(axis=1).mean(axis=0)
             active = (ev > 0).sum(axis=1).mean(axis=0)
         msgs, hops = 0.0, 0.0

@@ -157,3 +157,17 @@ def test_resource_estimate_counts_every_skip_synapse(toy_file):
     assert rows[1].fan_out_mean == pytest.approx(conv.mean() + 2.0)
     assert rows[1].fan_out_max <= conv.max() + 8 and rows[0].fan_out_mean == pytest.approx(
         fan_out_conv((4, 8, 8), 4, (3, 3), (1, 1), (1, 1)).mean() + 2.0)
+
+
+def test_cost_estimate_counts_skip_events(toy_file):
+    from simulations.cost import incoming_events, read_synapses
+    net, x, path = toy_file
+    if not path.exists():
+        export_model(net, path, force=True)
+    syns = read_synapses(path, (2, 8, 8))
+    assert [len(s.skips) for s in syns] == [0, 0, 1, 2, 0]
+    assert [k for k, _ in syns[3].skips] == [2, 1]
+    ones = np.ones((1, 4 * 8 * 8, 1))
+    k, proj = syns[3].skips[1]                     # 1x1 stride 2 from layer 1: 16 of 64 pixels, 8 outputs each
+    w = proj.weight
+    assert incoming_events(proj, ones).sum() == (w != 0).sum() * 16
