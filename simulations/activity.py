@@ -39,6 +39,23 @@ def _plain_fan_out(block: Any, in_shape: Sequence[int]) -> np.ndarray:
     return metrics.fan_out_conv(in_shape, syn.out_channels, k, s, p, d, getattr(syn, "groups", 1)).reshape(-1)
 
 
+def _skip_acs(model: Any, spiking: Sequence[Any], layer_spikes: Sequence[np.ndarray]) -> float:
+    """ACs of the skip synapses of fan-in layers (ilif_lava/graph.py): each source spike reaches, through a 1x1
+    convolution with stride, the target channels at the output position it lands on (an identity skip: one)."""
+    blocks = list(getattr(model, "blocks", ()))
+    acs = 0.0
+    for blk in spiking:
+        for spec, syn in zip(getattr(blk, "skip_specs", ()), getattr(blk, "skips", ())):
+            k = spiking.index(blocks[spec.source])
+            shape = tuple(int(v) for v in blocks[spec.source].neuron.shape)
+            if spec.identity:                    # one addition per spike (the paper's count for identity shortcuts)
+                fo = np.ones(shape, dtype=np.int64)
+            else:
+                fo = metrics.fan_out_conv(shape, int(syn.out_channels), (1, 1), (spec.stride, spec.stride))
+            acs += metrics.count_acs(np.asarray(layer_spikes[k]).astype(np.float32), fo.reshape(-1))
+    return acs
+
+
 def network_activity(model: Any, x: np.ndarray, layer_spikes: Sequence[np.ndarray], neuron: str) -> Dict[str, Any]:
     """Per-layer and overall activity and SOP energy of ``model`` on inputs ``x`` [N, C, H, W, T].
 
@@ -66,6 +83,7 @@ def network_activity(model: Any, x: np.ndarray, layer_spikes: Sequence[np.ndarra
             if getattr(model, "flatten_input", False) and blk is consumers[0]:
                 shape = (int(np.prod(shape)),)
             acs += metrics.count_acs(src.astype(np.float32), _synapse_fan_out(blk, shape))
+        acs += _skip_acs(model, spiking, layer_spikes)
         num_neurons = sum(int(np.prod(b.neuron.shape)) for b in spiking)
     macs = metrics.neuron_macs(num_neurons, steps, neuron)
     act = metrics.layer_activity({str(i): np.asarray(s, dtype=np.float32) for i, s in enumerate(layer_spikes)})

@@ -171,3 +171,23 @@ def test_cost_estimate_counts_skip_events(toy_file):
     k, proj = syns[3].skips[1]                     # 1x1 stride 2 from layer 1: 16 of 64 pixels, 8 outputs each
     w = proj.weight
     assert incoming_events(proj, ones).sum() == (w != 0).sum() * 16
+
+
+def test_activity_counts_the_acs_of_skip_synapses():
+    from simulations.activity import network_activity
+    net = _toy().eval()
+    x = (torch.rand(2, 2, 8, 8, 3, generator=torch.Generator().manual_seed(2)) < 0.5).float()
+    with torch.no_grad():
+        _, spikes = net(x)
+    flat = [s.reshape(2, -1, 3).numpy() for s in spikes]
+    full = network_activity(net, x.numpy(), flat, "ILIF")["acs_per_sample"]
+    specs = [b.skip_specs for b in net.blocks[2:4]]        # the same net seen without its skips
+    for b in net.blocks[2:4]:
+        b.skip_specs = ()
+    plain = network_activity(net, x.numpy(), flat, "ILIF")["acs_per_sample"]
+    for b, sp in zip(net.blocks[2:4], specs):
+        b.skip_specs = sp
+    s = [f.sum() / 2 for f in flat]           # spikes per sample of layers 0..3
+    # projections 0 -> 2 and 1 -> 3 (1x1, stride 2): 8 outputs per spike on even pixels only; identity 2 -> 3: one
+    even = [f.reshape(2, 4, 8, 8, 3)[:, :, ::2, ::2].sum() / 2 for f in flat[:2]]
+    assert full - plain == pytest.approx(8 * even[0] + s[2] + 8 * even[1]) and full > plain
