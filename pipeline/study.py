@@ -246,8 +246,14 @@ def check_cell(path: Path, cell: Any) -> None:
         return ValueError(f"{path}: key {key!r} {problem}")
 
     def num(key: str, v: Any, lo: float = 0.0, hi: float = math.inf) -> float:
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or not lo <= v <= hi:
-            raise bad(key, f"= {v!r} is not a finite number in [{lo:g}, {hi:g}]")
+        number = not isinstance(v, bool) and isinstance(v, (int, float))
+        try:
+            ok = number and math.isfinite(v) and lo <= v <= hi
+        except OverflowError:        # a JSON integer beyond float64
+            ok = False
+        if not ok:
+            shown = repr(v) if len(repr(v)) <= 40 else repr(v)[:37] + "..."
+            raise bad(key, f"= {shown} is not a finite number in [{lo:g}, {hi:g}]")
         return float(v)
 
     def integer(key: str, v: Any, lo: int = 0) -> int:
@@ -366,9 +372,10 @@ def load_cell(path: Path, cfg: Optional[TrainConfig] = None,
     from ilif_lava.safe_read import read_regular
     path = Path(path)
     atomic.check_input(path, what="study cell")
+    text = read_regular(path, MAX_CELL_BYTES, ValueError, "a study cell file")
     try:
-        cell = json.loads(read_regular(path, MAX_CELL_BYTES, ValueError, "a study cell file").decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        cell = json.loads(text.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:     # JSONDecodeError, or an integer of > 4300 digits
         raise ValueError(f"{path}: not a study cell file ({' '.join(str(exc).split())})") from None
     check_cell(path, cell)
     if expect is not None:

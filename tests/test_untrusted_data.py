@@ -324,6 +324,7 @@ BAD_CELLS = {
     "infinite_loss": (_set(["metrics", "final_loss"], float("inf")), "metrics.final_loss"),
     "string_metric": (_set(["metrics", "float_accuracy"], "NaN-text"),
                       "key 'metrics.float_accuracy' = 'NaN-text' is not a finite number"),
+    "integer_beyond_float": (_set(["metrics", "final_loss"], 10 ** 400), "key 'metrics.final_loss' = 1000"),
     "string_seed": (_set(["seed"], "0"), "'seed'"),
     "bool_metric": (_set(["metrics", "overactivation"], True), "metrics.overactivation"),
     "layers_not_a_list": (_set(["metrics", "layers"], {"a": 1}), "metrics.layers"),
@@ -351,6 +352,17 @@ def test_study_bad_cell_is_one_line_naming_file_and_key(finished_study, tmp_path
     assert code == 2, stderr
     line = stderr.strip()
     assert "\n" not in line and str(path) in line and needle in line, line
+
+
+def test_study_cell_with_an_integer_python_will_not_read_is_one_line(finished_study, tmp_path, capsys):
+    """A 5000-digit JSON integer (beyond Python's int parsing limit): one line naming the file, exit 2."""
+    out = _study_copy(finished_study, tmp_path)
+    path = out / "cells" / f"{CELL}.json"
+    cell = json.loads(path.read_text())
+    cell["seed"] = "SEED"
+    path.write_text(json.dumps(cell).replace('"SEED"', "1" * 5000))
+    code, _, stderr = _report_only(out, capsys)
+    assert code == 2 and stderr.count("\n") == 1 and f"{path}: not a study cell file" in stderr, stderr
 
 
 def test_study_fifo_cell_does_not_hang(finished_study, tmp_path, capsys):
