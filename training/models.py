@@ -14,10 +14,8 @@ from lava.lib.dl.slayer.block import cuba
 
 from ilif_lava import block as ilif_block
 
-from training.limits import ARCHS
+from ilif_lava.names import ARCHS, NEURONS
 from training.net_switches import NeuronSwitches
-
-NEURONS = ("ILIF", "MPIU", "CIU", "LIF", "PLIF", "IPLIF", "CUBA")
 
 DEFAULT_ILIF = {"threshold": 1.0, "tau": 2.0, "beta": 1.0, "kappa": 0.03, "inhibition": "plan",
                 "surrogate": "rectangle", "gamma": 1.0}
