@@ -235,7 +235,7 @@ def _windows(raw: np.ndarray, lava_shape: Sequence[int], n: int, steps: int, fir
     """Sink/state columns of a pipelined run -> [N, neurons, T]: sample k is ``first + k*T .. + T``."""
     ordered = _to_slayer_order(raw, lava_shape)                            # [neurons, total]
     idx = first + np.arange(n)[:, None] * steps + np.arange(steps)[None, :]   # [N, T]
-    return ordered[:, idx].transpose(1, 0, 2)
+    return np.ascontiguousarray(ordered[:, idx].transpose(1, 0, 2))   # C order (a Fortran-ordered save is refused)
 
 
 def run_network(path: Union[str, Path], x: np.ndarray, record_states: bool = False,
@@ -293,7 +293,8 @@ def run_network(path: Union[str, Path], x: np.ndarray, record_states: bool = Fal
     for li, (layer, r) in enumerate(zip(net.layers, raw)):
         ordered = _to_slayer_order(r, layer.out.shape)                    # [neurons, N*T]
         dtype = np.int64 if (readout and li == len(raw) - 1) else np.int8
-        spikes.append(ordered.reshape(ordered.shape[0], n, steps).transpose(1, 0, 2).astype(dtype))
+        spikes.append(np.ascontiguousarray(ordered.reshape(ordered.shape[0], n, steps).transpose(1, 0, 2),
+                                           dtype=dtype))
     out_states: Dict[int, Dict[str, np.ndarray]] = {}
     for i, per in states.items():
         shape = net.layers[i].out.shape
@@ -303,7 +304,8 @@ def run_network(path: Union[str, Path], x: np.ndarray, record_states: bool = Fal
                 continue
             arr = np.stack(seq, axis=-1)                                   # [*XYZ, N*T]
             arr = _to_slayer_order(arr, shape)
-            out_states[i][name] = arr.reshape(arr.shape[0], n, steps).transpose(1, 0, 2).astype(np.int64)
+            out_states[i][name] = np.ascontiguousarray(arr.reshape(arr.shape[0], n, steps).transpose(1, 0, 2),
+                                                       dtype=np.int64)
     return LavaResult(spikes=spikes, states=out_states, timings=tm, readout=readout, lava_steps=n * steps,
                       latency_steps=steps)
 

@@ -191,3 +191,14 @@ def test_activity_counts_the_acs_of_skip_synapses():
     # projections 0 -> 2 and 1 -> 3 (1x1, stride 2): 8 outputs per spike on even pixels only; identity 2 -> 3: one
     even = [f.reshape(2, 4, 8, 8, 3)[:, :, ::2, ::2].sum() / 2 for f in flat[:2]]
     assert full - plain == pytest.approx(8 * even[0] + s[2] + 8 * even[1]) and full > plain
+
+
+def test_lava_results_are_c_ordered_for_one_sample():
+    """``simulate`` saves these arrays; its reader refuses Fortran-ordered members (one sample made the pipelined
+    windows Fortran-ordered)."""
+    from simulations.lava_run import _windows
+    raw = np.arange(5 * 12).reshape(5, 12)
+    for n in (1, 2):
+        w = _windows(raw, (5,), n, 4, 2)
+        assert w.flags["C_CONTIGUOUS"] and w.shape == (n, 5, 4)
+        assert np.array_equal(w[0], raw[:, 2:6])
