@@ -6,8 +6,8 @@ about a minute of training, nmnist_small in a few minutes.
 Named recipes (:data:`NAMED`) are the rows of the paper's Table 4 (../shared/docs/ilif-model.md section 2.2 and
 3.5): SGD (momentum 0.9) with a cosine schedule over 200 epochs, the TET-style loss, tau = 1.1 (the authors' code
 default), beta = 1, kappa = 0.03 (0.05 for DVSGesture), the rectangle surrogate and the sigmoid inhibition map of
-the paper. They set no QAT epochs: the paper's batch-norm networks cannot be deployed (training/paper_models.py).
-Any flag given next to ``--recipe`` overrides that one value.
+the paper. They set no QAT epochs (the paper trains float networks); add ``--qat-epochs N`` to train the folded,
+quantized network that ``export`` deploys. Any flag given next to ``--recipe`` overrides that one value.
 """
 from __future__ import annotations
 
