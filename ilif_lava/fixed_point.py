@@ -227,8 +227,9 @@ def direct_input(x: Array) -> Array:
     as torch and numpy round), clipped to 16-bit signed [-32767, 32767]; int64, torch or numpy like ``x``. A spike
     (1) becomes 64, so a layer fed this way with ``input_shift = 0`` computes exactly what binary input with
     ``input_shift = 6`` computes."""
-    if _is_torch(x):
-        return torch.round(x.double() * WEIGHT_SCALE).clamp(-DIRECT_INPUT_MAX, DIRECT_INPUT_MAX).to(torch.int64)
+    if _is_torch(x):   # x * 64 is exact in float32 and float64 alike (a power of two), so no float64 copy for them
+        xf = x if x.dtype in (torch.float32, torch.float64) else x.double()
+        return torch.round(xf * WEIGHT_SCALE).clamp(-DIRECT_INPUT_MAX, DIRECT_INPUT_MAX).to(torch.int64)
     scaled = np.round(np.asarray(x, dtype=np.float64) * WEIGHT_SCALE)
     return np.clip(scaled, -DIRECT_INPUT_MAX, DIRECT_INPUT_MAX).astype(np.int64)
 

@@ -404,24 +404,28 @@ class Neuron(base.Neuron):
     def integer_dynamics(self, z: torch.Tensor) -> torch.Tensor:
         """Bit-exact integer ILIF. z [N, ..., T] (multiples of 1/64) -> spikes as float 0/1 [N, ..., T].
 
-        The bias enters as :func:`ilif_lava.fixed_point.ilif_step`'s ``bias`` (``bias_mant << 6``) on the torch path;
-        the fused kernels take the equal input ``a + (bias_mant << (6 - input_shift))``
-        (:func:`ilif_lava.fixed_point.bias_as_input`) and shift it by :attr:`input_shift` as the step does.
+        The synaptic sums are ``a = round(z * 2**(12 - input_shift))`` (half to even). The bias enters as
+        :func:`ilif_lava.fixed_point.ilif_step`'s ``bias`` (``bias_mant << 6``) on the torch path; the fused kernels
+        take the equal input ``a + (bias_mant << (6 - input_shift))`` (:func:`ilif_lava.fixed_point.bias_as_input`)
+        and shift it by :attr:`input_shift` as the step does; the CPU kernel rounds ``z`` itself
+        (:func:`ilif_lava.kernels.integer_forward_float`).
         """
-        a = torch.round(z.detach() * (1 << (fx.DECAY_BITS - self.input_shift))).to(torch.int64)
-        b = self._bias_view(a)
-        mant = None if b is None else fx.bias_to_mant(b.detach(), self.bias_exp).to(a.device)
+        scale = 1 << (fx.DECAY_BITS - self.input_shift)
+        zd = z.detach()
+        b = self._bias_view(zd)
+        mant = None if b is None else fx.bias_to_mant(b.detach(), self.bias_exp).to(zd.device)
         p = self.int_params
-        name, backend = kernels.select(a, self.kernel, integer=True)
+        name, backend = kernels.select(zd, self.kernel, integer=True)
         if backend is not None and not kernels.scalar_params(p):
             name, backend = "torch", None
         kernels.note_used("integer", name)
         if backend is not None:
-            a_k = a if mant is None else a + fx.bias_as_input(mant, self.bias_exp, p.input_shift)
-            spikes, states = kernels.integer_forward(backend, a_k, p, self.record_states, z.dtype)
+            b_in = None if mant is None else fx.bias_as_input(mant.reshape(-1), self.bias_exp, p.input_shift)
+            spikes, states = kernels.integer_forward_float(backend, zd, scale, b_in, p, self.record_states, z.dtype)
             if states is not None:
                 self.states = states
             return spikes
+        a = torch.round(zd * scale).to(torch.int64)
         bias = 0 if mant is None else fx.effective_bias(mant, self.bias_exp)[..., 0]
         state = fx.zero_state_like(a[..., 0])
         out, rec = [], {k: [] for k in fx.STATE_NAMES} if self.record_states else None

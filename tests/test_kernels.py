@@ -304,28 +304,53 @@ def test_integer_cases_cover_every_input_shift_edge():
     assert {"graded_u_wraps", "graded_v_saturates", "graded_m_saturates"} <= graded
 
 
-@needs_cpu
-@pytest.mark.parametrize("bias", [False, True])
-def test_cpu_integer_graded_input_neuron_with_bias(bias):
-    """A neuron fed graded input (``input_shift = 0``, as a ``graded_input`` block sets) with a bias runs on the
-    compiled kernel, not the torch loop, and gives the torch path's spikes and states exactly."""
-    n = Neuron(variant="ILIF", quantized=True, record_states=True)
-    n.input_shift = 0
+NEURON_INT_CASES = [(shift, bias, dtype) for shift in (0, 3, fx.ACT_SHIFT) for bias in (False, True)
+                    for dtype in (torch.float32, torch.float64)]
+
+
+def _check_neuron_integer(kernel: str, input_shift: int, bias: bool, dtype: torch.dtype) -> None:
+    """The neuron's quantized forward on ``kernel`` against its torch path (ilif_step stepped in Python): the float
+    synaptic input z [N, C, H, W, T] is rounded to ``a = round(z * 2**(12 - input_shift))`` (values on the grid, off
+    it and exactly half-way, so half-to-even is exercised), the per-channel bias joins it, u wraps; 0 spike and 0
+    state mismatches. A ragged neuron count (not a multiple of the CPU kernel's block of 16)."""
+    n = Neuron(variant="ILIF", quantized=True, record_states=True).to(dtype)
+    n.input_shift = input_shift
+    scale = 1 << (fx.DECAY_BITS - input_shift)
     if bias:
         n.add_bias(5, torch.linspace(-40.0, 40.0, 5))      # up to 40 thresholds: 2560 << 6 state units
-    g = torch.Generator().manual_seed(3)
-    z = torch.randint(-(1 << 16), 1 << 16, (2, 5, 3, 40), generator=g).double() / fx.STATE_SCALE
+    g = torch.Generator().manual_seed(7 * input_shift + bias)
+    shape = (2, 5, 3, 7, 40)
+    mag = 1 << (16 - input_shift)                         # synaptic sums up to 16 thresholds
+    grid = torch.randint(-mag, mag, shape, generator=g).to(dtype)
+    off = torch.rand(shape, generator=g, dtype=torch.float64).to(dtype)
+    half = torch.randint(0, 3, shape, generator=g)      # 0: on the grid, 1: exactly half-way, 2: anywhere between
+    frac = torch.where(half == 0, torch.zeros_like(off), torch.where(half == 1, torch.full_like(off, 0.5), off))
+    z = (grid + frac) / scale
+    big = torch.zeros(shape, dtype=torch.bool)
+    big[0, 0, 0, 0, ::3] = True                          # sums far beyond 24 bits: u wraps
+    z = torch.where(big, z + ((1 << 26) + 12345) / scale, z)
     n.kernel = "torch"
     s_t = n.integer_dynamics(z)
     st_t = dict(n.states)
     assert kernels.last_used()["integer"] == "torch"
-    n.kernel = "cpu"
-    s_c = n.integer_dynamics(z)
-    assert kernels.last_used()["integer"] == "cpu"
-    assert 0.05 < float(s_t.mean()) < 0.95
-    assert torch.equal(s_t, s_c), f"{int((s_t != s_c).sum())} spike mismatches"
+    n.kernel = kernel
+    s_k = n.integer_dynamics(z)
+    assert kernels.last_used()["integer"] == kernel
+    assert 0.05 < float(s_t.mean()) < 0.95 and s_k.dtype == dtype
+    assert torch.equal(s_t, s_k), f"{int((s_t != s_k).sum())} spike mismatches"
     for k in fx.STATE_NAMES:
-        assert torch.equal(st_t[k], n.states[k]), k
+        assert torch.equal(st_t[k], n.states[k]), f"state {k} differs in {int((st_t[k] != n.states[k]).sum())}"
+    n.record_states = False
+    assert torch.equal(n.integer_dynamics(z), s_t)
+
+
+@needs_cpu
+@pytest.mark.parametrize("input_shift,bias,dtype", NEURON_INT_CASES)
+def test_cpu_integer_neuron_rounds_float_input_like_torch(input_shift, bias, dtype):
+    """A neuron fed graded input (``input_shift = 0``, as a ``graded_input`` block sets), an intermediate shift and
+    spikes (6), with and without a bias, float32 and float64: the compiled kernel rounds the float input itself
+    and gives the torch path's spikes and states exactly."""
+    _check_neuron_integer("cpu", input_shift, bias, dtype)
 
 
 @needs_cpu
@@ -441,7 +466,8 @@ TRITON_SCRIPT = """
 import itertools, torch
 from ilif_lava import kernels, fixed_point as fx
 from ilif_lava.neuron import Neuron
-from tests.test_kernels import _compare_float, _inputs, _check_int_kernel, INT_CASES
+from tests.test_kernels import _compare_float, _inputs, _check_int_kernel, INT_CASES, NEURON_INT_CASES, \
+    _check_neuron_integer
 count = 0
 for variant, inh, sg, cd, rule in itertools.product(("ILIF", "MPIU", "CIU", "LIF", "PLIF", "IPLIF"),
                                                     ("plan", "sigmoid"), ("rectangle", "exp", "sigmoid"),
@@ -463,6 +489,9 @@ for name, mag, p in INT_CASES:
     g = torch.Generator().manual_seed(len(name))
     a = torch.randint(-mag, mag + 1, (2, 19, 23), generator=g) + mag // 4
     _check_int_kernel(ilif_triton, a, p, name)
+    count += 1
+for shift, bias, dtype in NEURON_INT_CASES:
+    _check_neuron_integer("gpu", shift, bias, dtype)
     count += 1
 print("TRITON_OK", count)
 """

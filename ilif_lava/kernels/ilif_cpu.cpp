@@ -422,67 +422,109 @@ void backward_float_impl(const F* __restrict__ go, const F* __restrict__ z, cons
 }
 
 // ---- integer forward (ilif_lava/fixed_point.py ilif_step, per neuron) --------------------------------------------
+// The specification computes in int64; here every lane is 32 bits wide (8 neurons per AVX2 vector, where int64 lanes
+// have no native min, max or variable arithmetic shift), which is exact because no intermediate needs more:
+// u is a 24-bit wrapped value, v, c, m are 24-bit saturated, every decayed quantity is a sum of at most two of them
+// (|x| < 2**25), h before saturation is below 3 * 2**23, and the input term only matters modulo 2**24 (u wraps), so
+// it is carried modulo 2**32 (unsigned), as the specification's int64 arithmetic gives it modulo 2**64.
 constexpr int64_t DECAY_ONE = 4096;
-constexpr int64_t STATE_MAX = (int64_t(1) << 23) - 1;
-constexpr int64_t HALF = int64_t(1) << 23;
-constexpr uint64_t SPAN_MASK = (uint64_t(1) << 24) - 1;
+constexpr int32_t STATE_MAX = (int32_t(1) << 23) - 1;
+constexpr int32_t HALF = int32_t(1) << 23;
+constexpr uint32_t SPAN_MASK = (uint32_t(1) << 24) - 1;
 
-// trunc(x * kept / 4096) toward zero. Every decayed quantity is below 2**25 in magnitude (24-bit states and sums of
-// two of them), so |x| * kept is a 32 x 32 -> 64-bit product, which vectorises (the int64 product would not).
-inline int64_t decay_int(int64_t x, int64_t kept) {
-  const uint64_t ax = static_cast<uint32_t>(x < 0 ? -x : x);
-  const int64_t mag = static_cast<int64_t>((ax * static_cast<uint64_t>(static_cast<uint32_t>(kept))) >> 12);
+// trunc(x * kept / 4096) toward zero for |x| < 2**25, kept in [0, 4096], in 32-bit arithmetic: with |x| = 4096 q + r,
+// floor(|x| kept / 4096) = q kept + floor(r kept / 4096), and q kept <= 2**25, r kept < 2**24.
+inline int32_t decay_int(int32_t x, int32_t kept) {
+  const int32_t ax = x < 0 ? -x : x;
+  const int32_t mag = (ax >> 12) * kept + (((ax & 4095) * kept) >> 12);
   return x < 0 ? -mag : mag;
 }
-inline int64_t sat(int64_t x) { return std::min(std::max(x, -STATE_MAX), STATE_MAX); }
-inline int64_t wrap24(uint64_t x) {  // modular wrap into (-2**23, 2**23], two's complement (torch int64 semantics)
-  return static_cast<int64_t>((x + uint64_t(HALF - 1)) & SPAN_MASK) - HALF + 1;
+inline int32_t sat(int32_t x) { return std::min(std::max(x, -STATE_MAX), STATE_MAX); }
+inline int32_t wrap24(uint32_t x) {  // modular wrap into (-2**23, 2**23], two's complement (torch int64 semantics)
+  return static_cast<int32_t>((x + uint32_t(HALF - 1)) & SPAN_MASK) - HALF + 1;
 }
 // PLAN in state units: (a >> 2) + 2048, (a >> 3) + 2560, (a >> 5) + 3456, 4096 from |m| = 0, 4096, 9728, 20480;
 // shift and offset built from segment indicators so the loop vectorises.
-inline int64_t plan_int(int64_t m) {
-  const int64_t a = m < 0 ? -m : m;
-  const int64_t s1 = a >= 4096, s2 = a >= 9728;
-  const int64_t seg = (a >> (2 + s1 + 2 * s2)) + 2048 + 512 * s1 + 896 * s2;
-  const int64_t pos = a >= 5 * 4096 ? 4096 : seg;
+inline int32_t plan_int(int32_t m) {
+  const int32_t a = m < 0 ? -m : m;
+  const int32_t s1 = a >= 4096, s2 = a >= 9728;
+  const int32_t seg = (a >> (2 + s1 + 2 * s2)) + 2048 + 512 * s1 + 896 * s2;
+  const int32_t pos = a >= 5 * 4096 ? 4096 : seg;
   return m < 0 ? 4096 - pos : pos;
 }
 
+// Input loaders: fill a [TT][B] tile with the synaptic sums `a` of neurons n0..n0+nvalid-1, steps t0..t0+len-1,
+// modulo 2**32 (zeros for the rows past M).
+// - IntInput: `a` given, int64 [M, T].
+// - FloatInput: `a = round(z * scale)` (half to even, as torch.round; `scale` a power of two, so the product is
+//   exact) from the synaptic input z [M, T] (float32/float64), plus the bias in input units of the row's channel,
+//   bias[(row / inner) % C] (ilif_lava/neuron.py `integer_dynamics` does the same in torch ops).
+struct IntInput {
+  const int64_t* a;
+  int64_t T;
+  inline void operator()(int64_t n0, int64_t nvalid, int64_t t0, int64_t len, uint32_t (*dst)[B]) const {
+    for (int64_t j = 0; j < B; ++j) {
+      const int64_t* row = a + (n0 + j) * T;
+      for (int64_t k = 0; k < len; ++k) dst[k][j] = j < nvalid ? static_cast<uint32_t>(row[t0 + k]) : 0u;
+    }
+  }
+};
+
+template <typename F>
+struct FloatInput {
+  const F* z;
+  int64_t T;
+  F scale;
+  const int64_t* bias;  // [C] in input units, or nullptr
+  int64_t C, inner;
+  inline void operator()(int64_t n0, int64_t nvalid, int64_t t0, int64_t len, uint32_t (*dst)[B]) const {
+    for (int64_t j = 0; j < B; ++j) {
+      if (j >= nvalid) {
+        for (int64_t k = 0; k < len; ++k) dst[k][j] = 0u;
+        continue;
+      }
+      const F* row = z + (n0 + j) * T;
+      const uint32_t b = bias ? static_cast<uint32_t>(bias[((n0 + j) / inner) % C]) : 0u;
+      for (int64_t k = 0; k < len; ++k)
+        dst[k][j] = static_cast<uint32_t>(static_cast<int64_t>(std::nearbyint(row[t0 + k] * scale))) + b;
+    }
+  }
+};
+
 // `input_shift` (0..6): the synaptic input enters the current as a << input_shift (ILIFParams.input_shift: 6 for
-// spikes, 0 for a layer fed graded direct-encoded input, whose sums are already in state units). The shift is done
-// on the unsigned bit pattern, so it wraps modulo 2**64 as torch's int64 `<<` does before the 24-bit wrap.
-template <typename O, bool mpiu, bool ciu, bool rec>
-void forward_int_impl(const int64_t* a, O* out, int64_t* ru, int64_t* rv, int64_t* rc, int64_t* rm, int64_t M,
-                      int64_t T, int64_t vth, int64_t i_decay, int64_t v_decay, int64_t c_decay, int64_t m_decay,
+// spikes, 0 for a layer fed graded direct-encoded input, whose sums are already in state units).
+template <typename O, bool mpiu, bool ciu, bool rec, typename Load>
+void forward_int_impl(const Load& load, O* out, int64_t* ru, int64_t* rv, int64_t* rc, int64_t* rm, int64_t M,
+                      int64_t T, int64_t vth64, int64_t i_decay, int64_t v_decay, int64_t c_decay, int64_t m_decay,
                       int64_t input_shift) {
-  const uint64_t shift = static_cast<uint64_t>(input_shift);
-  const int64_t ik = DECAY_ONE - i_decay, vk = DECAY_ONE - v_decay, ck = DECAY_ONE - c_decay,
-                mk = DECAY_ONE - m_decay;
+  const int32_t ik = DECAY_ONE - i_decay, vk = DECAY_ONE - v_decay, ck = DECAY_ONE - c_decay,
+                mk = DECAY_ONE - m_decay, vth = static_cast<int32_t>(vth64);
+  const uint32_t shift = static_cast<uint32_t>(input_shift);
   at::parallel_for(0, num_blocks(M), 1, [&](int64_t b0, int64_t b1) {
-    int64_t ain[TT][B], tu[TT][B], tv[TT][B], tc[TT][B], tm[TT][B];
+    uint32_t ain[TT][B];
+    int32_t tu[TT][B], tv[TT][B], tc[TT][B], tm[TT][B];
     O sout[TT][B];
     for (int64_t b = b0; b < b1; ++b) {
       const int64_t n0 = b * B, nvalid = std::min(B, M - n0);
-      int64_t u[B], v[B], c[B], m[B], sp[B];
+      int32_t u[B], v[B], c[B], m[B], sp[B];
       for (int64_t j = 0; j < B; ++j) u[j] = v[j] = c[j] = m[j] = sp[j] = 0;
       for (int64_t t0 = 0; t0 < T; t0 += TT) {
         const int64_t len = std::min(TT, T - t0);
-        load_tile(a, n0, nvalid, T, t0, len, ain);
+        load(n0, nvalid, t0, len, ain);
         for (int64_t k = 0; k < len; ++k) {
           for (int64_t j = 0; j < B; ++j) {
-            int64_t cj = c[j], rect = 0;
+            int32_t cj = c[j], rect = 0;
             if (ciu) {
               cj = sat(decay_int(cj + (u[j] & -sp[j]), ck));  // sp is 0/1: u_prev * s_prev
-              rect = std::max<int64_t>(cj, 0);
+              rect = std::max<int32_t>(cj, 0);
             }
-            const int64_t uj = wrap24(static_cast<uint64_t>(decay_int(u[j], ik)) +
-                                      (static_cast<uint64_t>(ain[k][j]) << shift));
-            const int64_t h = sat(decay_int(v[j], vk) + uj - rect);
-            const int64_t s = h >= vth ? 1 : 0;
-            int64_t vj = h - s * vth, mj = m[j];
+            const int32_t uj = wrap24(static_cast<uint32_t>(decay_int(u[j], ik)) + (ain[k][j] << shift));
+            const int32_t h = sat(decay_int(v[j], vk) + uj - rect);
+            const int32_t s = h >= vth ? 1 : 0;
+            int32_t vj = h - (vth & -s), mj = m[j];
             if (mpiu) {
-              mj = sat(decay_int(mj + s * vj, mk));
-              vj = sat(vj - s * plan_int(mj));
+              mj = sat(decay_int(mj + (vj & -s), mk));
+              vj = sat(vj - (plan_int(mj) & -s));
             }
             u[j] = uj; v[j] = vj; c[j] = cj; m[j] = mj; sp[j] = s;
             sout[k][j] = static_cast<O>(s);
@@ -590,6 +632,36 @@ std::vector<torch::Tensor> backward_float(torch::Tensor grad_out, torch::Tensor 
   return {gz, need_glam ? glam_part.sum() : glam_part};
 }
 
+// Shared by forward_int and forward_int_float: allocate the results, check the parameters, dispatch.
+template <typename Load>
+std::vector<torch::Tensor> run_int(const Load& load, int64_t M, int64_t T, const torch::TensorOptions& opts,
+                                   int64_t vth, int64_t i_decay, int64_t v_decay, int64_t c_decay, int64_t m_decay,
+                                   bool mpiu, bool ciu, bool record, torch::ScalarType out_dtype,
+                                   int64_t input_shift) {
+  for (int64_t d : {i_decay, v_decay, c_decay, m_decay})
+    TORCH_CHECK(d >= 0 && d <= DECAY_ONE, "decays must be integers in [0, 4096]");
+  TORCH_CHECK(input_shift >= 0 && input_shift <= 6, "input_shift must be an integer in [0, 6]");
+  TORCH_CHECK(vth > 0 && vth <= STATE_MAX, "vth (vThMant << 6) must lie in [1, 2**23 - 1]");
+  const auto i64 = opts.dtype(torch::kInt64);
+  auto out = pooled_empty({M, T}, opts.dtype(out_dtype));
+  auto none = torch::empty({0}, i64);
+  auto rec = [&]() -> torch::Tensor { return record ? pooled_empty({M, T}, i64) : none; };
+  torch::Tensor ru = rec(), rv = rec(), rc = rec(), rm = rec();
+  int64_t* p[4] = {nullptr, nullptr, nullptr, nullptr};
+  if (record) {
+    p[0] = ru.data_ptr<int64_t>(); p[1] = rv.data_ptr<int64_t>(); p[2] = rc.data_ptr<int64_t>();
+    p[3] = rm.data_ptr<int64_t>();
+  }
+  AT_DISPATCH_FLOATING_TYPES(out_dtype, "ilif_forward_int", [&] {
+    with_bool(mpiu, [&](auto MP) { with_bool(ciu, [&](auto CI) { with_bool(record, [&](auto RC) {
+      forward_int_impl<scalar_t, decltype(MP)::value, decltype(CI)::value, decltype(RC)::value>(
+          load, out.data_ptr<scalar_t>(), p[0], p[1], p[2], p[3], M, T, vth, i_decay, v_decay, c_decay, m_decay,
+          input_shift);
+    }); }); });
+  });
+  return {out, ru, rv, rc, rm};
+}
+
 // a [M, T] int64 (synaptic sums; entering the current as a << input_shift) -> [spikes [M, T] of out_dtype,
 // u, v, c, m [M, T] int64 (empty unless record)]
 std::vector<torch::Tensor> forward_int(torch::Tensor a, int64_t vth, int64_t i_decay, int64_t v_decay,
@@ -597,24 +669,36 @@ std::vector<torch::Tensor> forward_int(torch::Tensor a, int64_t vth, int64_t i_d
                                        torch::ScalarType out_dtype, int64_t input_shift) {
   check_2d(a, "a");
   TORCH_CHECK(a.scalar_type() == torch::kInt64, "a must be int64");
-  const int64_t M = a.size(0), T = a.size(1);
-  auto out = pooled_empty({M, T}, a.options().dtype(out_dtype));
-  auto none = torch::empty({0}, a.options());
-  auto rec = [&]() { return record ? pooled_empty({M, T}, a.options()) : none; };
-  auto ru = rec(), rv = rec(), rc = rec(), rm = rec();
-  int64_t* p[4] = {nullptr, nullptr, nullptr, nullptr};
-  if (record) { p[0] = ru.data_ptr<int64_t>(); p[1] = rv.data_ptr<int64_t>(); p[2] = rc.data_ptr<int64_t>(); p[3] = rm.data_ptr<int64_t>(); }
-  for (int64_t d : {i_decay, v_decay, c_decay, m_decay})
-    TORCH_CHECK(d >= 0 && d <= DECAY_ONE, "decays must be integers in [0, 4096]");
-  TORCH_CHECK(input_shift >= 0 && input_shift <= 6, "input_shift must be an integer in [0, 6]");
-  AT_DISPATCH_FLOATING_TYPES(out_dtype, "ilif_forward_int", [&] {
-    with_bool(mpiu, [&](auto MP) { with_bool(ciu, [&](auto CI) { with_bool(record, [&](auto RC) {
-      forward_int_impl<scalar_t, decltype(MP)::value, decltype(CI)::value, decltype(RC)::value>(
-          a.data_ptr<int64_t>(), out.data_ptr<scalar_t>(), p[0], p[1], p[2], p[3], M, T, vth, i_decay, v_decay,
-          c_decay, m_decay, input_shift);
-    }); }); });
+  return run_int(IntInput{a.data_ptr<int64_t>(), a.size(1)}, a.size(0), a.size(1), a.options(), vth, i_decay,
+                 v_decay, c_decay, m_decay, mpiu, ciu, record, out_dtype, input_shift);
+}
+
+// The same from the float synaptic input: z [M, T] float32/float64 -> a = round(z * scale) (half to even; scale a
+// power of two) + bias[(row / inner) % C] (int64 [C] in input units, or an empty tensor for none), then as
+// forward_int. Saves the torch passes (multiply, round, int64 copy, bias add) over the whole input.
+std::vector<torch::Tensor> forward_int_float(torch::Tensor z, double scale, torch::Tensor bias, int64_t inner,
+                                             int64_t vth, int64_t i_decay, int64_t v_decay, int64_t c_decay,
+                                             int64_t m_decay, bool mpiu, bool ciu, bool record,
+                                             torch::ScalarType out_dtype, int64_t input_shift) {
+  check_2d(z, "z");
+  int frac_exp = 0;
+  TORCH_CHECK(scale > 0 && std::frexp(scale, &frac_exp) == 0.5, "scale must be a power of two");
+  const bool has_bias = bias.numel() > 0;
+  if (has_bias) {
+    TORCH_CHECK(bias.dim() == 1 && bias.is_contiguous() && bias.device().is_cpu() &&
+                bias.scalar_type() == torch::kInt64, "bias must be a contiguous int64 CPU tensor [C]");
+    TORCH_CHECK(inner >= 1 && z.size(0) % (inner * bias.size(0)) == 0,
+                "z's rows must be whole [C, inner] blocks (N, C, H, W flattened)");
+  }
+  std::vector<torch::Tensor> res;
+  AT_DISPATCH_FLOATING_TYPES(z.scalar_type(), "ilif_forward_int_float", [&] {
+    FloatInput<scalar_t> load{z.data_ptr<scalar_t>(), z.size(1), static_cast<scalar_t>(scale),
+                              has_bias ? bias.data_ptr<int64_t>() : nullptr, has_bias ? bias.size(0) : 1,
+                              std::max<int64_t>(inner, 1)};
+    res = run_int(load, z.size(0), z.size(1), z.options(), vth, i_decay, v_decay, c_decay, m_decay, mpiu, ciu,
+                  record, out_dtype, input_shift);
   });
-  return {out, ru, rv, rc, rm};
+  return res;
 }
 
 // The kernels' own exp and sigmoid, elementwise over a float32/float64 CPU tensor (tests check their accuracy).
@@ -640,6 +724,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, mod) {
   mod.def("forward_float", &forward_float);
   mod.def("backward_float", &backward_float);
   mod.def("forward_int", &forward_int);
+  mod.def("forward_int_float", &forward_int_float);
   mod.def("pool_cached_bytes", []() { return BufferPool::get().cached(); });
   mod.def("pool_clear", []() { return BufferPool::get().clear(); }, "free the pool's cached blocks; returns bytes");
   mod.def("exp", [](torch::Tensor x) { return elementwise(x, false); }, "the kernels' vectorisable exp");

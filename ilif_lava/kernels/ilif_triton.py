@@ -297,3 +297,15 @@ def forward_int(a: torch.Tensor, vth: int, i_decay: int, v_decay: int, c_decay: 
     _fwd_int[_grid(M)](at, out, *rec, M, T, vth, 4096 - i_decay, 4096 - v_decay, 4096 - c_decay, 4096 - m_decay,
                        1 << int(input_shift), MPIU=mpiu, CIU=ciu, RECORD=record, BLOCK_N=BLOCK, **_launch_opts())
     return [out.t().contiguous()] + [r.t().contiguous() if record else r for r in rec]
+
+
+def forward_int_float(z: torch.Tensor, scale: float, bias: torch.Tensor, inner: int, vth: int, i_decay: int,
+                      v_decay: int, c_decay: int, m_decay: int, mpiu: bool, ciu: bool, record: bool,
+                      out_dtype: torch.dtype, input_shift: int) -> List[torch.Tensor]:
+    """z [M, T] float -> :func:`forward_int` of ``a = round(z * scale) + bias[(row // inner) % C]`` (``bias`` int64
+    [C] in input units, or empty), the CPU kernel's entry point of the same name. On the GPU the rounding and the
+    bias are two elementwise torch passes before the fused step kernel."""
+    a = torch.round(z * scale).to(torch.int64)
+    if bias.numel():
+        a = (a.reshape(-1, bias.numel(), inner, a.shape[-1]) + bias.reshape(1, -1, 1, 1)).reshape(a.shape)
+    return forward_int(a, vth, i_decay, v_decay, c_decay, m_decay, mpiu, ciu, record, out_dtype, input_shift)
