@@ -13,14 +13,16 @@ import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
-SECTIONS = ("kernels", "train", "lava", "memory")
+SECTIONS = ("kernels", "train", "lava", "memory", "eval")
 
 FULL = {"kernel_steps": [8, 32, 100], "train_steps": [8, 32, 100], "warmup": 2, "repeats": 5, "budget_s": 40.0,
         "lava_samples": 8, "lava_T": 50, "lava_repeats": 3, "eval_samples": 256, "eval_batch": 128,
-        "eval_repeats": 5, "memory_steps": [8, 32, 100], "memory_models": ("ilif", "cuba", "reference")}
+        "eval_repeats": 5, "memory_steps": [8, 32, 100], "memory_models": ("ilif", "cuba", "reference"),
+        "vgg_batch": 32, "vgg_repeats": 7}
 QUICK = {"kernel_steps": [8, 32], "train_steps": [8, 32], "warmup": 1, "repeats": 3, "budget_s": 15.0,
          "lava_samples": 4, "lava_T": 50, "lava_repeats": 3, "eval_samples": 128, "eval_batch": 128,
-         "eval_repeats": 3, "memory_steps": [8, 16, 32], "memory_models": ("ilif", "cuba")}
+         "eval_repeats": 3, "memory_steps": [8, 16, 32], "memory_models": ("ilif", "cuba"), "vgg_batch": 16,
+         "vgg_repeats": 5}
 
 TARGETS = {
     "kernel_vs_previous": "neuron fwd+bwd [16, 8192, 32]: compiled kernel >= 8x faster than the previous fused path",
@@ -34,6 +36,8 @@ TARGETS = {
     "quantized_vs_lava": "bit-exact quantized eval >= 500x Lava samples/s, Lava's build excluded (N-MNIST MLP, CPU)",
     "lava_vs_cuba": "Lava ILIF time per step <= 1.5x stock CUBA per step",
     "memory_linear": "training peak memory linear in T (ILIF, both networks)",
+    "quantized_eval_vs_float": "bit-exact quantized eval of vgg11bn (--hidden 64, 32x32, T=6) <= 1.5x the float eval "
+                               "(CPU)",
 }
 
 EPILOG = textwrap.dedent("""\
@@ -59,7 +63,11 @@ EPILOG = textwrap.dedent("""\
               resetting the peak mark, in a fresh subprocess per point; CUDA: torch.cuda.max_memory_allocated)
               and whether it grows linearly in T (all points within max(3 MiB, 5 %) of a least-squares
               line, or R^2 >= 0.95 with no upward bend > 1.5x).
-    Inputs are random Bernoulli spikes at 5 % density (not real N-MNIST samples).
+      eval    6. Evaluation of one batch of the paper's VGG-11-BN (vgg11bn, --hidden 64, 32x32 CIFAR-10 images,
+              T=6, batch norms calibrated on the images), float vs the bit-exact quantized twin, timed
+              round-robin; the quantized spikes are checked equal to the specification's torch path.
+    Inputs are random Bernoulli spikes at 5 % density (not real N-MNIST samples), except the eval section's
+    real CIFAR-10 test images (../shared/data/cifar10_subset; random images when absent).
 
     Full run: T in {8, 32, 100}, 5 repeats (fewer if a case would exceed --budget seconds), Lava 8 samples x
     T=50 x 3 repeats, quantized eval of 256 samples in batches of 128; about 5-10 minutes on 2 CPU cores.
@@ -101,7 +109,8 @@ def _fmt(v: Optional[float], unit: str = "x", nd: int = 2) -> str:
 
 
 def evaluate_targets(train: Optional[Dict[str, Any]], lava: Optional[Dict[str, Any]],
-                     memory: Optional[Dict[str, Any]], kern: Optional[Dict[str, Any]] = None) -> List[Dict[str, Any]]:
+                     memory: Optional[Dict[str, Any]], kern: Optional[Dict[str, Any]] = None,
+                     evalb: Optional[Dict[str, Any]] = None) -> List[Dict[str, Any]]:
     out: List[Dict[str, Any]] = []
 
     def add(key: str, measured: Optional[float], text: str, passed: Optional[bool], detail: str = "") -> None:
@@ -189,6 +198,16 @@ def evaluate_targets(train: Optional[Dict[str, Any]], lava: Optional[Dict[str, A
             passed, text)
     else:
         add("memory_linear", None, "not run", None)
+    if evalb:
+        r = evalb["quantized_over_float"]
+        add("quantized_eval_vs_float", r,
+            f"{r:.2f}x wall ({1e3 * evalb['quantized_median_s']:.1f} vs {1e3 * evalb['float_median_s']:.1f} ms per "
+            f"batch of {evalb['batch']}), {evalb['quantized_over_float_cpu']:.2f}x thread CPU; bit-exact vs the torch "
+            f"specification: {'yes' if evalb['bit_exact_vs_spec'] else 'NO'}",
+            r <= 1.5 and evalb["bit_exact_vs_spec"],
+            f"min/min {evalb['quantized_over_float_min']:.2f}x; kernels {evalb['kernels']}; {evalb['input']}")
+    else:
+        add("quantized_eval_vs_float", None, "not run", None)
     return out
 
 
@@ -204,7 +223,8 @@ def _notes(notes: List[str]) -> List[str]:
 
 
 def write_summary(out_dir: Path, machine: Dict[str, Any], settings: Dict[str, Any], targets: List[Dict[str, Any]],
-                  train, lava, memory, elapsed: float, kern: Optional[Dict[str, Any]] = None) -> Path:
+                  train, lava, memory, elapsed: float, kern: Optional[Dict[str, Any]] = None,
+                  evalb: Optional[Dict[str, Any]] = None) -> Path:
     L: List[str] = ["# ILIF benchmarks", ""]
     L.append(f"Run {machine['date_utc']} ({'quick' if settings['quick'] else 'full'} run, {elapsed:.0f} s). "
              "Every figure below is measured in this run; ratios compare numbers from this run only.")
@@ -310,6 +330,24 @@ def write_summary(out_dir: Path, machine: Dict[str, Any], settings: Dict[str, An
                                  f"{r['delta_mib'][-1] / o['delta_mib'][-1]:.2f}x")
         if extra:
             L += ["", "Peak extra memory ratios: " + "; ".join(extra) + "."]
+    if evalb:
+        t = evalb["timings"]
+        L += ["", f"## VGG-11-BN evaluation, float vs bit-exact quantized (CPU, {evalb['torch_threads']} torch "
+                  f"thread(s))", "",
+              f"`{evalb['arch']}` --hidden {evalb['hidden']}, input {evalb['in_shape']} x T={evalb['T']}, batch "
+              f"{evalb['batch']} ({evalb['input']}); median of {len(t['float']['wall']['samples_s'])} round-robin "
+              f"repeats; thread CPU = CPU time of the calling thread (load average {evalb['load_average']}).",
+              "", "| engine | median ms | min ms | thread CPU median ms | samples/s |", "|---|---|---|---|---|"]
+        for k in ("float", "quantized"):
+            L.append(f"| {k} | {1e3 * t[k]['wall']['median_s']:.1f} | {1e3 * t[k]['wall']['min_s']:.1f} | "
+                     f"{1e3 * t[k]['cpu']['median_s']:.1f} | {evalb['samples_per_s'][k]:.1f} |")
+        L += ["", f"quantized / float: {evalb['quantized_over_float']:.2f}x (median wall), "
+                  f"{evalb['quantized_over_float_min']:.2f}x (min wall), {evalb['quantized_over_float_cpu']:.2f}x "
+                  f"(median thread CPU). Kernels: {evalb['kernels']}. Quantized spikes of "
+                  f"every layer and the readout equal to the specification's torch path: "
+                  f"{'yes' if evalb['bit_exact_vs_spec'] else 'NO'} (mismatches {evalb['mismatches_vs_spec']}). "
+                  f"Quantized firing rates per layer: "
+                  f"{', '.join(f'{v:.3f}' for v in evalb['firing_rates_quantized'])}."]
     path = out_dir / "summary.md"
     path.write_text("\n".join(L) + "\n")
     return path
@@ -345,7 +383,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     configs()  # resolves (and logs into notes) the conv-net input shape once
     write_json(out_dir, "machine.json", machine)
 
-    train = lava = memory = kern = None
+    train = lava = memory = kern = evalb = None
     if "kernels" in args.only:
         from benchmarks import bench_kernels
         log("== 0. the ILIF neuron alone: previous fused path vs torch path vs compiled kernel vs LIF loop ==")
@@ -371,13 +409,19 @@ def main(argv: Optional[List[str]] = None) -> int:
                                   models=preset["memory_models"])
         write_json(out_dir, "memory.json", memory)
 
+    if "eval" in args.only:
+        from benchmarks import bench_eval
+        log("== 6. VGG-11-BN evaluation: float vs bit-exact quantized ==")
+        evalb = bench_eval.run(preset["vgg_batch"], preset["warmup"], preset["vgg_repeats"])
+        write_json(out_dir, "eval_vgg11bn.json", evalb)
+
     machine["load_average_at_end"] = [round(v, 2) for v in os.getloadavg()] if hasattr(os, "getloadavg") else None
     write_json(out_dir, "machine.json", machine)
-    targets = evaluate_targets(train, lava, memory, kern)
+    targets = evaluate_targets(train, lava, memory, kern, evalb)
     elapsed = time.perf_counter() - t_start
     write_json(out_dir, "summary.json", {"machine": machine, "settings": settings, "targets": targets,
                                          "elapsed_s": elapsed})
-    path = write_summary(out_dir, machine, settings, targets, train, lava, memory, elapsed, kern)
+    path = write_summary(out_dir, machine, settings, targets, train, lava, memory, elapsed, kern, evalb)
     log(f"done in {elapsed:.0f} s; summary: {path}")
     for t in targets:
         log(f"  [{_pf(t['pass']):4}] {t['target']}: {t['measured_text']}")
