@@ -202,3 +202,14 @@ def test_lava_results_are_c_ordered_for_one_sample():
         w = _windows(raw, (5,), n, 4, 2)
         assert w.flags["C_CONTIGUOUS"] and w.shape == (n, 5, 4)
         assert np.array_equal(w[0], raw[:, 2:6])
+
+
+def test_loihi2_check_covers_skip_weights(toy_file, tmp_path):
+    from ilif_lava.loihi2 import check_parameters
+    net, x, path = toy_file
+    if not path.exists():
+        export_model(net, path, force=True)
+    keys = {(f.layer, f.key): f for f in check_parameters(path)}
+    assert keys[(3, "skip/0/weight")].ok and keys[(3, "skip/1/weight")].ok and keys[(2, "skip/0/weight")].ok
+    odd = _hostile(path, tmp_path, "odd", lambda h: _set(h["layer/3/skip/1"], K.WEIGHT, np.full((8, 4), 3.0)))
+    assert not {(f.layer, f.key): f for f in check_parameters(odd)}[(3, "skip/1/weight")].ok   # odd: not Loihi's

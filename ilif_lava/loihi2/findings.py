@@ -161,6 +161,12 @@ def check_parameters(path_or_h5: PathOrH5) -> List[Finding]:
                     findings.append(finding)
                     if key == K.WEIGHT and ltype == T.DENSE and finite:
                         _flag_inhibitory_weights(finding)
+            skips = g.get(K.SKIP)
+            for j in (sorted(skips, key=int) if isinstance(skips, h5py.Group) else ()):   # a fan-in layer's skips
+                sg = skips[j]
+                if isinstance(sg, h5py.Group) and isinstance(sg.get(K.WEIGHT), h5py.Dataset):
+                    key = f"{K.SKIP}/{j}/{K.WEIGHT}"
+                    findings.append(_check_dataset(idx, key, sg[K.WEIGHT], LAYER_KEY_LIMITS[K.WEIGHT])[0])
             if K.NEURON in g and isinstance(g[K.NEURON], h5py.Group):
                 findings.extend(_check_neuron(idx, g[K.NEURON]))
     return findings
