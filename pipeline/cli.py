@@ -308,10 +308,17 @@ def _prerequisites(args: argparse.Namespace) -> None:
 
 
 def _dispatch(args: argparse.Namespace) -> int:
-    from pipeline import run
-    from ilif_lava import hdf5_validate
     if args.cmd in ("pipeline", "train"):
         check_output_dir(_run_dir(args))
+    if args.cmd == "train":                          # the training code only (no Lava runtime, export or report)
+        from pipeline.cli_train import stage_train
+        path = stage_train(_config(args), _run_dir(args), resume=not args.no_resume)
+        from training.distributed import env_from_torchrun
+        if env_from_torchrun().main:                 # under torchrun only rank 0 prints
+            print(path)
+        return 0
+    from pipeline import run
+    from ilif_lava import hdf5_validate
     if args.cmd in PLUGIN_COMMANDS:
         return int(_plugin(args.cmd).run(args))
     if args.cmd in ("simulate", "check"):
@@ -321,12 +328,6 @@ def _dispatch(args: argparse.Namespace) -> int:
         cfg = _config(args)
         base = None if str(args.baseline).lower() == "none" else args.baseline
         run.run_pipeline(cfg, _run_dir(args), baseline=base, force=args.force, state_samples=args.state_samples)
-    elif args.cmd == "train":
-        cfg = _config(args)
-        path = run.stage_train(cfg, _run_dir(args), resume=not args.no_resume)
-        from training.distributed import env_from_torchrun
-        if env_from_torchrun().main:                 # under torchrun only rank 0 prints
-            print(path)
     elif args.cmd == "export":
         run.stage_export(args.run_dir, force=args.force)
     elif args.cmd == "compare" and getattr(args, "engines_only", False):

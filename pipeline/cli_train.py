@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ilif_lava.names import (AMP_DTYPES, ARCHS, DATASETS, INHIBITIONS, MAX_BATCH, MAX_EPOCHS, MAX_HIDDEN,
                              MAX_TIME_BINS, NEURONS, NOT_DEPLOYABLE_ARCHS, SURROGATES)
@@ -94,3 +96,15 @@ def train_config(args: argparse.Namespace):
                          "augment": args.augment or base.get("augment", False)})
     cfg.validate()
     return cfg
+
+
+if TYPE_CHECKING:  # the type only: importing training.train here would load torch before the parser is built
+    from training.train import TrainConfig
+
+
+def stage_train(cfg: "TrainConfig", run_dir: Path, resume: bool = True, progress: bool = True) -> Path:
+    """Train ``cfg`` (a :class:`training.train.TrainConfig`) into ``RUN/train/`` (model.pt, checkpoint.pt, log.jsonl,
+    config.json); returns the model file. Imports only the training code (``ilif-lava train`` loads neither Lava's
+    runtime nor the export, simulation and report stages)."""
+    from training.train import train
+    return train(cfg, Path(run_dir) / "train", resume=resume, progress=progress)

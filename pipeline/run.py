@@ -32,17 +32,14 @@ from simulations.lava_run import LAVA_PHASES, run_network
 from simulations.report import write_engines_report, write_lava_report, write_report
 from training.datasets import load_split
 from training.losses import predict, predict_output
-from training.train import TrainConfig, load_config, load_model, pick_device, read_training_log, train
+from training.train import TrainConfig, load_config, load_model, pick_device, read_training_log
 from ilif_lava.errors import IlifLavaError
+from pipeline.cli_train import stage_train
 
 
 def _flat(s: torch.Tensor) -> np.ndarray:
     """[N, C, H, W, T] or [N, F, T] -> [N, neurons, T] numpy."""
     return s.detach().cpu().reshape(s.shape[0], -1, s.shape[-1]).numpy()
-
-
-def stage_train(cfg: TrainConfig, run_dir: Path, resume: bool = True, progress: bool = True) -> Path:
-    return train(cfg, Path(run_dir) / "train", resume=resume, progress=progress)
 
 
 def stage_export(run_dir: Path, force: bool = False, max_cores: Optional[int] = None) -> Path:
