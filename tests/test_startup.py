@@ -63,6 +63,23 @@ def test_train_help_imports_neither_torch_nor_lava():
     assert _run(code) == []
 
 
+def test_train_command_loads_only_the_training_code(tmp_path):
+    """A real (one-epoch, 8-sample) ``ilif-lava train``: Lava's runtime, the netx loader, the export, simulation and
+    report stages, matplotlib and torchvision stay unloaded; it trains and writes its model."""
+    run_dir = tmp_path / "run"
+    code = ("import json, sys\n"
+            "from pipeline import cli\n"
+            f"rc = cli.main(['train', '--dataset', 'digits', '--limit-train', '8', '--limit-test', '8',\n"
+            f"               '--epochs', '1', '--qat-epochs', '0', '-T', '4', '--run-dir', {str(run_dir)!r}])\n"
+            "heavy = ('lava.magma.runtime.runtime', 'lava.lib.dl.netx', 'export.export_net', 'pipeline.run',\n"
+            "         'simulations.report', 'matplotlib', 'torchvision')\n"
+            "print(json.dumps({'rc': rc, 'loaded': [m for m in heavy if m in sys.modules],\n"
+            "                  'torch': 'torch' in sys.modules}))\n")
+    out = _run(code)
+    assert out == {"rc": 0, "loaded": [], "torch": True}, out
+    assert (run_dir / "train" / "model.pt").is_file()
+
+
 @pytest.mark.parametrize("target", [SLAYER_TARGET, SLAYER_UTILS_TARGET])
 def test_lazy_patch_leaves_an_unexpected_source_alone(target):
     """A slayer version whose __init__ differs is imported as installed (eager), never half-patched."""
