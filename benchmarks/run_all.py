@@ -280,7 +280,7 @@ def write_summary(out_dir: Path, machine: Dict[str, Any], settings: Dict[str, An
                      f"{1e3 * r['reference_median_s']:.1f} | {r['ilif_over_cuba']:.2f} | "
                      f"{r['reference_over_ilif']:.2f} | {r['ilif_over_cuba_min']:.2f} | "
                      f"{r['reference_over_ilif_min']:.2f} | {r['repeats_done']} |")
-        L += _notes(train["notes"])
+        L += _notes(train["notes"]) + train.get("markdown", [])
     if lava:
         lv = lava["lava"]
         L += ["", "## Lava fixed_pt vs CUBA, and bit-exact quantized evaluation", "",
@@ -394,7 +394,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         from benchmarks import bench_train
         log("== 1+2. training step: ILIF vs CUBA vs reference-style ILIF ==")
         train = bench_train.run(preset["train_steps"], devices, preset["warmup"], preset["repeats"],
-                                budget_s=preset["budget_s"])
+                                budget_s=preset["budget_s"], quick=args.quick)
         write_json(out_dir, "train_speed.json", train)
     if "lava" in args.only:
         from benchmarks import bench_lava
