@@ -58,11 +58,15 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                     "the dataset's recipe and the training flags below (they set the base of every cell). Each "
                     "cell: float + QAT training, float and deployed (bit-exact integer) test accuracy, firing "
                     "rate, continuous firing and spikes per time step per layer, share of membrane-potential "
-                    "values above 2 x threshold, per-epoch loss. Writes OUT/cells/<cell>.json (a finished cell "
-                    "is never run again: rerun the same command to resume), OUT/study.json, OUT/study.md "
+                    "values above 2 x threshold, per-epoch loss, ACs, MACs and SOP energy per sample (the "
+                    "paper's Table 5 columns); a network that cannot be deployed is measured in float. Any "
+                    "--arch (the paper's vgg11bn and resnet18 too) and --recipe. Writes OUT/cells/<cell>.json (a "
+                    "finished cell is never run again: rerun the same command to resume), OUT/study.json, OUT/study.md "
                     "(mean +- std over seeds) and OUT/*.png.",
-        epilog="example: ilif-lava study --dataset nmnist --variants LIF,ILIF --seeds 0,1,2 "
-               "--sweep gamma=0.5,1,2,3 --out runs/study-gamma")
+        epilog="examples: ilif-lava study --dataset nmnist --variants LIF,ILIF --seeds 0,1,2 "
+               "--sweep gamma=0.5,1,2,3 --out runs/study-gamma; the paper's Table 2, CIFAR-10 column, on a GPU: "
+               "ilif-lava study --recipe paper-cifar10-resnet18 --data-dir DATA --variants ILIF,MPIU,CIU,LIF "
+               "--seeds 0,1,2 --device cuda --out runs/table2-cifar10")
     g = p.add_argument_group("grid")
     g.add_argument("--variants", type=_variants, default=list(VARIANTS),
                    help=f"comma-separated neuron variants (default {','.join(VARIANTS)})")
