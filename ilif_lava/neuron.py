@@ -249,7 +249,7 @@ class Neuron(base.Neuron):
                                  else init.detach(), dtype=like.dtype, device=like.device)
         if init_t.ndim > 1 or init_t.numel() not in (1, channels):
             raise ValueError(f"bias: init must be one number or {channels} numbers, got shape {tuple(init_t.shape)}")
-        if not torch.isfinite(init_t).all():
+        if init_t.device.type != "meta" and not torch.isfinite(init_t).all():    # meta: shapes only (RAM estimate)
             raise ValueError("bias: init must be finite")
         self.bias = torch.nn.Parameter(init_t.reshape(-1).expand(channels).clone())
 

@@ -3,8 +3,8 @@
 ACs: every spike (input spikes included) costs one accumulate per outgoing synapse (exact, padding-aware
 fan-out of the next synaptic layer, a folded average pool (``pre_pool``) and an integer readout included; a
 spiking output layer has none). Analog (direct-encoded) input is not counted: its first layer multiplies, and the
-paper counts neither ACs nor MACs for it (../shared/docs/ilif-model.md section 4). A network that is not a stack
-of slayer blocks (training/paper_models.py) gives the fan-out of each spiking unit itself (``spike_fan_outs()``).
+paper counts neither ACs nor MACs for it (../shared/docs/ilif-model.md section 4). Skip synapses of fan-in layers
+(residual networks, ilif_lava/graph.py) add their own ACs.
 MACs: T x spiking neurons x k (k = 1 LIF/CUBA, 2 ILIF). Energies: 0.9 pJ per AC, 4.6 pJ per MAC, reported per
 sample in microjoules.
 """
@@ -67,24 +67,18 @@ def network_activity(model: Any, x: np.ndarray, layer_spikes: Sequence[np.ndarra
     spiking = model.spiking_blocks()
     analog = bool(x.size) and not bool(np.all((x >= 0) & (x == np.round(x))))   # direct-encoded: not counted
     acs = 0.0
-    if callable(getattr(model, "spike_fan_outs", None)):
-        for s, fo in zip(layer_spikes, model.spike_fan_outs()):
-            acs += metrics.count_acs(np.asarray(s).astype(np.float32), np.asarray(fo).reshape(-1))
-        analog = True       # the analog stem's input: not counted (the network gives no fan-out for it)
-        num_neurons = sum(int(np.prod(s.shape[1:-1])) for s in layer_spikes)
-    else:
-        readout = getattr(model, "readout", None)
-        consumers = spiking + ([readout] if readout is not None else [])
-        sources: List[np.ndarray] = [x.reshape(n, -1, steps)] + [np.asarray(s) for s in layer_spikes]
-        shapes = [tuple(x.shape[1:-1])] + [tuple(int(v) for v in b.neuron.shape) for b in spiking]
-        for blk, src, shape in zip(consumers, sources, shapes):
-            if blk is consumers[0] and analog:
-                continue
-            if getattr(model, "flatten_input", False) and blk is consumers[0]:
-                shape = (int(np.prod(shape)),)
-            acs += metrics.count_acs(src.astype(np.float32), _synapse_fan_out(blk, shape))
-        acs += _skip_acs(model, spiking, layer_spikes)
-        num_neurons = sum(int(np.prod(b.neuron.shape)) for b in spiking)
+    readout = getattr(model, "readout", None)
+    consumers = spiking + ([readout] if readout is not None else [])
+    sources: List[np.ndarray] = [x.reshape(n, -1, steps)] + [np.asarray(s) for s in layer_spikes]
+    shapes = [tuple(x.shape[1:-1])] + [tuple(int(v) for v in b.neuron.shape) for b in spiking]
+    for blk, src, shape in zip(consumers, sources, shapes):
+        if blk is consumers[0] and analog:
+            continue
+        if getattr(model, "flatten_input", False) and blk is consumers[0]:
+            shape = (int(np.prod(shape)),)
+        acs += metrics.count_acs(src.astype(np.float32), _synapse_fan_out(blk, shape))
+    acs += _skip_acs(model, spiking, layer_spikes)
+    num_neurons = sum(int(np.prod(b.neuron.shape)) for b in spiking)
     macs = metrics.neuron_macs(num_neurons, steps, neuron)
     act = metrics.layer_activity({str(i): np.asarray(s, dtype=np.float32) for i, s in enumerate(layer_spikes)})
     layers = [{"layer": i, "neurons": l["neurons"], "firing_rate": l["firing_rate"],

@@ -128,7 +128,8 @@ def _check_shapes(path: Path, heads: Dict[str, Tuple[Tuple[int, ...], Any]], max
     n = n_shape[0]
     if heads["pred"][0] != (n,):
         raise ResultsFileError(f"{path}: member 'pred' has shape {list(heads['pred'][0])}, expected [{n}]")
-    layers = sorted(k for k in heads if k.startswith("spikes_"))
+    layers = sorted((k for k in heads if k.startswith("spikes_")),
+                    key=lambda k: (len(k), k))                  # numeric order: spikes_2 before spikes_10
     if layers != [f"spikes_{i}" for i in range(len(layers))]:
         raise ResultsFileError(f"{path}: spike members {layers} are not spikes_0 .. spikes_{len(layers) - 1}")
     steps = heads["spikes_0"][0][-1] if len(heads["spikes_0"][0]) == 3 else None

@@ -189,7 +189,7 @@ def test_sweep_of_time_steps(tmp_path, capsys):
 
 
 # --------------------------------------------------------------------------------------------------------------
-# the paper's deep networks: vgg11bn (deployable) and resnet18 (not deployable), real CIFAR-10 images, tiny width
+# the paper's deep networks, both deployable: vgg11bn and resnet18 (fan-in layers), real CIFAR-10 images, tiny width
 # --------------------------------------------------------------------------------------------------------------
 CIFAR = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10_subset"
 DEEP = ["--dataset", "cifar10", "--data-dir", str(CIFAR), "--hidden", "8", "-T", "2", "--epochs", "1",
@@ -224,12 +224,11 @@ def _check_shown(text: str, vals, scale: float = 1.0) -> None:
 
 def _synapse_acs(model, x) -> float:
     """ACs per sample counted independently of simulations/activity.py: forward hooks see what enters every
-    synapse that reads spikes (sums of 2x2 spike windows behind a folded pool) and count, for each output, the
-    spikes its receptive field holds (a convolution with all-ones weights), or spikes x classes for a Linear head;
-    an identity shortcut adds each spike once."""
+    synapse that reads spikes (sums of 2x2 spike windows behind a folded pool; the skip synapses of fan-in layers)
+    and count, for each output, the spikes its receptive field holds (a convolution with all-ones weights), or
+    spikes x classes for a Linear head; an identity skip adds each spike once."""
     import torch
     import torch.nn.functional as F
-    from training.paper_models import ResNet18
     total, hooks = [0.0], []
 
     def conv_hook(mod, inp, _out):
@@ -238,27 +237,22 @@ def _synapse_acs(model, x) -> float:
         conv = F.conv3d if z.ndim == 5 and mod.weight.ndim == 5 else F.conv2d
         total[0] += float(conv(z, w, None, mod.stride, mod.padding, mod.dilation, mod.groups).sum())
 
-    if isinstance(model, ResNet18):
-        convs = [m for n, m in model.named_modules() if isinstance(m, torch.nn.Conv2d) and n != "stem"]
-        hooks += [c.register_forward_hook(conv_hook) for c in convs]
-        with torch.no_grad():
-            _, spikes = model(x)
-        for i, blk in enumerate(model.layers):
-            if isinstance(blk.shortcut, torch.nn.Identity):
-                total[0] += float(spikes[2 * i].sum())
-        total[0] += float(spikes[-1].sum()) * model.fc.out_features
-    else:
-        model.set_quantized(True)
-        for blk in list(model.blocks)[1:]:          # the first block reads the analog image: not counted
-            syn = blk.synapse
-            if type(syn).__name__ == "Dense":
-                hooks.append(syn.register_forward_hook(
-                    lambda mod, inp, _o: total.__setitem__(0, total[0] + float(inp[0].double().sum())
-                                                           * mod.out_channels)))
-            else:
-                hooks.append(syn.register_forward_hook(conv_hook))
-        with torch.no_grad():
-            model(x)
+    def once_hook(_mod, inp, _out):
+        total[0] += float(inp[0].double().sum())
+
+    model.set_quantized(True)
+    for blk in list(model.blocks)[1:]:          # the first block reads the analog image: not counted
+        syn = blk.synapse
+        if type(syn).__name__ == "Dense":
+            hooks.append(syn.register_forward_hook(
+                lambda mod, inp, _o: total.__setitem__(0, total[0] + float(inp[0].double().sum())
+                                                       * mod.out_channels)))
+        else:
+            hooks.append(syn.register_forward_hook(conv_hook))
+        for spec, skip in zip(getattr(blk, "skip_specs", ()), getattr(blk, "skips", ())):
+            hooks.append(skip.register_forward_hook(once_hook if spec.identity else conv_hook))
+    with torch.no_grad():
+        model(x)
     for h in hooks:
         h.remove()
     return total[0] / x.shape[0]
@@ -267,7 +261,7 @@ def _synapse_acs(model, x) -> float:
 @pytest.mark.parametrize("arch, qat", [("vgg11bn", "1"), ("resnet18", "0")])
 def test_deep_network_study_tables_energy_and_resume(tmp_path, capsys, arch, qat):
     """The grid runs for the paper's networks with every table and plot; the tables are the cell files' mean and
-    sample std; ACs agree with an independent count; the float H of resnet18 crosses the threshold exactly where
+    sample std; ACs agree with an independent count; the float H of a float model crosses the threshold exactly where
     it spikes; a removed cell is trained again and no other."""
     if not (CIFAR / "cifar-10-batches-py" / "test_batch").is_file():
         pytest.skip(f"real CIFAR-10 subset not found at {CIFAR}")
@@ -284,19 +278,15 @@ def test_deep_network_study_tables_energy_and_resume(tmp_path, capsys, arch, qat
         assert (out / name).stat().st_size > 0, name
     cells = {p.stem: json.loads(p.read_text()) for p in (out / "cells").glob("*.json")}
     assert sorted(cells) == sorted(f"{v}-seed{s}" for v in ("LIF", "ILIF") for s in (0, 1))
-    deployable = arch == "vgg11bn"
-    n_layers = 8 if deployable else 17
+    n_layers = 8 if arch == "vgg11bn" else 17
     for c in cells.values():
         m = c["metrics"]
-        assert m["deployable"] is deployable and m["activity_of"] == ("deployed" if deployable else "float")
-        assert (m["deployed_accuracy"] is None) is (not deployable)
+        assert m["deployable"] is True and m["activity_of"] == "deployed" and m["deployed_accuracy"] is not None
         assert len(m["layers"]) == n_layers and all(len(l["spikes_per_step"]) == 2 for l in m["layers"])
         k = 2 if c["variant"] == "ILIF" else 1
         assert m["macs_per_sample"] == 2 * k * sum(l["neurons"] for l in m["layers"])
         assert m["sop_energy_uj_per_sample"] == pytest.approx((0.9 * m["acs_per_sample"]
                                                                + 4.6 * m["macs_per_sample"]) * 1e-6)
-    if not deployable:
-        assert "residual" in cells["ILIF-seed0"]["metrics"]["not_deployable_because"]
 
     md = (out / "study.md").read_text()
     head, rows = _table(md, "| variant | float acc")
@@ -304,9 +294,6 @@ def test_deep_network_study_tables_energy_and_resume(tmp_path, capsys, arch, qat
     for r in rows:
         group = [c["metrics"] for c in cells.values() if c["variant"] == r[0]]
         for key, text in zip(TABLE_METRICS, r[1:1 + len(TABLE_METRICS)]):
-            if key == "deployed_accuracy" and not deployable:
-                assert text == "not deployable"
-                continue
             _check_shown(text, [g[key] for g in group])
         assert head[1 + len(TABLE_METRICS)] == "best epoch acc"
         _check_shown(r[1 + len(TABLE_METRICS)], [max(e["test_accuracy"] for e in g["loss_curve"]) for g in group])
@@ -330,20 +317,20 @@ def test_deep_network_study_tables_energy_and_resume(tmp_path, capsys, arch, qat
         for li in range(n_layers):
             _check_shown(r[1 + li], [g["layers"][li]["continuous_firing_rate"] for g in group])
 
-    # ACs of one cell recounted from scratch; the float H of resnet18 (its H > 2 V_th) against its own spikes
+    # ACs of one cell recounted from scratch; the float H (H > 2 V_th of a float model) against its own spikes
     x, _ = load_split("cifar10", "test", time_bins=2, data_dir=CIFAR, limit=8).tensors()
     model = load_model(work / "ILIF-seed0" / "model.pt").eval()
     assert cells["ILIF-seed0"]["metrics"]["acs_per_sample"] == pytest.approx(_synapse_acs(model, x), rel=1e-9)
-    if not deployable:
-        model.set_record_states(True)
-        with torch.no_grad():
-            _, spikes = model(x)
-        for li, blk in enumerate(model.spiking_blocks()):
-            st = {k: v.reshape(v.shape[0], -1, v.shape[-1]).numpy() for k, v in blk.neuron.states.items()}
-            h = membrane_before_reset_float(st, blk.neuron)
-            s = spikes[li].reshape(h.shape).numpy()
-            assert ((h >= blk.neuron.threshold) == (s == 1)).all(), li
-        assert metrics.neuron_macs(1, 1, "ILIF") == 2
+    model.set_quantized(False)
+    model.set_record_states(True)
+    with torch.no_grad():
+        _, spikes = model(x)
+    for li, blk in enumerate(model.spiking_blocks()):
+        st = {k: v.reshape(v.shape[0], -1, v.shape[-1]).numpy() for k, v in blk.neuron.states.items()}
+        h = membrane_before_reset_float(st, blk.neuron)
+        s = spikes[li].reshape(h.shape).numpy()
+        assert ((h >= blk.neuron.threshold) == (s == 1)).all(), li
+    assert metrics.neuron_macs(1, 1, "ILIF") == 2
 
     # resume: only the removed cell is trained again
     mtimes = {p.name: p.stat().st_mtime_ns for p in (out / "cells").glob("*.json")}

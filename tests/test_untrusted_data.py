@@ -649,6 +649,13 @@ def test_lava_results_read_back_exactly(tmp_path):
         np.testing.assert_array_equal(got[k], written[k])
 
 
+def test_lava_results_of_many_layers_read_in_numeric_order(tmp_path):
+    """18 layers (a resnet18): spikes_10 sorts after spikes_9, not after spikes_1."""
+    written = _results(tmp_path / "lava_test.npz", neurons=tuple(range(2, 20)))
+    got = read_lava_results(tmp_path / "lava_test.npz")
+    assert all(got[f"spikes_{i}"].shape[1] == i + 2 for i in range(18)) and sorted(got) == sorted(written)
+
+
 @pytest.mark.parametrize("drop", ["pred", "labels", "steps", "spikes_0"])
 def test_lava_results_missing_member_one_line(tmp_path, drop):
     _results(tmp_path / "z.npz", drop=(drop,))

@@ -1,5 +1,6 @@
 """Network definitions: MLP, small conv net, VGG-11 (paper, for DVS data), with ILIF or stock CUBA-LIF blocks;
-the paper's batch-norm networks ``resnet18`` and ``vgg11bn`` are in training/paper_models.py (same interface).
+the paper's batch-norm networks ``vgg11bn`` (here) and ``resnet18`` (training/resnet_blocks.py), built from
+deployable blocks (same interface).
 
 All networks take spikes [N, C, H, W, T] and return output spikes [N, classes, T] plus the spikes of every
 block (for metrics). Every block uses ``delay_shift=True`` so slayer indices line up with Lava's (one step of
@@ -90,7 +91,6 @@ def build_model(arch: str, in_shape: Sequence[int], num_classes: int, neuron: st
         raise ValueError(f"unknown network {arch!r}; choose one of {ARCHS}")
     p = neuron_params_for(neuron, neuron_overrides)
     c, h, w = (int(v) for v in in_shape)
-    from training import paper_models
     if arch == "vgg11bn":
         if neuron == "CUBA":
             raise ValueError("--arch vgg11bn needs an ILIF-family neuron (batch norm folds into the ILIF neuron "
@@ -107,11 +107,6 @@ def build_model(arch: str, in_shape: Sequence[int], num_classes: int, neuron: st
                 "neuron_params": p, "hidden": hidden, "dropout": float(dropout)}
         return _initialised(SpikingNet(resnet18_blocks((c, h, w), num_classes, p, hidden, float(dropout)),
                                        flatten_input=False, meta=meta))
-    if arch in paper_models.PAPER_ARCHS:
-        paper_models.in_shape_ok(arch, (c, h, w))
-        return paper_models.build_paper_model({"arch": arch, "in_shape": [c, h, w], "num_classes": num_classes,
-                                               "neuron": neuron, "neuron_params": p, "hidden": hidden,
-                                               "dropout": float(dropout)})
     mod = _blocks_module(neuron)
     kw = dict(weight_norm=weight_norm, delay_shift=True)
     ws = weight_scale  # initial weight scale (slayer's); sparse DVS input needs more to start spiking
