@@ -17,38 +17,12 @@ import pytest
 from ilif_lava.compat import SLAYER_TARGET, SLAYER_UTILS_TARGET, patch_lazy_source
 
 ROOT = Path(__file__).resolve().parents[1]
-SLOW_EXTRAS = ("torchvision", "torch._dynamo", "sympy", "matplotlib", "matplotlib.pyplot")
 
 
 def _run(code: str) -> dict:
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert res.returncode == 0, res.stderr
     return json.loads(res.stdout.strip().splitlines()[-1])
-
-
-def test_training_path_skips_slayers_slow_extras_which_still_load_on_use():
-    code = (
-        "import json, sys\n"
-        "import training.models\n"                     # a stage first: its package installs the shims
-        "import training.train, ilif_lava.block, ilif_lava.netx, simulations, export\n"
-        f"before = [m for m in {SLOW_EXTRAS!r} if m in sys.modules]\n"
-        "import lava.lib.dl.slayer as slayer\n"
-        "from lava.lib.dl.slayer import io\n"
-        "names = [type(slayer.obd).__name__, slayer.obd.__name__, slayer.utils.LearningStats.__name__,\n"
-        "         slayer.utils.LearningStat.__name__, io.__name__, slayer.io is io, 'bbox' in dir(slayer.obd)]\n"
-        f"after = [m for m in {SLOW_EXTRAS!r} if m in sys.modules]\n"
-        "try:\n"
-        "    slayer.no_such_name\n"
-        "    missing = 'no error'\n"
-        "except AttributeError as exc:\n"
-        "    missing = str(exc)\n"
-        "print(json.dumps({'before': before, 'names': names, 'after': after, 'missing': missing}))\n")
-    out = _run(code)
-    assert out["before"] == [], out["before"]
-    assert out["names"] == ["module", "lava.lib.dl.slayer.object_detection", "LearningStats", "LearningStat",
-                            "lava.lib.dl.slayer.io", True, True]
-    assert {"torchvision", "matplotlib"} <= set(out["after"])          # so the first check can fail
-    assert out["missing"] == "module 'lava.lib.dl.slayer' has no attribute 'no_such_name'"
 
 
 def test_train_help_imports_neither_torch_nor_lava():
@@ -63,9 +37,10 @@ def test_train_help_imports_neither_torch_nor_lava():
     assert _run(code) == []
 
 
-def test_train_command_loads_only_the_training_code(tmp_path):
-    """A real (one-epoch, 8-sample) ``ilif-lava train``: Lava's runtime, the netx loader, the export, simulation and
-    report stages, matplotlib and torchvision stay unloaded; it trains and writes its model."""
+def test_train_loads_only_the_training_code_and_slayers_extras_load_on_use(tmp_path):
+    """A real (one-epoch, 8-sample) ``ilif-lava train`` loads neither Lava's runtime, the netx loader, the export,
+    simulation and report stages nor slayer's slow extras (torchvision, matplotlib); it trains and writes its model.
+    Afterwards slayer's lazy names (``io``, ``obd``, ``utils.LearningStats``) still resolve, loading them."""
     run_dir = tmp_path / "run"
     code = ("import json, sys\n"
             "from pipeline import cli\n"
@@ -73,11 +48,37 @@ def test_train_command_loads_only_the_training_code(tmp_path):
             f"               '--epochs', '1', '--qat-epochs', '0', '-T', '4', '--run-dir', {str(run_dir)!r}])\n"
             "heavy = ('lava.magma.runtime.runtime', 'lava.lib.dl.netx', 'export.export_net', 'pipeline.run',\n"
             "         'simulations.report', 'matplotlib', 'torchvision')\n"
-            "print(json.dumps({'rc': rc, 'loaded': [m for m in heavy if m in sys.modules],\n"
-            "                  'torch': 'torch' in sys.modules}))\n")
+            "loaded = [m for m in heavy if m in sys.modules]\n"
+            "import lava.lib.dl.slayer as slayer\n"
+            "from lava.lib.dl.slayer import io\n"
+            "names = [slayer.obd.__name__, slayer.utils.LearningStats.__name__, slayer.utils.LearningStat.__name__,\n"
+            "         io.__name__, slayer.io is io, 'bbox' in dir(slayer.obd)]\n"
+            "try:\n"
+            "    slayer.no_such_name\n"
+            "    missing = 'no error'\n"
+            "except AttributeError as exc:\n"
+            "    missing = str(exc)\n"
+            "after = [m for m in ('matplotlib', 'torchvision') if m in sys.modules]\n"
+            "print(json.dumps({'rc': rc, 'loaded': loaded, 'torch': 'torch' in sys.modules, 'names': names,\n"
+            "                  'missing': missing, 'after': after}))\n")
     out = _run(code)
-    assert out == {"rc": 0, "loaded": [], "torch": True}, out
+    assert (out["rc"], out["loaded"], out["torch"]) == (0, [], True), out
     assert (run_dir / "train" / "model.pt").is_file()
+    assert out["names"] == ["lava.lib.dl.slayer.object_detection", "LearningStats", "LearningStat",
+                            "lava.lib.dl.slayer.io", True, True]
+    assert out["after"] == ["matplotlib", "torchvision"]           # loaded on use, so the first check can fail
+    assert out["missing"] == "module 'lava.lib.dl.slayer' has no attribute 'no_such_name'"
+
+
+@pytest.mark.parametrize("stage", ["training", "simulations", "export"])
+def test_a_stage_package_installs_the_shim_first(stage):
+    """Importing a stage package alone installs ilif_lava's import shim (so ``import training.models`` patches
+    slayer whatever the import order) and loads neither torch nor Lava."""
+    code = ("import json, sys\n"
+            f"import {stage}\n"
+            "shim = any(type(f).__name__ == '_VarModelFinder' for f in sys.meta_path)\n"   # without importing ilif_lava
+            "print(json.dumps([shim] + [m for m in ('torch', 'lava') if m in sys.modules]))\n")
+    assert _run(code) == [True]
 
 
 @pytest.mark.parametrize("target", [SLAYER_TARGET, SLAYER_UTILS_TARGET])
