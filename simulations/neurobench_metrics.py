@@ -178,28 +178,49 @@ def membrane_updates(v: np.ndarray) -> float:
 # ---------------------------------------------------------------------------------------------------------
 # the pipeline's models
 # ---------------------------------------------------------------------------------------------------------
+def _as_file_weight(w: np.ndarray, file_w: np.ndarray, k: int, layer: int) -> np.ndarray:
+    """A float block weight ``w`` in the geometry of the file's ``file_w``: the same values reshaped; a pool's single
+    kernel repeated per channel (the file's depthwise conv); a folded ``pre_pool`` of k repeats each weight over
+    its k x k window (conv [out, in, K, K] -> [out, in, kK, kK]; a readout's [out, C*h*w] -> [out, C*kh*kw])."""
+    if w.size == file_w.size:
+        return w.reshape(file_w.shape)
+    if k > 1 and w.ndim >= 4 and w.size * k * k == file_w.size:
+        w = w.reshape(w.shape[:4])
+        return np.repeat(np.repeat(w, k, axis=2), k, axis=3).reshape(file_w.shape)
+    try:
+        return np.broadcast_to(w.reshape((1, 1) + tuple(file_w.shape[2:])), file_w.shape)
+    except ValueError:
+        raise ValueError(f"layer {layer}: the model's weight {list(w.shape)} does not map onto the file's "
+                         f"{list(file_w.shape)}") from None
+
+
 def float_synapses(model: Any, file_synapses: Sequence[cost.Synapse]) -> List[cost.Synapse]:
-    """The float model's connection layers in the file's geometry: each spiking block's ``synapse.weight`` (the
-    parameter NeuroBench reads) reshaped to the file's weight shape; a pool's single kernel is repeated per channel
-    as the file's depthwise conv holds it."""
-    blocks = model.spiking_blocks()
+    """The float model's connection layers in the file's geometry: each spiking block's (and an integer readout's)
+    ``synapse.weight`` (the parameter NeuroBench reads) reshaped to the file's weight shape (a pool's single kernel
+    repeated per channel as the file's depthwise conv holds it; a folded average pool repeated over its window),
+    and the skip synapses of fan-in layers likewise."""
+    blocks = list(model.spiking_blocks())
+    readout = getattr(model, "readout", None)
+    if readout is not None:
+        blocks.append(readout)
     if len(blocks) != len(file_synapses):
-        raise ValueError(f"{len(blocks)} spiking blocks in the model, {len(file_synapses)} in the network file")
+        raise ValueError(f"{len(blocks)} blocks with synapses in the model, {len(file_synapses)} in the network file")
     out = []
     for blk, syn in zip(blocks, file_synapses):
         if syn.weight is None:
             out.append(syn)
             continue
+        k = int(getattr(blk, "pre_pool", 1))
         w = blk.synapse.weight.detach().cpu().numpy().astype(np.float64)
-        if w.size == syn.weight.size:
-            w = w.reshape(syn.weight.shape)
-        else:
-            try:
-                w = np.broadcast_to(w.reshape((1, 1) + tuple(syn.weight.shape[2:])), syn.weight.shape)
-            except ValueError:
-                raise ValueError(f"layer {syn.layer}: the model's weight {list(w.shape)} does not map onto the "
-                                 f"file's {list(syn.weight.shape)}") from None
-        out.append(dataclasses.replace(syn, weight=np.array(w)))
+        if getattr(blk, "is_readout", False) and k > 1:          # [out, C*h*w] pooled -> [out, C*kh*kw]
+            c, h, wd = blk.pooled_shape
+            w = w.reshape(-1, c, h, wd)
+            w = np.repeat(np.repeat(w, k, axis=2), k, axis=3).reshape(w.shape[0], -1)
+        w = _as_file_weight(w, syn.weight, k, syn.layer)
+        skips = [(j, dataclasses.replace(s, weight=sk.weight.detach().cpu().numpy().astype(np.float64)
+                                          .reshape(s.weight.shape)))
+                 for (j, s), sk in zip(syn.skips, getattr(blk, "skips", ()))]
+        out.append(dataclasses.replace(syn, weight=np.array(w), skips=skips))
     return out
 
 
@@ -240,13 +261,23 @@ def engine_metrics(footprint: int, weights: Sequence[np.ndarray], synapses: Sequ
     n, steps = int(x.shape[0]), int(x.shape[-1])
     pres = [x.reshape(n, -1, steps)] + [np.asarray(s) for s in spikes[:-1]]
     syn = synaptic_operations(synapses, pres)
+    for i, sy in enumerate(synapses):          # a fan-in layer's skip synapses, fed by their source layers' spikes
+        for k, skip in sy.skips:
+            ops = layer_synaptic_operations(skip, np.asarray(spikes[k]))
+            row = syn["layers"][i]
+            for key, name in (("effective_acs", "Effective_ACs"), ("effective_macs", "Effective_MACs"),
+                              ("dense", "Dense")):
+                row[key] += ops[key] / max(n, 1)
+                syn[name] += ops[key] / max(n, 1)
     layers = []
     for i, (sy, s) in enumerate(zip(synapses, spikes)):
         row = syn["layers"][i]
         layers.append({"layer": sy.layer, "type": sy.type, "neurons": sy.neurons,
                        "activation_sparsity": activation_sparsity([s]),
                        "effective_acs": row["effective_acs"], "effective_macs": row["effective_macs"],
-                       "dense": row["dense"], "membrane_updates": None if membrane is None else membrane[i]})
+                       "dense": row["dense"],
+                       # an integer readout (last layer) records no membrane here: None
+                       "membrane_updates": None if membrane is None or i >= len(membrane) else membrane[i]})
     return {"footprint_bytes": int(footprint), "connection_sparsity": connection_sparsity(weights),
             "activation_sparsity": activation_sparsity(spikes),
             "synaptic_operations": {k: syn[k] for k in ("Effective_MACs", "Effective_ACs", "Dense")},

@@ -213,3 +213,24 @@ def test_loihi2_check_covers_skip_weights(toy_file, tmp_path):
     assert keys[(3, "skip/0/weight")].ok and keys[(3, "skip/1/weight")].ok and keys[(2, "skip/0/weight")].ok
     odd = _hostile(path, tmp_path, "odd", lambda h: _set(h["layer/3/skip/1"], K.WEIGHT, np.full((8, 4), 3.0)))
     assert not {(f.layer, f.key): f for f in check_parameters(odd)}[(3, "skip/1/weight")].ok   # odd: not Loihi's
+
+
+def test_neurobench_metrics_of_a_graph_with_a_readout(toy_file):
+    import dataclasses
+    from simulations.cost import read_synapses
+    from simulations.neurobench_metrics import engine_metrics, report_entry
+    net, x, path = toy_file
+    if not path.exists():
+        export_model(net, path, force=True)
+    net.set_quantized(True)
+    with torch.no_grad():
+        out, spikes = net(x)
+    flat = [s.reshape(s.shape[0], -1, s.shape[-1]).numpy() for s in spikes] + [out.numpy()]
+    entry = report_entry(net, path, x.numpy(), flat, flat)
+    assert "error" not in entry, entry
+    syns = read_synapses(path, (2, 8, 8))
+    plain = engine_metrics(1, [], [dataclasses.replace(s, skips=[]) for s in syns], x.numpy(), flat, None)
+    # skips per step: 0 -> 2 and 1 -> 3 (1x1, 4 -> 8, 4x4 outputs: 128 x 4 each), 2 -> 3 (8 -> 8: 128 x 8)
+    extra = entry["deployed"]["synaptic_operations"]["Dense"] - plain["synaptic_operations"]["Dense"]
+    assert extra == pytest.approx((512 + 512 + 1024) * x.shape[-1])
+    assert entry["deployed"]["layers"][-1]["membrane_updates"] is None         # the readout
