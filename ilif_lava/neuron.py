@@ -30,10 +30,10 @@ from ilif_lava import fixed_point as fx
 from ilif_lava import kernels
 from ilif_lava.dynamics import check_ciu_rule, ciu_rectify, ilif_sequence
 from ilif_lava.kernels import FloatConfig
+from ilif_lava.names import VARIANTS  # noqa: F401  (read here as ilif_lava.neuron.VARIANTS)
 from ilif_lava.netx_schema import ILIF_NEURON_TYPE, NEURON_TYPES
 from ilif_lava.surrogate import make_spike_fn, make_surrogate
 
-VARIANTS = ("ILIF", "MPIU", "CIU", "LIF", "PLIF", "IPLIF")
 INHIBITION_FLOAT = ("sigmoid", "plan")
 NEURON_TYPE = ILIF_NEURON_TYPE            # HDF5 neuron/type
 ILIF_SCHEMA = NEURON_TYPES[NEURON_TYPE]   # its netx keys (ilif_lava/netx_schema/tables.py)
