@@ -1,7 +1,10 @@
 """Run a netx HDF5 network (stock CUBA and/or ILIF layers) in Lava on the CPU and record every layer.
 
 One Lava network is built per call; samples run back to back, and between samples every neuron and synapse
-state is set back to zero, so each sample starts from rest exactly as in a fresh run (and as in slayer).
+state is set back to zero, so each sample starts from rest exactly as in a fresh run (and as in slayer). Every
+layer's output is recorded by a file sink (:class:`ilif_lava.lava_proc.file_sink.FileSink`: a memory-mapped file in
+a private temporary folder, read at memory speed after the run; Lava's own ``Var.get()`` moves one element per
+message).
 Lava processes are always stopped, also on errors and Ctrl-C.
 
 Alignment: with slayer blocks built with ``delay_shift=True``, Lava sink index j equals slayer time index j for
@@ -20,6 +23,7 @@ import contextlib
 import multiprocessing as mp
 import os
 import signal
+import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -34,6 +38,7 @@ from lava.magma.core.run_configs import Loihi2SimCfg
 from lava.proc import io
 
 from ilif_lava import fixed_point as fx
+from ilif_lava.lava_proc.file_sink import FileSink, create_buffer_file, read_buffer_file
 from ilif_lava.lava_proc.process import ILIFNetwork
 from ilif_lava.progress import bar
 
@@ -252,15 +257,21 @@ def run_network(path: Union[str, Path], x: np.ndarray, record_states: bool = Fal
     graded = _netx.file_takes_graded_input(path)
     if pipelined is None:
         pipelined = _netx.file_is_pipelined(path)
-    if pipelined:
-        return _run_pipelined(path, x, record_states, progress, desc, graded)
+    with tempfile.TemporaryDirectory(prefix="ilif-lava-sinks-") as folder:      # the sinks' recordings
+        if pipelined:
+            return _run_pipelined(path, x, record_states, progress, desc, graded, folder)
+        return _run_per_sample(path, x, record_states, progress, desc, graded, folder)
 
+
+def _run_per_sample(path: Union[str, Path], x: np.ndarray, record_states: bool, progress: bool, desc: str,
+                    graded: bool, folder: str) -> LavaResult:
+    """:func:`run_network` with slayer's timing: samples back to back, every state set to rest in between."""
     x, net, inp = _build(path, x, graded)
     n, steps = x.shape[0], x.shape[-1]
     tm: Dict[str, float] = {}
     t_phase = time.perf_counter()
     data = np.concatenate([inp[k] for k in range(n)], axis=-1)          # [*in_shape, N*T]
-    sinks = _attach_io(net, data)
+    sinks = _attach_io(net, data, folder)
     ilif_layers = _ilif_layers(net)
     states: Dict[int, Dict[str, List[np.ndarray]]] = {i: {k: [] for k in fx.STATE_NAMES} for i in ilif_layers}
     cfg = Loihi2SimCfg(select_tag="fixed_pt")
@@ -310,22 +321,24 @@ def run_network(path: Union[str, Path], x: np.ndarray, record_states: bool = Fal
                       latency_steps=steps)
 
 
-def _attach_io(net: ILIFNetwork, data: np.ndarray) -> List[Any]:
-    """Connect a source playing ``data`` [*in_shape, steps] (int32) to the network's input and a sink of
-    ``steps`` entries to every layer's output; returns the sinks."""
+def _attach_io(net: ILIFNetwork, data: np.ndarray, folder: Union[str, Path]) -> List[Path]:
+    """Connect a source playing ``data`` [*in_shape, steps] (int32) to the network's input and a file sink of
+    ``steps`` entries (:class:`ilif_lava.lava_proc.file_sink.FileSink`, its file in ``folder``) to every layer's
+    output; returns the sink files."""
     src = io.source.RingBuffer(data=data.astype(np.int32))
     src.s_out.connect(net.inp)
-    sinks = []
-    for layer in net.layers:
-        sink = io.sink.RingBuffer(shape=layer.out.shape, buffer=int(data.shape[-1]))
+    files = []
+    for i, layer in enumerate(net.layers):
+        path = create_buffer_file(Path(folder) / f"layer{i}.npy", tuple(layer.out.shape), int(data.shape[-1]))
+        sink = FileSink(shape=layer.out.shape, buffer=int(data.shape[-1]), path=path)
         layer.out.connect(sink.a_in)
-        sinks.append(sink)
-    return sinks
+        files.append(path)
+    return files
 
 
-def _read_sinks(sinks: Sequence[Any], tm: Dict[str, float], t_phase: float):
-    """Every sink's buffer (Lava order [*shape, steps]); records the ``readback`` time. Returns (arrays, now)."""
-    raw = [s.data.get() for s in sinks]
+def _read_sinks(files: Sequence[Path], tm: Dict[str, float], t_phase: float):
+    """Every sink's recording (Lava order [*shape, steps]); records the ``readback`` time. Returns (arrays, now)."""
+    raw = [read_buffer_file(p) for p in files]
     now = time.perf_counter()
     tm["readback"] = now - t_phase
     return raw, now
@@ -369,7 +382,7 @@ def _build(path: Union[str, Path], x: np.ndarray, graded: bool, **net_kwargs: An
 
 
 def _run_pipelined(path: Union[str, Path], x: np.ndarray, record_states: bool, progress: bool,
-                   desc: str, graded: bool) -> LavaResult:
+                   desc: str, graded: bool, folder: str) -> LavaResult:
     """:func:`run_network` with pipelined timing: one run of ``N*T + L`` steps, per-layer staggered resets."""
     tm: Dict[str, float] = {}
     t_phase = time.perf_counter()
@@ -380,7 +393,7 @@ def _run_pipelined(path: Union[str, Path], x: np.ndarray, record_states: bool, p
     depth = len(net.layers)
     total = n * steps + depth
     data = np.concatenate([inp[k] for k in range(n)] + [np.zeros(inp.shape[1:-1] + (depth,))], axis=-1)
-    sinks = _attach_io(net, data)
+    sinks = _attach_io(net, data, folder)
     ilif_layers = _ilif_layers(net)
     states: Dict[int, Dict[str, List[np.ndarray]]] = {i: {k: [] for k in fx.STATE_NAMES} for i in ilif_layers}
     cfg = Loihi2SimCfg(select_tag="fixed_pt")
