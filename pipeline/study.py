@@ -35,6 +35,7 @@ import torch
 
 from ilif_lava import atomic
 from ilif_lava import fixed_point as fx
+from ilif_lava.names import VARIANTS
 from pipeline.run import engine_spikes
 from simulations.activity import network_activity
 from training.datasets import load_split
@@ -42,7 +43,6 @@ from training.losses import predict_output
 from training.train import TrainConfig, load_model, pick_device, read_training_log, train
 from pipeline.study_format import format_value
 
-VARIANTS = ("LIF", "MPIU", "CIU", "ILIF", "PLIF", "IPLIF")
 # swept parameter -> where it goes in TrainConfig ("neuron": neuron_overrides[name]; else the field name)
 SWEEPABLE = {"gamma": "neuron", "tau": "neuron", "kappa": "neuron", "T": "time_bins"}
 # aggregated scalar metrics of a cell, in table order
