@@ -23,13 +23,12 @@ Inputs: real CIFAR-10 test images (normalised) from ``$ILIF_LAVA_DATA`` or ``../
 from __future__ import annotations
 
 import os
-import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 
-from benchmarks.common import NUM_CLASSES, ROOT, log, ratio, summarise
+from benchmarks.common import NUM_CLASSES, ROOT, log, ratio, round_robin
 
 ARCH = "vgg11bn"
 IN_SHAPE = (3, 32, 32)
@@ -73,23 +72,6 @@ def _forward(model: torch.nn.Module, x: torch.Tensor, quantized: bool):
         with torch.no_grad():
             return model(x)
     return fn
-
-
-def round_robin(fns: Dict[str, Any], warmup: int, repeats: int) -> Dict[str, Dict[str, Any]]:
-    """Per name: ``wall`` and ``cpu`` (thread CPU time) summaries (median, min, max, samples; seconds) of
-    ``repeats`` calls after ``warmup`` calls, the callables taking turns."""
-    for _ in range(warmup):
-        for fn in fns.values():
-            fn()
-    wall: Dict[str, List[float]] = {k: [] for k in fns}
-    cpu: Dict[str, List[float]] = {k: [] for k in fns}
-    for _ in range(repeats):
-        for k, fn in fns.items():
-            c0, t0 = time.thread_time(), time.perf_counter()
-            fn()
-            wall[k].append(time.perf_counter() - t0)
-            cpu[k].append(time.thread_time() - c0)
-    return {k: {"wall": summarise(wall[k]), "cpu": summarise(cpu[k])} for k in fns}
 
 
 def _set_kernel(model: torch.nn.Module, kernel: Optional[str]) -> None:

@@ -2,7 +2,7 @@
 built with ``ilif_lava.block`` vs the same net built from SpikingJelly or snnTorch layers.
 
 A step is ``zero_grad -> forward -> cross-entropy of the time-averaged logits -> backward -> Adam step``, timed
-round-robin over the networks of one case (:func:`round_robin`), one input per case. Each step is timed twice: wall
+round-robin over the networks of one case (:func:`benchmarks.common.round_robin`), one input per case. Each step is timed twice: wall
 time and the calling thread's CPU time (``time.thread_time``; with one torch thread every operator, backward
 included, runs on that thread). Ratios and targets use the CPU-time medians, which other jobs sharing the cores
 do not inflate the way they inflate wall time; the wall medians are reported next to them.
@@ -31,13 +31,12 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import time
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
 
-from benchmarks.common import INPUT_DENSITY, NUM_CLASSES, log, ratio, spike_input, summarise
+from benchmarks.common import INPUT_DENSITY, NUM_CLASSES, log, ratio, round_robin, spike_input
 
 PAPER_ARCHS = ("vgg11bn", "resnet18")
 PAPER_WIDTHS = (32, 64)          # ``hidden``: channel counts are the paper's x hidden / 512
@@ -49,31 +48,6 @@ PEER_SIZES = {"full": (32, 32), "quick": (8, 16)}
 PAPER_BATCH = {"full": 16, "quick": 8}
 TARGET_PAPER = 1.2               # ILIF step <= 1.2x LIF step
 TARGET_PEER = 1.0                # ILIF blocks step <= SpikingJelly's
-
-
-def round_robin(fns: Dict[str, Callable[[], Any]], warmup: int, repeats: int, budget_s: Optional[float] = None,
-                min_repeats: int = 3) -> Dict[str, Dict[str, Any]]:
-    """Call every function once per round, ``warmup`` untimed rounds then ``repeats`` timed ones (fewer, not below
-    ``min_repeats``, when the last warm-up round says they would exceed ``budget_s``). Returns per name
-    ``{'wall': ..., 'cpu': ...}``, each :func:`benchmarks.common.summarise` of seconds (median, min, max,
-    samples); ``cpu`` is the calling thread's CPU time."""
-    round_s = 0.0
-    for _ in range(max(1, warmup)):
-        t0 = time.perf_counter()
-        for fn in fns.values():
-            fn()
-        round_s = time.perf_counter() - t0
-    if budget_s is not None and round_s > 0:
-        repeats = max(min_repeats, min(repeats, int(budget_s // round_s)))
-    wall: Dict[str, List[float]] = {k: [] for k in fns}
-    cpu: Dict[str, List[float]] = {k: [] for k in fns}
-    for _ in range(repeats):
-        for k, fn in fns.items():
-            c0, t0 = time.thread_time(), time.perf_counter()
-            fn()
-            wall[k].append(time.perf_counter() - t0)
-            cpu[k].append(time.thread_time() - c0)
-    return {k: {"wall": summarise(wall[k]), "cpu": summarise(cpu[k])} for k in fns}
 
 
 def _ms(res: Dict[str, Dict[str, Any]], kind: str = "cpu") -> Dict[str, float]:

@@ -216,3 +216,28 @@ def _jsonable(obj: Any) -> Any:
     if isinstance(obj, Path):
         return str(obj)
     return str(obj)
+
+
+def round_robin(fns: Dict[str, Callable[[], Any]], warmup: int, repeats: int, budget_s: Optional[float] = None,
+                min_repeats: int = 3) -> Dict[str, Dict[str, Any]]:
+    """Call every function once per round, ``warmup`` untimed rounds then ``repeats`` timed ones (fewer, not below
+    ``min_repeats``, when the last warm-up round says they would exceed ``budget_s``). Returns per name
+    ``{'wall': ..., 'cpu': ...}``, each :func:`benchmarks.common.summarise` of seconds (median, min, max,
+    samples); ``cpu`` is the calling thread's CPU time."""
+    round_s = 0.0
+    for _ in range(max(1, warmup)):
+        t0 = time.perf_counter()
+        for fn in fns.values():
+            fn()
+        round_s = time.perf_counter() - t0
+    if budget_s is not None and round_s > 0:
+        repeats = max(min_repeats, min(repeats, int(budget_s // round_s)))
+    wall: Dict[str, List[float]] = {k: [] for k in fns}
+    cpu: Dict[str, List[float]] = {k: [] for k in fns}
+    for _ in range(repeats):
+        for k, fn in fns.items():
+            c0, t0 = time.thread_time(), time.perf_counter()
+            fn()
+            wall[k].append(time.perf_counter() - t0)
+            cpu[k].append(time.thread_time() - c0)
+    return {k: {"wall": summarise(wall[k]), "cpu": summarise(cpu[k])} for k in fns}
