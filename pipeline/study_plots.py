@@ -55,12 +55,17 @@ def _vs_param(agg: List[Dict[str, Any]], param: Any, keys: List[str], titles: Li
         ax.legend(fontsize=7)
 
 
+def _panel_grid(n_layers: int):
+    """A figure with one panel per spiking layer, 4 to a row: (figure, axes [rows, cols])."""
+    cols = min(n_layers, 4)
+    rows_n = -(-n_layers // cols)
+    return plt.subplots(rows_n, cols, figsize=(3.0 * cols, 2.3 * rows_n), squeeze=False)
+
+
 def _per_layer_panels(agg: List[Dict[str, Any]], param: Any, n_layers: int):
     """The paper's Figure 3/6 view: one panel per spiking layer, the continuous firing rate of each variant (and
     swept value) side by side, mean ± std over seeds; one legend for all panels."""
-    cols = min(n_layers, 4)
-    rows_n = -(-n_layers // cols)
-    fig, axs = plt.subplots(rows_n, cols, figsize=(3.0 * cols, 2.3 * rows_n), squeeze=False)
+    fig, axs = _panel_grid(n_layers)
     for li, ax in enumerate(axs.flat):
         if li >= n_layers:
             ax.axis("off")
@@ -107,9 +112,7 @@ def write_plots(study: Dict[str, Any], out: Path) -> List[str]:
 
     names.append(_save(_per_layer_panels(agg, param, n_layers), out / "continuous_firing_panels.png"))
 
-    cols = min(n_layers, 4)
-    rows_n = -(-n_layers // cols)
-    fig, axs = plt.subplots(rows_n, cols, figsize=(3.0 * cols, 2.3 * rows_n), squeeze=False)
+    fig, axs = _panel_grid(n_layers)
     for li, ax in enumerate(axs.flat):
         if li >= n_layers:
             ax.axis("off")
