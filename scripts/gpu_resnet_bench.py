@@ -3,7 +3,7 @@
 Usage:  python scripts/gpu_resnet_bench.py [--out docs/gpu_resnet_bench_<gpu>.json] [--amp bf16]
         python scripts/gpu_resnet_bench.py --dry-run        (tiny network on the CPU: checks the script only)
 
-The network is the paper's CIFAR ResNet-18 (training/paper_models.py, ``--recipe paper-cifar10-resnet18``: width
+The network is the paper's CIFAR ResNet-18 (training/resnet_blocks.py, ``--recipe paper-cifar10-resnet18``: width
 512, T = 6, batch 128, SGD 0.1, TET loss, dropout 0.1, tau 1.1). Data are synthetic and CIFAR-shaped (normalised
 ``[B, 3, 32, 32]`` images, direct encoding over T, uniform labels; seeded), generated on the device, so the machine
 needs no network and no dataset. For each neuron (ILIF, LIF): ``--warmup`` steps, then ``--steps`` timed training
@@ -124,7 +124,7 @@ def main() -> int:
         name = f"cpu ({platform.processor() or platform.machine()})"
     rows = [bench_neuron(n.strip(), args, device) for n in args.neurons.split(",") if n.strip()]
     by = {r["neuron"]: r for r in rows}
-    res = {"what": "ResNet-18 (training/paper_models.py) training throughput on synthetic CIFAR-shaped data, 1 device",
+    res = {"what": "ResNet-18 (training/resnet_blocks.py) training throughput on synthetic CIFAR-shaped data, 1 device",
            "device": name, "torch": torch.__version__, "dry_run": bool(args.dry_run),
            "settings": {k: getattr(args, k) for k in ("width", "batch", "T", "steps", "warmup", "amp")},
            "rows": rows,
