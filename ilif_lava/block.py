@@ -35,6 +35,7 @@ from lava.lib.dl.slayer.block import base
 from lava.lib.dl.slayer.synapse import layer as synapse
 
 from ilif_lava import fixed_point as fx
+from ilif_lava.metrics import unpool
 from ilif_lava.netx_schema import LAYER_TYPES, K
 from ilif_lava.neuron import Neuron
 
@@ -182,10 +183,15 @@ class AbstractILIF(torch.nn.Module):
         mask = getattr(self, "mask", None)
         if mask is not None:
             self.synapse.weight.data *= mask
-        out = self.neuron(self.synapse(x))
+        out = self.neuron(self._synaptic_input(x))
         if self.delay_shift is True:
             out = base.step_delay(self, out) if self.neuron.persistent_state else step_shift(out)
         return self.delay(out) if self.delay is not None else out
+
+    def _synaptic_input(self, x: torch.Tensor) -> torch.Tensor:
+        """What the neuron integrates: the synapse's output for ``x`` (a fan-in layer adds its skip synapses,
+        ilif_lava/graph.py)."""
+        return self.synapse(x)
 
     def _delayed_neuron(self, z: torch.Tensor) -> torch.Tensor:
         """The neuron behind slayer's one-step synapse delay: ``neuron(step_shift(z))``, equal to
@@ -239,7 +245,7 @@ class AbstractILIF(torch.nn.Module):
         """The float forward with an unfolded batch norm: synapse (8-bit weights), batch norm (batch statistics in
         training, running ones in eval), neuron (input one step late with ``delay_shift``, as the folded network
         runs behind Lava's synapse)."""
-        z = self.bn(self.synapse(x))
+        z = self.bn(self._synaptic_input(x))
         out = self._delayed_neuron(z) if getattr(self, "delay_shift", False) is True else self.neuron(z)
         return self.delay(out) if self.delay is not None else out
 
@@ -250,7 +256,7 @@ class AbstractILIF(torch.nn.Module):
         mask = getattr(self, "mask", None)
         if mask is not None:
             self.synapse.weight.data *= mask
-        out = self._delayed_neuron(self.synapse(x))
+        out = self._delayed_neuron(self._synaptic_input(x))
         return self.delay(out) if self.delay is not None else out
 
     def _attach(self, synapse_cls, kwargs) -> None:
@@ -469,6 +475,11 @@ class Conv(AbstractILIF, base.AbstractConv):
             x = sum_pool(x, self.pre_pool, "Conv")
         return super().forward(x)
 
+    def file_weight(self, w: np.ndarray) -> np.ndarray:
+        """A synapse weight [out, in, kh, kw(, 1)] in the written file's geometry: with ``pre_pool`` each weight
+        repeated over its k x k window ([out, in, k*kh, k*kw(, 1)])."""
+        return unpool(w, self.pre_pool) if self.pre_pool > 1 else w
+
     def export_hdf5(self, handle) -> None:
         """slayer's conv export (plus bias / folded batch norm); with ``pre_pool`` the pool is folded into the
         written convolution (weights repeated over each ``k x k`` window; kernel, stride and padding times k)."""
@@ -479,9 +490,7 @@ class Conv(AbstractILIF, base.AbstractConv):
         dil = np.asarray(handle[K.DILATION][()]).reshape(-1)
         if (dil != 1).any():
             raise NotImplementedError(f"Conv export: pre_pool={k} with dilation {dil.tolist()} cannot be folded")
-        w = np.asarray(handle[K.WEIGHT][()])
-        w = np.repeat(np.repeat(w, k, axis=2), k, axis=3)       # [out, in, k*kh, k*kw(, 1)]
-        scaled = {K.WEIGHT: w}
+        scaled = {K.WEIGHT: self.file_weight(np.asarray(handle[K.WEIGHT][()]))}
         for key in (K.KERNEL_SIZE, K.STRIDE, K.PADDING):
             scaled[key] = np.asarray(handle[key][()]) * k
         for key, value in scaled.items():
@@ -585,17 +594,21 @@ class Readout(AbstractILIF, base.AbstractDense):
         a = torch.round(logits.detach().double() * fx.WEIGHT_SCALE).to(torch.int64)
         return fx.readout_sequence(a)
 
+    def file_weight(self, w: np.ndarray) -> np.ndarray:
+        """A synapse weight in the written file's geometry [out, in]: with ``pre_pool`` each weight of the pooled
+        input [out, C*h*w] repeated over its k x k window ([out, C*kh*kw], C, H, W order)."""
+        w = w.reshape(self.synapse.out_channels, -1)
+        if self.pre_pool == 1:
+            return w
+        c, h, wd = self.pooled_shape
+        return unpool(w.reshape(-1, c, h, wd), self.pre_pool).reshape(w.shape[0], -1)
+
     def export_hdf5(self, handle) -> None:
         """A netx ``dense`` layer (``neuron/type = READOUT``, layer ``bias`` = 13-bit mantissas); with
         ``pre_pool`` the pool is folded in (each weight repeated over its ``k x k`` input window)."""
         from ilif_lava.netx_schema import NEURON_TYPES, READOUT_NEURON_TYPE, T
         s = self.synapse
-        w = s.pre_hook_fx(s.weight, descale=True).detach().cpu().numpy().reshape(s.out_channels, -1)
-        k = self.pre_pool
-        if k > 1:
-            c, h, wd = self.pooled_shape
-            w = w.reshape(-1, c, h, wd)
-            w = np.repeat(np.repeat(w, k, axis=2), k, axis=3).reshape(w.shape[0], -1)
+        w = self.file_weight(s.pre_hook_fx(s.weight, descale=True).detach().cpu().numpy())
         out = int(w.shape[0])
         handle.create_dataset(K.TYPE, (1,), "S10", [T.DENSE.encode("ascii")])
         for key, value in ((K.SHAPE, np.array([out])), (K.IN_FEATURES, int(w.shape[1])), (K.OUT_FEATURES, out),

@@ -64,6 +64,7 @@ class FanInConv(Conv):
         if kwargs.get("graded_input") or int(kwargs.get("pre_pool", 1)) != 1:
             raise ValueError("FanInConv: graded_input and pre_pool are not supported on a fan-in layer")
         super().__init__(*args, **kwargs)
+        self._skip_inputs: Tuple[torch.Tensor, ...] = ()
         skips = tuple(skips)
         if not 1 <= len(skips) <= MAX_SKIPS:
             raise ValueError(f"FanInConv: give 1 to {MAX_SKIPS} skips, got {len(skips)}")
@@ -94,23 +95,26 @@ class FanInConv(Conv):
                                           for s in self.skip_specs) + "]")
         return ", ".join(p for p in parts if p)
 
-    def forward(self, x: torch.Tensor, skip_inputs: Sequence[torch.Tensor] = ()) -> torch.Tensor:  # type: ignore[override]
+    def forward(self, x: torch.Tensor, skip_inputs: Sequence[torch.Tensor] = ()):  # type: ignore[override]
+        """The block's forward (:class:`ilif_lava.block.Conv`) with the skip synapses' outputs added to its own
+        synaptic input (:meth:`_synaptic_input`), so batch norm, folding, bias and timing are the block's."""
         if len(skip_inputs) != len(self.skips):
             raise ValueError(f"FanInConv: {len(self.skips)} skip input(s) expected, got {len(skip_inputs)}")
-        mask = getattr(self, "mask", None)
-        if mask is not None:
-            self.synapse.weight.data *= mask
+        self._skip_inputs = tuple(skip_inputs)
+        try:
+            return super().forward(x)
+        finally:
+            self._skip_inputs = ()
+
+    def _synaptic_input(self, x: torch.Tensor) -> torch.Tensor:
         z = self.synapse(x)
-        for j, (syn, xs) in enumerate(zip(self.skips, skip_inputs)):
+        for j, (syn, xs) in enumerate(zip(self.skips, self._skip_inputs)):
             zs = syn(xs)
             if zs.shape != z.shape:
                 raise ValueError(f"FanInConv: skip {j} (from block {self.skip_specs[j].source}) gives "
                                  f"{list(zs.shape)}, the block's own synapse {list(z.shape)}")
             z = z + zs
-        if getattr(self, "bn", None) is not None and not self._folded():
-            z = self.bn(z)
-        out = self.neuron(z)
-        return self.delay(out) if self.delay is not None else out
+        return z
 
     def export_hdf5(self, handle, sources: Optional[Sequence[int]] = None) -> None:
         """The block's own ``conv`` layer (:meth:`ilif_lava.block.Conv.export_hdf5`), then ``skip/<j>/`` per skip:

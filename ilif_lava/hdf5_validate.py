@@ -194,10 +194,11 @@ def _neuron(w: Where, node: Any, neurons: NeuronRegistry, n_neurons: int = 1) ->
 
 
 def _layer(w: Where, g: h5py.Group, idx: int, n_layers: int, prev: Optional[Tuple[int, ...]],
-           prev_block: bool, after_flatten: bool, neurons: NeuronRegistry) -> Tuple[str, Tuple[int, ...], bool]:
+           prev_block: bool, after_flatten: bool, neurons: NeuronRegistry
+           ) -> Tuple[str, Tuple[int, ...], bool, Optional[str]]:
     """Check one layer given the previous output shape (CHW or (F,), None if unknown).
 
-    Returns (type, output shape, whether the layer becomes a Lava block)."""
+    Returns (type, output shape, whether the layer becomes a Lava block, its neuron type or None)."""
     items = children(w, g, None)
     types = list(schema.BUILT_LAYER_TYPES)
     if K.TYPE not in items:
@@ -227,7 +228,7 @@ def _layer(w: Where, g: h5py.Group, idx: int, n_layers: int, prev: Optional[Tupl
         for key in (K.WEIGHT, K.BIAS):                      # netx: int(layer['weight']) / int(layer['bias'])
             if key in items and neuron is not None:
                 _numbers(w, key, read(w, items[key], key), [(), (1,)], integer=False)   # slayer writes (1,)
-        return ltype, shape, neuron is not None
+        return ltype, shape, neuron is not None, None if neuron is None else neuron.name
 
     if ltype == T.FLATTEN:
         if prev is not None and int(np.prod(prev)) != int(np.prod(shape)):
@@ -238,7 +239,7 @@ def _layer(w: Where, g: h5py.Group, idx: int, n_layers: int, prev: Optional[Tupl
                          "a 3-D (C, H, W) previous layer")
         if idx == n_layers - 1:
             raise w.fail(K.TYPE, "= 'flatten' is the last layer", "a dense layer after it")
-        return ltype, (int(np.prod(shape)),), False
+        return ltype, (int(np.prod(shape)),), False, None
 
     if ltype in (T.DENSE, T.DENSE_REC):
         n_in, n_out = vals[K.IN_FEATURES], vals[K.OUT_FEATURES]
@@ -301,20 +302,10 @@ def _layer(w: Where, g: h5py.Group, idx: int, n_layers: int, prev: Optional[Tupl
     if K.BIAS in items and neuron is not None and not neuron.has_bias and vals[K.BIAS].any():
         raise w.fail(K.BIAS, f"is non-zero for an {neuron.name} layer (the {neuron.name} process has no bias)",
                      "all zeros")
-    return ltype, shape, True
+    return ltype, shape, True, None if neuron is None else neuron.name
 
 
-def _neuron_name(g: h5py.Group) -> Optional[str]:
-    """The (already validated) neuron type of a layer group, or None when it has no neuron."""
-    node = g.get(K.NEURON)
-    if not isinstance(node, h5py.Group):
-        return None
-    if schema.NEURON_TYPE_KEY not in node:
-        return schema.DEFAULT_NEURON_TYPE
-    return str(schema.decode(node[schema.NEURON_TYPE_KEY][()]))
-
-
-def _skips(w: Where, g: h5py.Group, idx: int, shape: Tuple[int, ...], neuron_name: Optional[str],
+def _skips(w: Where, g: h5py.Group, idx: int, ltype: str, shape: Tuple[int, ...], neuron_name: Optional[str],
            outputs: Dict[int, Tuple[str, Tuple[int, ...], int]], depth: int, pipelined: bool) -> int:
     """Check the skip synapses of layer ``idx`` (``layer/<idx>/skip/<j>``, the graph extension; ilif_lava/graph.py)
     against the earlier layers' ``outputs`` ({layer: (type, output shape, Lava depth)}); ``depth`` is this layer's
@@ -322,10 +313,9 @@ def _skips(w: Where, g: h5py.Group, idx: int, shape: Tuple[int, ...], neuron_nam
     items = children(w, g, None)
     if K.SKIP not in items:
         return 0
-    ltype = schema.decode(read(w, items[K.TYPE], K.TYPE))
     if ltype not in schema.SKIP_TARGET_TYPES:
-        raise w.fail(K.SKIP, f"is given for a {ltype!r} layer", f"skip synapses only on {list(schema.SKIP_TARGET_TYPES)} "
-                     f"layers")
+        raise w.fail(K.SKIP, f"is given for a {ltype!r} layer",
+                     f"skip synapses only on {list(schema.SKIP_TARGET_TYPES)} layers")
     if not pipelined:
         raise w.fail(K.SKIP, "is given in a file without pipelined timing",
                      f"the root attribute {K.TIMING!r} = {K.PIPELINED!r} (skips are aligned by pipelined delays)")
@@ -451,11 +441,11 @@ def _validate(path: Path, input_shape: Optional[Sequence[int]], limits: FileLimi
             w = Where(path, i)
             if not isinstance(layers[name], h5py.Group):
                 raise w.fail(None, "is a dataset", "a group")
-            ltype, prev, block = _layer(w, layers[name], i, len(names), prev, prev_block, after_flatten,
-                                        neuron_types)
+            ltype, prev, block, neuron_name = _layer(w, layers[name], i, len(names), prev, prev_block,
+                                                     after_flatten, neuron_types)
             after_flatten = ltype == T.FLATTEN
             prev_block = prev_block or block
-            n_synapses += _skips(w, layers[name], i, prev, _neuron_name(layers[name]), outputs, n_blocks,
+            n_synapses += _skips(w, layers[name], i, ltype, prev, neuron_name, outputs, n_blocks,
                                  pipelined)
             if block:
                 outputs[i] = (ltype, prev, n_blocks)

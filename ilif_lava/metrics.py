@@ -183,6 +183,12 @@ def _axis_fan_out(size: int, kernel: int, stride: int, padding: int, dilation: i
     return np.bincount(pos, minlength=size).astype(np.int64)
 
 
+def unpool(a: np.ndarray, k: int, axes: Tuple[int, int] = (2, 3)) -> np.ndarray:
+    """Each entry of ``a`` repeated over its ``k x k`` window along the two spatial ``axes``: what a value attached
+    to a pooled position (a folded pool's weight, a pooled input's fan-out) is for each unpooled one."""
+    return np.repeat(np.repeat(a, k, axis=axes[0]), k, axis=axes[1])
+
+
 def fan_out_dense(out_features: int, in_features: Optional[int] = None) -> np.ndarray:
     """Fan-out of a dense layer: every input neuron reaches all ``out_features`` outputs.
 

@@ -24,7 +24,7 @@ def _synapse_fan_out(block: Any, in_shape: Sequence[int]) -> np.ndarray:
     if k > 1:
         c, h, w = (int(v) for v in in_shape)
         pooled = _plain_fan_out(block, (c, h // k, w // k)).reshape(c, h // k, w // k)
-        return np.repeat(np.repeat(pooled, k, axis=1), k, axis=2).reshape(-1)
+        return metrics.unpool(pooled, k, axes=(1, 2)).reshape(-1)
     return _plain_fan_out(block, in_shape)
 
 

@@ -178,15 +178,12 @@ def membrane_updates(v: np.ndarray) -> float:
 # ---------------------------------------------------------------------------------------------------------
 # the pipeline's models
 # ---------------------------------------------------------------------------------------------------------
-def _as_file_weight(w: np.ndarray, file_w: np.ndarray, k: int, layer: int) -> np.ndarray:
-    """A float block weight ``w`` in the geometry of the file's ``file_w``: the same values reshaped; a pool's single
-    kernel repeated per channel (the file's depthwise conv); a folded ``pre_pool`` of k repeats each weight over
-    its k x k window (conv [out, in, K, K] -> [out, in, kK, kK]; a readout's [out, C*h*w] -> [out, C*kh*kw])."""
+def _as_file_weight(w: np.ndarray, file_w: np.ndarray, layer: int) -> np.ndarray:
+    """A float block weight ``w`` (already in the file's geometry, ``file_weight``) shaped as the file's
+    ``file_w``: the same values reshaped, or a pool's single kernel repeated per channel (the file's depthwise
+    conv)."""
     if w.size == file_w.size:
         return w.reshape(file_w.shape)
-    if k > 1 and w.ndim >= 4 and w.size * k * k == file_w.size:
-        w = w.reshape(w.shape[:4])
-        return np.repeat(np.repeat(w, k, axis=2), k, axis=3).reshape(file_w.shape)
     try:
         return np.broadcast_to(w.reshape((1, 1) + tuple(file_w.shape[2:])), file_w.shape)
     except ValueError:
@@ -210,13 +207,10 @@ def float_synapses(model: Any, file_synapses: Sequence[cost.Synapse]) -> List[co
         if syn.weight is None:
             out.append(syn)
             continue
-        k = int(getattr(blk, "pre_pool", 1))
         w = blk.synapse.weight.detach().cpu().numpy().astype(np.float64)
-        if getattr(blk, "is_readout", False) and k > 1:          # [out, C*h*w] pooled -> [out, C*kh*kw]
-            c, h, wd = blk.pooled_shape
-            w = w.reshape(-1, c, h, wd)
-            w = np.repeat(np.repeat(w, k, axis=2), k, axis=3).reshape(w.shape[0], -1)
-        w = _as_file_weight(w, syn.weight, k, syn.layer)
+        if hasattr(blk, "file_weight"):          # a folded average pool: each weight over its window
+            w = blk.file_weight(w)
+        w = _as_file_weight(w, syn.weight, syn.layer)
         skips = [(j, dataclasses.replace(s, weight=sk.weight.detach().cpu().numpy().astype(np.float64)
                                           .reshape(s.weight.shape)))
                  for (j, s), sk in zip(syn.skips, getattr(blk, "skips", ()))]
