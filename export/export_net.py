@@ -14,21 +14,6 @@ import torch
 from ilif_lava import atomic, loihi2
 from ilif_lava.netx import export_blocks
 from training.models import SpikingNet
-from ilif_lava.errors import IlifLavaError
-
-
-class ExportRefused(IlifLavaError, ValueError):
-    """The network has a layer netx HDF5 / Lava cannot represent; one line naming the layer and why."""
-
-
-def check_deployable(model: torch.nn.Module, path: Path) -> None:
-    """Raise :class:`ExportRefused` for a network with undeployable layers (training/paper_models.py says which:
-    residual additions, batch-norm shifts, average pooling of spikes, analog stem/readout)."""
-    problems = model.deploy_problems() if hasattr(model, "deploy_problems") else []
-    if problems:
-        more = f" (and {len(problems) - 1} more layer(s))" if len(problems) > 1 else ""
-        raise ExportRefused(f"{path}: not exported: {model.meta['arch']} cannot be deployed to netx/Lava: "
-                            f"{problems[0]}{more}; train --arch mlp, cnn or vgg11 to deploy")
 
 
 @contextlib.contextmanager
@@ -56,7 +41,6 @@ def export_model(model: SpikingNet, path: Path, force: bool = False,
     The check report is saved (atomically) beside the file as ``<name>.loihi2.json``.
     """
     path = Path(path)
-    check_deployable(model, path)
     for name, t in list(model.named_parameters()) + list(model.named_buffers()):
         if t.is_floating_point() and not torch.isfinite(t).all():   # netx would clip inf / NaN silently
             raise ValueError(f"{path}: not exported: {name} holds {int((~torch.isfinite(t)).sum())} "

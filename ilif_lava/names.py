@@ -26,9 +26,6 @@ SURROGATES: Tuple[str, ...] = ("rectangle", "exp", "sigmoid")
 ARCHS: Tuple[str, ...] = ("mlp", "cnn", "cnnbn", "vgg11", "resnet18", "vgg11bn")
 #: the paper's networks: logit outputs (Linear / integer readout)
 PAPER_ARCHS: Tuple[str, ...] = ("resnet18", "vgg11bn")
-#: networks with no netx layer for some of their parts: trained, never exported (none today: residual additions
-#: deploy as fan-in layers, ilif_lava/graph.py)
-NOT_DEPLOYABLE_ARCHS: Tuple[str, ...] = ()
 
 # --------------------------------------------------------------------------------------------------- datasets
 #: dataset names (``--dataset``; :mod:`training.datasets` maps each to its loader)

@@ -286,11 +286,7 @@ def _prerequisites(args: argparse.Namespace) -> None:
         if cmd == "compare":          # no network.net: the float and quantized engines alone (the report says why)
             args.engines_only = True
             return
-        conf = _light_config(run) or {}
-        from ilif_lava.names import NOT_DEPLOYABLE_ARCHS
         compare = f"'ilif-lava compare {run}{_data_flags(args)}' evaluates its float and quantized engines"
-        if conf.get("arch") in NOT_DEPLOYABLE_ARCHS:
-            raise ValueError(f"{net}: no such network file: {conf['arch']} cannot be deployed to Lava; {compare}")
         raise ValueError(f"{net}: no such network file; run 'ilif-lava export {run}' first (or {compare})")
     if cmd == "compare":
         from pipeline import evaluation

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ilif_lava.names import (AMP_DTYPES, ARCHS, DATASETS, INHIBITIONS, MAX_BATCH, MAX_EPOCHS, MAX_HIDDEN,
-                             MAX_TIME_BINS, NEURONS, NOT_DEPLOYABLE_ARCHS, SURROGATES)
+                             MAX_TIME_BINS, NEURONS, SURROGATES)
 from pipeline.cli_types import (bounded_int, device, finite, nonneg_float, positive_float, positive_int, tau,
                                 unit_float)
 
@@ -74,9 +74,6 @@ def train_config(args: argparse.Namespace):
     from training.train import TrainConfig
     base = resolve(args.recipe, args.dataset, args.arch)
     args.dataset, args.arch = base["dataset"], base["arch"]
-    if getattr(args, "cmd", None) == "pipeline" and base["arch"] in NOT_DEPLOYABLE_ARCHS:
-        raise ValueError(f"--arch {base['arch']}: the pipeline deploys to Lava, and this network cannot be exported "
-                         f"(residual additions, docs/training-scale.md); use 'ilif-lava train'")
     over = {k: v for k, v in {"time_bins": args.time_bins, "limit_train": args.limit_train,
                               "limit_test": args.limit_test, "hidden": args.hidden,
                               "weight_scale": args.weight_scale, "epochs": args.epochs,

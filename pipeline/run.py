@@ -309,12 +309,8 @@ def engine_outputs(model, x: torch.Tensor, device: torch.device, quantized: bool
     return np.concatenate(preds) if preds else np.zeros(0, np.int64), spikes or []
 
 
-def lava_not_run_reason(run_dir: Path, model) -> str:
+def lava_not_run_reason(run_dir: Path) -> str:
     """Why an evaluation of ``run_dir`` has no Lava engine (the run has no ``network.net``), in one sentence."""
-    problems = model.deploy_problems() if hasattr(model, "deploy_problems") else []
-    if problems:
-        return (f"{model.meta['arch']} cannot be deployed to netx/Lava ({problems[0]}), so {run_dir} has no "
-                f"network.net")
     return (f"{Path(run_dir) / 'network.net'} does not exist; 'ilif-lava export {run_dir}' then 'ilif-lava simulate "
             f"{run_dir}' (with the same data flags) add the Lava engine")
 
@@ -339,7 +335,7 @@ def stage_compare_engines(run_dir: Path, dataset: Optional[str] = None, data_dir
     print(f"data: {data.describe()}", flush=True)
     y = y.numpy()
     model = load_model(run_dir / "train" / "model.pt")
-    reason = lava_not_run_reason(run_dir, model)
+    reason = lava_not_run_reason(run_dir)
     dev = pick_device(device)
     pred_f, spikes_f = engine_outputs(model, x, dev, False, progress=progress, desc="float model")
     pred_q, spikes_q = engine_outputs(model, x, torch.device("cpu"), True, progress=progress, desc="quantized model")

@@ -5,8 +5,8 @@ test split the float model and the deployed one (the bit-exact integer model, ev
 ``ilif-lava compare``: :func:`pipeline.run.engine_spikes`), and records activity of the deployed model
 (:func:`simulations.activity.network_activity`: firing, continuous firing and spikes per step per layer, ACs, MACs,
 SOP energy), the per-epoch training loss (``log.jsonl``) and the overactivation share (:func:`overactivation`).
-A network that cannot be deployed (``resnet18``: its ``deploy_problems()``) has no deployed accuracy; its activity
-and overactivation are those of the float model (``metrics.activity_of``).
+Every network built here deploys; a cell marked not deployable (``metrics.deployable`` False, a cell written
+elsewhere) is shown with "not deployable" and float activity (``metrics.activity_of``).
 
 Folder layout of ``out``:
   cells/<cell>.json   one finished cell (written atomically; a cell whose file exists is never run again)
@@ -143,47 +143,12 @@ def overactivation(model: Any, states: Dict[int, Dict[str, np.ndarray]], quantiz
     return {"per_layer": per, "overall": over / total if total else 0.0, "samples": int(n) if per else 0}
 
 
-def deploy_problems(model: Any) -> List[str]:
-    """Why ``model`` cannot be deployed (its ``deploy_problems()``; training/paper_models.py), [] when it can."""
-    f = getattr(model, "deploy_problems", None)
-    return list(f()) if callable(f) else []
-
-
-def logit_forward(model: Any, x: torch.Tensor, device: torch.device, record: bool,
-                  batch: int = 64) -> Tuple[np.ndarray, List[np.ndarray], Dict[int, Dict[str, np.ndarray]]]:
-    """Float forward of a network whose output is per-step logits [N, K, T] and that has no integer readout
-    (``resnet18``): predictions (argmax of the logits summed over time) [N], spikes per spiking unit
-    [N, neurons, T] (int8) and, with ``record``, the float states of the first batch (as
-    :func:`pipeline.run.engine_spikes`, which returns no logits)."""
-    model.set_quantized(False)
-    model.eval()
-    model.to(device)
-    preds: List[np.ndarray] = []
-    spikes: Optional[List[np.ndarray]] = None
-    states: Dict[int, Dict[str, np.ndarray]] = {}
-    with torch.no_grad():
-        for i in range(0, x.shape[0], batch):
-            model.set_record_states(record and i == 0)
-            out, sp = model(x[i:i + batch].to(device))
-            preds.append(out.sum(-1).argmax(-1).cpu().numpy())
-            sp = [s.reshape(s.shape[0], -1, s.shape[-1]).cpu().numpy().astype(np.int8) for s in sp]
-            spikes = sp if spikes is None else [np.concatenate([a, b]) for a, b in zip(spikes, sp)]
-            if record and i == 0:
-                for li, blk in enumerate(model.spiking_blocks()):
-                    if getattr(blk.neuron, "states", None):
-                        states[li] = {k: v.reshape(v.shape[0], -1, v.shape[-1]).cpu().numpy().astype(np.float64)
-                                      for k, v in blk.neuron.states.items()}
-    model.set_record_states(False)
-    return np.concatenate(preds), spikes or [], states
-
-
 def run_cell(cfg: TrainConfig, train_dir: Path) -> Dict[str, Any]:
     """Train one cell (resuming from ``train_dir``'s checkpoint) and measure it; a JSON-able dict.
 
     Rates are spikes per neuron per step; ``layers[i]['spikes_per_step']`` is [T], spikes of the layer per test
     sample; ``overactivation`` uses the first test batch (up to 64 samples) whose states are recorded; ACs, MACs
-    and SOP energy (uJ) are per test sample (:mod:`simulations.activity`). A network that cannot be deployed:
-    ``deployed_accuracy`` None, activity and overactivation of the float model."""
+    and SOP energy (uJ) are per test sample (:mod:`simulations.activity`)."""
     t0 = time.time()
     model_path = train(cfg, train_dir, resume=True, progress=False)
     t_train = time.time() - t0
@@ -191,28 +156,23 @@ def run_cell(cfg: TrainConfig, train_dir: Path) -> Dict[str, Any]:
     x, y = load_split(cfg.dataset, "test", time_bins=cfg.time_bins, data_dir=cfg.data_dir,
                       limit=cfg.limit_test).tensors()
     y = y.numpy()
-    problems = deploy_problems(model)
     readout = getattr(model, "readout", None) is not None
-    if problems:
-        float_pred, spikes, states = logit_forward(model, x, pick_device(cfg.device), record=True)
-        deployed = None
-    else:
-        float_spikes, _ = engine_spikes(model, x, pick_device(cfg.device), quantized=False, record=False)
-        float_pred = predict_output(float_spikes[-1], readout)
-        del float_spikes
-        spikes, states = engine_spikes(model, x, torch.device("cpu"), quantized=True, record=True)
-        deployed = float((predict_output(spikes[-1], readout) == y).mean())
-        if readout:
-            spikes = spikes[:-1]       # the readout's accumulator is no spiking layer
+    float_spikes, _ = engine_spikes(model, x, pick_device(cfg.device), quantized=False, record=False)
+    float_pred = predict_output(float_spikes[-1], readout)
+    del float_spikes
+    spikes, states = engine_spikes(model, x, torch.device("cpu"), quantized=True, record=True)
+    deployed = float((predict_output(spikes[-1], readout) == y).mean())
+    if readout:
+        spikes = spikes[:-1]       # the readout's accumulator is no spiking layer
     act = network_activity(model, x.numpy(), spikes, cfg.neuron)
-    over = overactivation(model, states, quantized=not problems)
+    over = overactivation(model, states, quantized=True)
     log = read_training_log(Path(train_dir))
     return {
         "float_accuracy": float((float_pred == y).mean()),
         "deployed_accuracy": deployed,
-        "deployable": not problems,
-        "not_deployable_because": problems[0] if problems else None,
-        "activity_of": "float" if problems else "deployed",
+        "deployable": True,              # every network built here deploys; cells may come from elsewhere
+        "not_deployable_because": None,
+        "activity_of": "deployed",
         "firing_rate": act["firing_rate"],
         "continuous_firing_rate": act["continuous_firing_rate"],
         "overactivation": over["overall"],

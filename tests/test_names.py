@@ -41,14 +41,12 @@ def test_cli_offers_exactly_the_names(flag, expected):
 def test_the_core_and_stages_agree_with_the_names():
     from ilif_lava import file_limits, loihi2, neuron, surrogate
     from pipeline import study, study_cli
-    from training import config, datasets, models, paper_models
+    from training import config, datasets, models
     assert neuron.VARIANTS == names.VARIANTS
     assert set(neuron.INHIBITION_FLOAT) == set(names.INHIBITIONS)
     assert surrogate.SURROGATES is names.SURROGATES
     assert models.NEURONS == names.NEURONS
     assert models.ARCHS is names.ARCHS and config.ARCHS is names.ARCHS
-    assert paper_models.PAPER_ARCHS is names.PAPER_ARCHS
-    assert paper_models.NOT_DEPLOYABLE_ARCHS is names.NOT_DEPLOYABLE_ARCHS
     assert datasets.DATASETS is names.DATASETS and tuple(datasets.LOADERS) == names.DATASETS
     assert set(study.VARIANTS) == set(names.VARIANTS) and study_cli.VARIANTS is names.VARIANTS
     assert file_limits.CHIP_CORES == loihi2.CHIP_CORES == names.CHIP_CORES
