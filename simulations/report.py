@@ -131,6 +131,15 @@ def _kernels_text(info: Dict[str, Any]) -> str:
         f" (requested `{info.get('requested', 'auto')}`, {info.get('threads', '?')} torch threads)"
 
 
+def _accuracy_lines(acc: Dict[str, float], agreement: Dict[str, float]) -> List[str]:
+    """The report's "Accuracy and prediction agreement" section (markdown lines): accuracy per engine, agreement
+    per pair of engines."""
+    return (["## Accuracy and prediction agreement", "", "| engine | accuracy |", "|---|---|"]
+            + [f"| {k} | {v:.4f} |" for k, v in acc.items()]
+            + ["", "| pair | prediction agreement |", "|---|---|"]
+            + [f"| {k.replace('_', ' ')} | {v:.4f} |" for k, v in agreement.items()])
+
+
 def _md(r: Dict[str, Any], plots: List[str], check_markdown: str) -> str:
     acc, pa = r["accuracy"], r["prediction_agreement"]
     lines = [f"# ilif-lava report: {r['config']['neuron']} {r['config']['arch']} on {r['config']['dataset']}",
@@ -138,11 +147,7 @@ def _md(r: Dict[str, Any], plots: List[str], check_markdown: str) -> str:
              f"{r['samples']} test samples, T = {r['time_steps']}; float engine on `{r['device_float']}`; "
              f"Lava CPU fixed_pt wall time {r['lava_wall_s']:.1f} s. ILIF kernels that ran in this process: "
              f"{_kernels_text(r.get('kernels', {}))}.", "",
-             "## Accuracy and prediction agreement", "",
-             "| engine | accuracy |", "|---|---|"]
-    lines += [f"| {k} | {v:.4f} |" for k, v in acc.items()]
-    lines += ["", "| pair | prediction agreement |", "|---|---|"]
-    lines += [f"| {k.replace('_', ' ')} | {v:.4f} |" for k, v in pa.items()]
+             *_accuracy_lines(acc, pa)]
     lines += ["", "## Spikes per layer", "",
               "| layer | quant vs Lava mismatches | agreement | float vs quant mismatches | agreement | "
               "rate float | rate quant | rate Lava |", "|---|---|---|---|---|---|---|---|"]
@@ -277,10 +282,7 @@ def write_engines_report(report: Dict[str, Any], out_dir: Path) -> Path:
              f"`{report['device_float']}`, quantized (bit-exact integer) engine on the CPU. ILIF kernels that ran in "
              f"this process: {_kernels_text(report['kernels'])}.", "",
              f"**Lava was not run**: {report['lava']['reason']}.", "",
-             "## Accuracy and prediction agreement", "", "| engine | accuracy |", "|---|---|"]
-    lines += [f"| {k} | {v:.4f} |" for k, v in acc.items()]
-    lines += ["", "| pair | prediction agreement |", "|---|---|"]
-    lines += [f"| {k.replace('_', ' ')} | {v:.4f} |" for k, v in report["prediction_agreement"].items()]
+             *_accuracy_lines(acc, report["prediction_agreement"])]
     lines += ["", "## Spikes per layer", "", "| layer | float vs quant mismatches | agreement | rate float | "
               "rate quant |", "|---|---|---|---|---|"]
     lines += [f"| {r['layer']} | {r['mismatches']} | {r['agreement']:.6f} | {r['firing_rate_a']:.4f} | "
