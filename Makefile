@@ -4,6 +4,8 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
+# pytest worker processes for make test (pytest-xdist; whole test files per worker, as module fixtures expect)
+TEST_WORKERS ?= 2
 
 .PHONY: env demo test test-lavadl bench clean
 
@@ -14,11 +16,11 @@ demo: env
 	$(VENV)/bin/ilif-lava pipeline
 
 test: env
-	$(PY) -m pytest -q $(PYTEST_ARGS)
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
-# lava-dl's own netx test suite, with stock netx and with ILIFNetwork in its place (about 6 minutes)
+# lava-dl's own netx test suite alone, with stock netx and with ILIFNetwork in its place (also part of make test)
 test-lavadl: env
-	ILIF_LAVA_LAVADL_SUITE=1 ILIF_LAVA_LAVADL_STOCK=1 $(PY) -m pytest -q tests/test_lavadl_netx_suite.py
+	$(PY) -m pytest -q tests/test_lavadl_netx_suite.py
 
 bench: env
 	$(PY) -m benchmarks.run_all
