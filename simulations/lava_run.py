@@ -247,7 +247,7 @@ def run_network(path: Union[str, Path], x: np.ndarray, record_states: bool = Fal
                 progress: bool = False, desc: str = "Lava samples", pipelined: Optional[bool] = None) -> LavaResult:
     """Run ``x`` ([N, C, H, W, T] or [N, C, T], spikes 0/1) through the HDF5 network on Loihi2SimCfg fixed_pt.
 
-    ``record_states`` reads u, v, c, m of every ILIF layer after each step (slow; for verification).
+    ``record_states`` records u, v, c, m of every ILIF layer after each step (each process writes them into a file).
     ``progress`` draws a bar (``desc``) on a terminal only. ``pipelined``: stream the samples through one run
     with staggered per-layer resets (module docstring), for networks trained without the synapse delay; None:
     as the file says (:func:`ilif_lava.netx.file_is_pipelined`).
@@ -272,8 +272,7 @@ def _run_per_sample(path: Union[str, Path], x: np.ndarray, record_states: bool, 
     t_phase = time.perf_counter()
     data = np.concatenate([inp[k] for k in range(n)], axis=-1)          # [*in_shape, N*T]
     sinks = _attach_io(net, data, folder)
-    ilif_layers = _ilif_layers(net)
-    states: Dict[int, Dict[str, List[np.ndarray]]] = {i: {k: [] for k in fx.STATE_NAMES} for i in ilif_layers}
+    state_files = _attach_state_files(net, int(data.shape[-1]), folder) if record_states else {}
     cfg = Loihi2SimCfg(select_tag="fixed_pt")
     tm["build"] = time.perf_counter() - t_phase
     with running(net) as sig:
@@ -284,20 +283,13 @@ def _run_per_sample(path: Union[str, Path], x: np.ndarray, record_states: bool, 
                 tm["first_sample"], t_phase = now - t_phase, now
             if k > 0:
                 _reset_vars(net)
-            if record_states:
-                for _ in range(steps):
-                    sig.check()
-                    net.run(condition=RunSteps(num_steps=1), run_cfg=cfg)
-                    for i in ilif_layers:
-                        for name in fx.STATE_NAMES:
-                            states[i][name].append(getattr(net.layers[i].neuron, name).get().copy())
-            else:
-                net.run(condition=RunSteps(num_steps=steps), run_cfg=cfg)
+            net.run(condition=RunSteps(num_steps=steps), run_cfg=cfg)
         sig.check()
         now = time.perf_counter()
         tm["stepping" if n > 1 else "first_sample"], t_phase = now - t_phase, now
         tm.setdefault("stepping", 0.0)
         raw, t_phase = _read_sinks(sinks, tm, t_phase)
+        states, t_phase = _read_states(state_files, tm, t_phase)
     tm["stop"] = time.perf_counter() - t_phase
     readout = _is_readout(net.layers[-1])
     spikes = []
@@ -310,10 +302,7 @@ def _run_per_sample(path: Union[str, Path], x: np.ndarray, record_states: bool, 
     for i, per in states.items():
         shape = net.layers[i].out.shape
         out_states[i] = {}
-        for name, seq in per.items():
-            if not seq:
-                continue
-            arr = np.stack(seq, axis=-1)                                   # [*XYZ, N*T]
+        for name, arr in per.items():                                      # [*XYZ, N*T]
             arr = _to_slayer_order(arr, shape)
             out_states[i][name] = np.ascontiguousarray(arr.reshape(arr.shape[0], n, steps).transpose(1, 0, 2),
                                                        dtype=np.int64)
@@ -342,6 +331,24 @@ def _read_sinks(files: Sequence[Path], tm: Dict[str, float], t_phase: float):
     now = time.perf_counter()
     tm["readback"] = now - t_phase
     return raw, now
+
+
+def _attach_state_files(net: ILIFNetwork, buffer: int, folder: Union[str, Path]) -> Dict[int, Path]:
+    """Make every ILIF layer's process write its states after each step into a file in ``folder``
+    (:meth:`ilif_lava.lava_proc.process.ILIF.record_states`, ``buffer`` steps); returns layer -> file."""
+    return {i: net.layers[i].neuron.record_states(Path(folder) / f"states{i}.npy", buffer) for i in _ilif_layers(net)}
+
+
+def _read_states(files: Dict[int, Path], tm: Dict[str, float], t_phase: float):
+    """layer -> state name -> recording (Lava order [*shape, steps]); adds to the ``readback`` time.
+    Returns (states, now)."""
+    states = {}
+    for i, p in files.items():
+        rec = read_buffer_file(p)                                           # [4, *shape, steps]
+        states[i] = {name: rec[j] for j, name in enumerate(fx.STATE_NAMES)}
+    now = time.perf_counter()
+    tm["readback"] = tm.get("readback", 0.0) + now - t_phase
+    return states, now
 
 
 def _is_readout(layer: Any) -> bool:
@@ -394,29 +401,25 @@ def _run_pipelined(path: Union[str, Path], x: np.ndarray, record_states: bool, p
     total = n * steps + depth
     data = np.concatenate([inp[k] for k in range(n)] + [np.zeros(inp.shape[1:-1] + (depth,))], axis=-1)
     sinks = _attach_io(net, data, folder)
-    ilif_layers = _ilif_layers(net)
-    states: Dict[int, Dict[str, List[np.ndarray]]] = {i: {k: [] for k in fx.STATE_NAMES} for i in ilif_layers}
+    state_files = _attach_state_files(net, total, folder) if record_states else {}
     cfg = Loihi2SimCfg(select_tag="fixed_pt")
     tm["build"] = time.perf_counter() - t_phase
-    # one run call per sample (one per step while recording states), then the pipeline's drain
-    chunks = [1] * total if record_states else [steps] * n + [depth]
+    # one run call per sample, then the pipeline's drain
+    chunks = [steps] * n + [depth]
     with running(net) as sig:
         done = 0
-        for step in bar(chunks, desc=desc, unit="step" if record_states else "sample", enabled=progress):
+        for step in bar(chunks, desc=desc, unit="sample", enabled=progress):
             sig.check()
             net.run(condition=RunSteps(num_steps=step), run_cfg=cfg)
             if done == 0:
                 now = time.perf_counter()
                 tm["first_sample"], t_phase = now - t_phase, now
             done += step
-            if record_states:
-                for i in ilif_layers:
-                    for name in fx.STATE_NAMES:
-                        states[i][name].append(getattr(net.layers[i].neuron, name).get().copy())
         sig.check()
         now = time.perf_counter()
         tm["stepping"], t_phase = now - t_phase, now
         raw, t_phase = _read_sinks(sinks, tm, t_phase)
+        states, t_phase = _read_states(state_files, tm, t_phase)
     tm["stop"] = time.perf_counter() - t_phase
     readout = _is_readout(net.layers[-1])
     spikes = []
@@ -425,7 +428,7 @@ def _run_pipelined(path: Union[str, Path], x: np.ndarray, record_states: bool, p
         spikes.append(_windows(r, layer.out.shape, n, steps, i + 1).astype(dtype))
     out_states: Dict[int, Dict[str, np.ndarray]] = {}
     for i, per in states.items():
-        out_states[i] = {name: _windows(np.stack(seq, axis=-1), net.layers[i].out.shape, n, steps, i + 1
-                                        ).astype(np.int64) for name, seq in per.items() if seq}
+        out_states[i] = {name: _windows(arr, net.layers[i].out.shape, n, steps, i + 1).astype(np.int64)
+                         for name, arr in per.items()}
     return LavaResult(spikes=spikes, states=out_states, timings=tm, readout=readout, lava_steps=total,
                       latency_steps=steps + depth)

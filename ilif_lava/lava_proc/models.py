@@ -43,6 +43,17 @@ class PyILIFModelFixed(PyLoihiProcessModel):
         super().__init__(proc_params)
         self.params: fx.ILIFParams = proc_params["int_params"]
         self.reset = proc_params.get("reset")
+        self._state_file = proc_params.get("state_file")      # (path, buffer) from ILIF.record_states, or None
+        self._states = None
+
+    def _record(self) -> None:
+        """Write this step's u, v, c, m into the state file's column ``(time_step - 1) % buffer``."""
+        path, buffer = self._state_file
+        if self._states is None:                    # mapped in Lava's child process, on the first step
+            self._states = np.load(path, mmap_mode="r+")
+        col = (self.time_step - 1) % buffer
+        for j, k in enumerate(fx.STATE_NAMES):
+            self._states[j, ..., col] = getattr(self, k)
 
     def run_spk(self) -> None:
         a = self.a_in.recv().astype(np.int64)
@@ -54,6 +65,8 @@ class PyILIFModelFixed(PyLoihiProcessModel):
         new = fx.ilif_step(state, a, self.params, bias)
         for k in fx.STATE_NAMES + ("s",):
             getattr(self, k)[:] = getattr(new, k)
+        if self._state_file is not None:
+            self._record()
         self.s_out.send(new.s.astype(np.int32))
 
 

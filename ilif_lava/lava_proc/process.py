@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 import functools
-from typing import Any, Dict, Optional, Tuple
+from pathlib import Path
+from typing import Any, Dict, Optional, Tuple, Union
 
 import numpy as np
 from lava.lib.dl.netx import hdf5
@@ -12,6 +13,7 @@ from lava.magma.core.process.variable import Var
 
 from ilif_lava import fixed_point as fx
 from ilif_lava import netx as _netx
+from ilif_lava.lava_proc.file_sink import create_buffer_file
 from ilif_lava.netx_schema import ILIF_NEURON_TYPE, READOUT_NEURON_TYPE
 
 
@@ -73,6 +75,16 @@ class ILIF(AbstractProcess):
         self.m_decay = Var(shape=(1,), init=params.m_decay)
         self.bias_mant = Var(shape=shape, init=bias_mant)
         self.bias_exp = Var(shape=(1,), init=np.array([bias_exp]))
+
+    def record_states(self, path: Union[str, Path], buffer: int) -> Path:
+        """Make the ``fixed_pt`` model write ``u, v, c, m`` after every step into a new ``.npy`` file at ``path``
+        (int32 [4, *shape, buffer], states in :data:`ilif_lava.fixed_point.STATE_NAMES` order; step t, counted
+        from 1, goes to column ``(t - 1) % buffer``); call before the first run. Reading it back after the run
+        (:func:`ilif_lava.lava_proc.file_sink.read_buffer_file`) is one memory copy, where ``Var.get()`` after each
+        step moves one element per message."""
+        path = create_buffer_file(path, (len(fx.STATE_NAMES),) + tuple(self.u.shape), int(buffer))
+        self.proc_params.overwrite("state_file", (str(path), int(buffer)))
+        return path
 
     def __del__(self) -> None:
         # a constructor that raised leaves no runtime; Lava's __del__ would print an ignored AttributeError
