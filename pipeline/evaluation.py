@@ -110,12 +110,19 @@ def output_dir(run_dir: Optional[Path], net: Optional[Path], data: EvalData, def
 
 
 def fingerprint(x: Any, y: Any) -> str:
-    """SHA-256 of the input spikes (uint8, shape included) and the labels (int64): which samples were used."""
+    """SHA-256 of the inputs and the labels (int64), shapes included: which samples were used.
+
+    Spike or event-count input (integers in [0, 255]) is hashed as uint8; any other input (direct-encoded analog
+    images) as float32 with its dtype in the header, so two different images never share a fingerprint."""
     import numpy as np
     h = hashlib.sha256()
-    xa = np.ascontiguousarray(np.asarray(x).astype(np.uint8))
+    xa = np.asarray(x)
+    counts = xa.size == 0 or (np.isfinite(xa).all() and np.array_equal(xa, np.rint(xa))
+                              and xa.min() >= 0 and xa.max() <= 255)
+    xa = np.ascontiguousarray(xa.astype(np.uint8 if counts else np.float32))
     ya = np.ascontiguousarray(np.asarray(y).astype(np.int64))
-    h.update(json.dumps([list(xa.shape), list(ya.shape)]).encode())
+    header = [list(xa.shape), list(ya.shape)] + ([] if counts else ["float32"])
+    h.update(json.dumps(header).encode())
     h.update(xa.tobytes())
     h.update(ya.tobytes())
     return h.hexdigest()
