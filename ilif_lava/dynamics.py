@@ -164,10 +164,9 @@ class ILIFSequence(torch.autograd.Function):
 def ilif_sequence(z: torch.Tensor, lam: torch.Tensor, cfg: FloatConfig,
                   kernel: Optional[str] = None) -> torch.Tensor:
     """Float ILIF over time on the selected kernel. z [..., T], lam a 1-element tensor -> spikes [..., T]."""
-    name, backend = kernels.select(z, kernel)
+    name = kernels.choose(z, kernel)
     kernels.note_used("float", name)
-    if backend is None:
+    if name == "torch":
         return ILIFSequence.apply(z, lam, cfg)
-    if torch.is_grad_enabled() and (z.requires_grad or lam.requires_grad):
-        return kernels.KernelSequence.apply(z, lam, cfg, backend)
-    return kernels.float_forward_only(backend, z, lam, cfg)
+    save = torch.is_grad_enabled() and (z.requires_grad or lam.requires_grad)
+    return kernels.float_sequence(name, z, lam, cfg, save=save)

@@ -415,13 +415,13 @@ class Neuron(base.Neuron):
         b = self._bias_view(zd)
         mant = None if b is None else fx.bias_to_mant(b.detach(), self.bias_exp).to(zd.device)
         p = self.int_params
-        name, backend = kernels.select(zd, self.kernel, integer=True)
-        if backend is not None and not kernels.scalar_params(p):
-            name, backend = "torch", None
+        name = kernels.choose(zd, self.kernel, integer=True)
+        if name != "torch" and not kernels.scalar_params(p):
+            name = "torch"
         kernels.note_used("integer", name)
-        if backend is not None:
+        if name != "torch":
             b_in = None if mant is None else fx.bias_as_input(mant.reshape(-1), self.bias_exp, p.input_shift)
-            spikes, states = kernels.integer_forward_float(backend, zd, scale, b_in, p, self.record_states, z.dtype)
+            spikes, states = kernels.integer_forward_float(name, zd, scale, b_in, p, self.record_states, z.dtype)
             if states is not None:
                 self.states = states
             return spikes
@@ -442,7 +442,7 @@ class Neuron(base.Neuron):
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         if self.shape is None:
             self.shape = z.shape[1:-1]
-            self.num_neurons = int(np.prod(self.shape))
+            self.num_neurons = math.prod(self.shape)
         if not self.quantized:
             s = self.float_dynamics(z)
         else:

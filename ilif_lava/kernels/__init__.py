@@ -18,14 +18,16 @@ from __future__ import annotations
 
 import os
 from types import ModuleType
-from typing import Dict, List, NamedTuple, Optional, Tuple
+from typing import Dict, NamedTuple, Optional, Tuple, Union
 
 import torch
 from ilif_lava.errors import IlifLavaError
+from ilif_lava.kernels import custom_ops
 
 CHOICES = ("auto", "torch", "cpu", "gpu")
 ENV = "ILIF_LAVA_KERNEL"
 FLOAT_DTYPES = (torch.float32, torch.float64)
+TRITON_MODULE = "ilif_lava.kernels.ilif_triton"
 INHIBITION_CODES = {"sigmoid": 0, "plan": 1}
 SURROGATE_CODES = {"rectangle": 0, "exp": 1, "sigmoid": 2}
 
@@ -59,6 +61,15 @@ def _triton_module() -> Optional[ModuleType]:
         except Exception as exc:  # noqa: BLE001 - no triton, or a triton that cannot initialise
             _triton["error"] = f"{type(exc).__name__}: {exc}".splitlines()[0][:200]
     return _triton["module"]  # type: ignore[return-value]
+
+
+def backend_module(name: str) -> ModuleType:
+    """The loaded backend module of the compiled kernel ``name`` ('cpu' or 'gpu'); :class:`KernelUnavailable` when
+    it cannot run (the custom operators of :mod:`ilif_lava.kernels.custom_ops` call this)."""
+    mod = _cpu_module() if name == "cpu" else _triton_module() if name == "gpu" else None
+    if mod is None:
+        raise KernelUnavailable(f"the {name!r} kernel is unavailable here (compiled kernels: 'cpu', 'gpu')")
+    return mod
 
 
 def _interpreting() -> bool:
@@ -135,7 +146,8 @@ class FloatConfig(NamedTuple):
     ciu_pass_at_zero: bool   # CIU rectifier gradient at exactly C = 0: True = passes (clamp), False = 0 (relu)
 
 
-def _surrogate_args(sg) -> Tuple[int, float, float]:
+def surrogate_args(sg) -> Tuple[int, float, float]:
+    """(kind code, p1, p2) of a :class:`ilif_lava.surrogate.Surrogate` as the kernels read it."""
     if sg.kind == "rectangle":
         return 0, sg.gamma, 0.0
     if sg.kind == "exp":
@@ -143,58 +155,57 @@ def _surrogate_args(sg) -> Tuple[int, float, float]:
     return 2, sg.alpha, 0.0
 
 
-class KernelSequence(torch.autograd.Function):
-    """Float ILIF over T steps on a compiled backend (CPU extension or Triton); same contract as ILIFSequence."""
-
-    @staticmethod
-    def forward(ctx, z: torch.Tensor, lam: torch.Tensor, cfg: FloatConfig, backend: ModuleType) -> torch.Tensor:
-        shape = z.shape
-        z2 = z.reshape(-1, shape[-1]).contiguous()
-        lam_f = float(lam.reshape(()))
-        out, sh, sm, sc, si = backend.forward_float(z2, lam_f, cfg.beta, cfg.kappa, cfg.cur_kept, cfg.threshold,
-                                                    cfg.mpiu, cfg.ciu, INHIBITION_CODES[cfg.inhibition], True)
-        ctx.save_for_backward(z2, sh, sm, sc, si, lam)
-        ctx.cfg, ctx.backend, ctx.lam_f, ctx.shape = cfg, backend, lam_f, shape
-        return out.reshape(shape)
-
-    @staticmethod
-    def backward(ctx, grad_out: torch.Tensor):
-        z2, sh, sm, sc, si, lam = ctx.saved_tensors
-        cfg = ctx.cfg
-        kind, p1, p2 = _surrogate_args(cfg.surrogate)
-        go = grad_out.reshape(z2.shape).to(z2.dtype).contiguous()
-        need_glam = bool(ctx.needs_input_grad[1])
-        gz, glam = ctx.backend.backward_float(go, z2, sh, sm, sc, si, ctx.lam_f, cfg.beta, cfg.kappa, cfg.cur_kept,
-                                              cfg.threshold, cfg.mpiu, cfg.ciu, INHIBITION_CODES[cfg.inhibition],
-                                              kind, p1, p2, cfg.ciu_pass_at_zero, need_glam)
-        glam_out = glam.to(lam.dtype).reshape(lam.shape) if need_glam else None
-        return gz.reshape(ctx.shape), glam_out, None, None
+def kernel_name(backend: Union[str, ModuleType]) -> str:
+    """'cpu' or 'gpu' for a compiled kernel given by name or by the backend module :func:`select` returns."""
+    if isinstance(backend, str):
+        return backend
+    return "gpu" if backend.__name__ == TRITON_MODULE else "cpu"
 
 
-def float_forward_only(backend: ModuleType, z: torch.Tensor, lam: torch.Tensor, cfg: FloatConfig) -> torch.Tensor:
-    """Spikes of the float sequence without saving anything for a backward pass (inference)."""
-    z2 = z.reshape(-1, z.shape[-1]).contiguous()
-    out = backend.forward_float(z2, float(lam.reshape(())), cfg.beta, cfg.kappa, cfg.cur_kept, cfg.threshold,
-                                cfg.mpiu, cfg.ciu, INHIBITION_CODES[cfg.inhibition], False)[0]
+@torch.compiler.assume_constant_result
+def traced_choice(kernel: str, device: torch.device, dtype: torch.dtype, integer: bool) -> str:
+    """:func:`select`'s kernel name for a tensor on ``device`` of ``dtype``, as a constant to ``torch.compile``: the
+    build lock and the imports behind :func:`select` run once, when the model is traced (a change of
+    ``ILIF_LAVA_KERNEL`` after that needs a new ``torch.compile``)."""
+    return select(torch.empty(0, device=device, dtype=dtype), kernel or None, integer)[0]
+
+
+def choose(x: torch.Tensor, kernel: Optional[str] = None, integer: bool = False) -> str:
+    """The kernel name :func:`select` picks for ``x``, also while ``torch.compile`` traces (:func:`traced_choice`)."""
+    if torch.compiler.is_compiling():
+        return traced_choice(kernel or "", x.device, x.dtype, integer)
+    return select(x, kernel, integer)[0]
+
+
+def float_sequence(backend: Union[str, ModuleType], z: torch.Tensor, lam: torch.Tensor, cfg: FloatConfig,
+                   save: bool = True) -> torch.Tensor:
+    """Float ILIF over T steps on a compiled backend ('cpu' or 'gpu'), differentiable in ``z`` and ``lam`` when
+    ``save`` (the custom op ``ilif_lava::float_forward``, :mod:`ilif_lava.kernels.custom_ops`); without ``save``
+    nothing is kept for a backward pass (inference). z [..., T] -> spikes [..., T]; same contract as
+    :class:`ilif_lava.dynamics.ILIFSequence`."""
+    kind, p1, p2 = surrogate_args(cfg.surrogate)
+    coefs, codes = custom_ops.float_args(cfg.beta, cfg.kappa, cfg.cur_kept, cfg.threshold, cfg.mpiu, cfg.ciu,
+                                         INHIBITION_CODES[cfg.inhibition], kind, p1, p2, cfg.ciu_pass_at_zero, save)
+    out = custom_ops.float_forward(z.reshape(-1, z.shape[-1]), lam, coefs, codes, kernel_name(backend))[0]
     return out.reshape(z.shape)
 
 
-def integer_forward(backend: ModuleType, a: torch.Tensor, p, record: bool,
+def integer_forward(backend: Union[str, ModuleType], a: torch.Tensor, p, record: bool,
                     out_dtype: torch.dtype) -> Tuple[torch.Tensor, Optional[Dict[str, torch.Tensor]]]:
     """Bit-exact integer ILIF on a compiled backend. a [..., T] int64 (synaptic sums, entering the current as
     ``a << p.input_shift``) -> (spikes [..., T], states or None). ``p``: :class:`ilif_lava.fixed_point.ILIFParams`
     with scalar decays (:func:`scalar_params`)."""
     shape = a.shape
-    a2 = a.reshape(-1, shape[-1]).to(torch.int64).contiguous()
-    res: List[torch.Tensor] = backend.forward_int(a2, int(p.vth_mant) << 6, int(p.i_decay), int(p.v_decay),
-                                                  int(p.c_decay), int(p.m_decay), bool(p.mpiu), bool(p.ciu),
-                                                  record, out_dtype, int(p.input_shift))
+    a2 = a.reshape(-1, shape[-1]).to(torch.int64)
+    res = custom_ops.int_forward(a2, int(p.vth_mant) << 6, int(p.i_decay), int(p.v_decay), int(p.c_decay),
+                                 int(p.m_decay), bool(p.mpiu), bool(p.ciu), record, out_dtype, int(p.input_shift),
+                                 kernel_name(backend))
     states = ({k: r.reshape(shape) for k, r in zip(("u", "v", "c", "m"), res[1:])} if record else None)
     return res[0].reshape(shape), states
 
 
-def integer_forward_float(backend: ModuleType, z: torch.Tensor, scale: int, bias: Optional[torch.Tensor], p,
-                          record: bool, out_dtype: torch.dtype
+def integer_forward_float(backend: Union[str, ModuleType], z: torch.Tensor, scale: int,
+                          bias: Optional[torch.Tensor], p, record: bool, out_dtype: torch.dtype
                           ) -> Tuple[torch.Tensor, Optional[Dict[str, torch.Tensor]]]:
     """:func:`integer_forward` of ``a = round(z * scale) + bias`` without building ``a``: the kernel rounds the float
     synaptic input itself (half to even, as ``torch.round``), which saves four passes over the input.
@@ -209,22 +220,21 @@ def integer_forward_float(backend: ModuleType, z: torch.Tensor, scale: int, bias
     if bias is not None and (z.ndim < 3 or bias.numel() != shape[1]):
         raise ValueError(f"integer_forward_float: bias of {bias.numel()} channels for an input of shape "
                          f"{tuple(shape)} ([N, C, ..., T] expected)")
-    if z.dtype not in FLOAT_DTYPES or not hasattr(backend, "forward_int_float"):
-        # e.g. float16, or a backend without the entry point: round in torch, then the int64 entry point
+    if z.dtype not in FLOAT_DTYPES:
+        # e.g. float16: round in torch, then the int64 entry point
         a = torch.round(z * scale).to(torch.int64)
         if bias is not None:
             a = a + bias.to(a.device).reshape((1, -1) + (1,) * (z.ndim - 2))
         return integer_forward(backend, a, p, record, out_dtype)
-    z2 = z.reshape(-1, shape[-1]).contiguous()
+    z2 = z.reshape(-1, shape[-1])
     inner = 1
     for d in shape[2:-1]:
         inner *= int(d)
     b = (torch.empty(0, dtype=torch.int64, device=z.device) if bias is None
          else bias.reshape(-1).to(device=z.device, dtype=torch.int64).contiguous())
-    res: List[torch.Tensor] = backend.forward_int_float(z2, float(scale), b, inner, int(p.vth_mant) << 6,
-                                                        int(p.i_decay), int(p.v_decay), int(p.c_decay),
-                                                        int(p.m_decay), bool(p.mpiu), bool(p.ciu), record,
-                                                        out_dtype, int(p.input_shift))
+    res = custom_ops.int_forward_float(z2, float(scale), b, inner, int(p.vth_mant) << 6, int(p.i_decay),
+                                       int(p.v_decay), int(p.c_decay), int(p.m_decay), bool(p.mpiu), bool(p.ciu),
+                                       record, out_dtype, int(p.input_shift), kernel_name(backend))
     states = ({k: r.reshape(shape) for k, r in zip(("u", "v", "c", "m"), res[1:])} if record else None)
     return res[0].reshape(shape), states
 
@@ -235,3 +245,5 @@ def scalar_params(p) -> bool:
     return all(np.ndim(getattr(p, f)) == 0 for f in ("i_decay", "v_decay", "c_decay", "m_decay")) \
         and p.inhibition == "plan"
 
+
+custom_ops.set_backend_resolver(backend_module)
