@@ -90,7 +90,8 @@ def _float_forward_fake(z, lam, coefs, codes, backend):
     sh = z.new_empty(saved) if save else empty.clone()
     sm = z.new_empty(saved) if save and mpiu else empty.clone()
     sc = z.new_empty(saved, dtype=c_dtype) if save and ciu else empty.clone()
-    si = z.new_empty(saved) if save and ciu and cur_kept != 0.0 else empty.clone()
+    # the previous current: the GPU kernel saves it only with current memory (else it reads z), the CPU kernel always
+    si = z.new_empty(saved) if save and ciu and (cur_kept != 0.0 or backend == "cpu") else empty.clone()
     return z.new_empty((m, t)), sh, sm, sc, si
 
 
