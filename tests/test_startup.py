@@ -37,6 +37,16 @@ def test_train_help_imports_neither_torch_nor_lava():
     assert _run(code) == []
 
 
+def test_blocks_import_without_torchs_compiler():
+    """Importing the blocks (neuron, kernels and their custom operators) does not load torch's dynamo (about 1.3 s);
+    ``torch.compile`` loads it when a user compiles."""
+    code = ("import json, sys\n"
+            "import ilif_lava.block, ilif_lava.kernels.custom_ops\n"
+            "print(json.dumps(['torch._dynamo' in sys.modules, hasattr(__import__('torch').ops.ilif_lava,\n"
+            "                  'float_forward')]))\n")
+    assert _run(code) == [False, True]
+
+
 def test_train_loads_only_the_training_code_and_slayers_extras_load_on_use(tmp_path):
     """A real (one-epoch, 8-sample) ``ilif-lava train`` loads neither Lava's runtime, the netx loader, the export,
     simulation and report stages nor slayer's slow extras (torchvision, matplotlib); it trains and writes its model.

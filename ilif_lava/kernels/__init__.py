@@ -162,7 +162,15 @@ def kernel_name(backend: Union[str, ModuleType]) -> str:
     return "gpu" if backend.__name__ == TRITON_MODULE else "cpu"
 
 
-@torch.compiler.assume_constant_result
+def _constant_to_compiler(fn):
+    """What :func:`torch.compiler.assume_constant_result` does, without its import of ``torch._dynamo`` (1.2-1.5 s
+    here, which importing the blocks should not pay): dynamo reads this marker when it traces a call of ``fn``.
+    ``tests/test_custom_ops.py`` compiles a model with ``fullgraph=True``, so it fails if the marker stops working."""
+    fn._dynamo_marked_constant = True
+    return fn
+
+
+@_constant_to_compiler
 def traced_choice(kernel: str, device: torch.device, dtype: torch.dtype, integer: bool) -> str:
     """:func:`select`'s kernel name for a tensor on ``device`` of ``dtype``, as a constant to ``torch.compile``: the
     build lock and the imports behind :func:`select` run once, when the model is traced (a change of
