@@ -12,6 +12,10 @@
 #include <torch/extension.h>
 #include <ATen/Parallel.h>
 
+#if defined(__AVX2__)
+#include <immintrin.h>
+#endif
+
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -46,7 +50,8 @@ enum SurrogateKind : int64_t { SG_RECTANGLE = 0, SG_EXP = 1, SG_SIGMOID = 2 };
 
 // ---- tiles: user layout [M, T] <-> local [TT][B] ------------------------------------------------------------
 template <typename S, typename D>
-inline void load_tile(const S* src, int64_t n0, int64_t nvalid, int64_t T, int64_t t0, int64_t len, D (*dst)[B]) {
+inline void load_tile_generic(const S* src, int64_t n0, int64_t nvalid, int64_t T, int64_t t0, int64_t len,
+                              D (*dst)[B]) {
   for (int64_t j = 0; j < B; ++j) {
     if (j < nvalid) {
       const S* row = src + (n0 + j) * T;
@@ -61,11 +66,76 @@ inline void load_tile(const S* src, int64_t n0, int64_t nvalid, int64_t T, int64
 }
 
 template <typename S, typename D>
-inline void store_tile(const S (*src)[B], int64_t n0, int64_t nvalid, int64_t T, int64_t t0, int64_t len, D* dst) {
+inline void store_tile_generic(const S (*src)[B], int64_t n0, int64_t nvalid, int64_t T, int64_t t0, int64_t len,
+                               D* dst) {
   for (int64_t j = 0; j < nvalid; ++j) {
     D* row = dst + (n0 + j) * T;
     for (int64_t k = 0; k < len; ++k) row[t0 + k] = static_cast<D>(src[k][j]);
   }
+}
+
+#if defined(__AVX2__)
+// r[0..7] (8 rows of 8 floats) -> their transpose, in place: pure data movement, so bit for bit.
+inline void transpose8(__m256 r[8]) {
+  const __m256 a0 = _mm256_unpacklo_ps(r[0], r[1]), a1 = _mm256_unpackhi_ps(r[0], r[1]);
+  const __m256 a2 = _mm256_unpacklo_ps(r[2], r[3]), a3 = _mm256_unpackhi_ps(r[2], r[3]);
+  const __m256 a4 = _mm256_unpacklo_ps(r[4], r[5]), a5 = _mm256_unpackhi_ps(r[4], r[5]);
+  const __m256 a6 = _mm256_unpacklo_ps(r[6], r[7]), a7 = _mm256_unpackhi_ps(r[6], r[7]);
+  const __m256 b0 = _mm256_shuffle_ps(a0, a2, 0x44), b1 = _mm256_shuffle_ps(a0, a2, 0xEE);
+  const __m256 b2 = _mm256_shuffle_ps(a1, a3, 0x44), b3 = _mm256_shuffle_ps(a1, a3, 0xEE);
+  const __m256 b4 = _mm256_shuffle_ps(a4, a6, 0x44), b5 = _mm256_shuffle_ps(a4, a6, 0xEE);
+  const __m256 b6 = _mm256_shuffle_ps(a5, a7, 0x44), b7 = _mm256_shuffle_ps(a5, a7, 0xEE);
+  r[0] = _mm256_permute2f128_ps(b0, b4, 0x20); r[1] = _mm256_permute2f128_ps(b1, b5, 0x20);
+  r[2] = _mm256_permute2f128_ps(b2, b6, 0x20); r[3] = _mm256_permute2f128_ps(b3, b7, 0x20);
+  r[4] = _mm256_permute2f128_ps(b0, b4, 0x31); r[5] = _mm256_permute2f128_ps(b1, b5, 0x31);
+  r[6] = _mm256_permute2f128_ps(b2, b6, 0x31); r[7] = _mm256_permute2f128_ps(b3, b7, 0x31);
+}
+#endif
+
+// float -> float tiles of a whole block (16 rows) move 8 x 8 squares with AVX2 shuffles; the rest element by element.
+// The scalar transposes were the kernels' slowest loops (perf annotate: a strided store per element).
+template <typename S, typename D>
+inline void load_tile(const S* src, int64_t n0, int64_t nvalid, int64_t T, int64_t t0, int64_t len, D (*dst)[B]) {
+#if defined(__AVX2__)
+  if constexpr (std::is_same<S, float>::value && std::is_same<D, float>::value) {
+    if (nvalid == B && t0 >= 0) {
+      const int64_t full = len / 8 * 8;
+      for (int64_t k0 = 0; k0 < full; k0 += 8) {
+        for (int64_t j0 = 0; j0 < B; j0 += 8) {
+          __m256 r[8];
+          for (int64_t i = 0; i < 8; ++i) r[i] = _mm256_loadu_ps(src + (n0 + j0 + i) * T + t0 + k0);
+          transpose8(r);
+          for (int64_t i = 0; i < 8; ++i) _mm256_storeu_ps(&dst[k0 + i][j0], r[i]);
+        }
+      }
+      if (full < len) load_tile_generic(src, n0, nvalid, T, t0 + full, len - full, dst + full);
+      return;
+    }
+  }
+#endif
+  load_tile_generic(src, n0, nvalid, T, t0, len, dst);
+}
+
+template <typename S, typename D>
+inline void store_tile(const S (*src)[B], int64_t n0, int64_t nvalid, int64_t T, int64_t t0, int64_t len, D* dst) {
+#if defined(__AVX2__)
+  if constexpr (std::is_same<S, float>::value && std::is_same<D, float>::value) {
+    if (nvalid == B) {
+      const int64_t full = len / 8 * 8;
+      for (int64_t k0 = 0; k0 < full; k0 += 8) {
+        for (int64_t j0 = 0; j0 < B; j0 += 8) {
+          __m256 r[8];
+          for (int64_t i = 0; i < 8; ++i) r[i] = _mm256_loadu_ps(&src[k0 + i][j0]);
+          transpose8(r);
+          for (int64_t i = 0; i < 8; ++i) _mm256_storeu_ps(dst + (n0 + j0 + i) * T + t0 + k0, r[i]);
+        }
+      }
+      if (full < len) store_tile_generic(src + full, n0, nvalid, T, t0 + full, len - full, dst);
+      return;
+    }
+  }
+#endif
+  store_tile_generic(src, n0, nvalid, T, t0, len, dst);
 }
 
 // ---- float helpers (same formulas as ilif_lava/fixed_point.py plan_sigmoid_float and ilif_lava/surrogate.py) ----
