@@ -18,7 +18,7 @@ from typing import Any, Dict
 from benchmarks import common
 
 
-def _model(steps: int):
+def _model():
     import torch
     from ilif_lava import block
     torch.manual_seed(0)
@@ -36,7 +36,7 @@ def run(backend: str = "inductor", steps: int = 16, repeats: int = 5, batch: int
     torch.set_num_threads(1)
     x = common.spike_input(batch, (2, 34, 34), steps)
     target = torch.rand(batch, 10, generator=torch.Generator().manual_seed(1))
-    nets = {"eager": _model(steps), "compiled": _model(steps)}
+    nets = {"eager": _model(), "compiled": _model()}
     nets["compiled"].load_state_dict(nets["eager"].state_dict())
     fwd = {"eager": nets["eager"], "compiled": torch.compile(nets["compiled"], backend=backend, fullgraph=True)}
     opts = {k: torch.optim.Adam(n.parameters(), lr=1e-3) for k, n in nets.items()}

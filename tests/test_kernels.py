@@ -93,6 +93,23 @@ def test_cpu_float_non_contiguous_and_float32():
 
 
 @needs_cpu
+@pytest.mark.parametrize("steps", [7, 8, 9, 24, 33, 72])
+@pytest.mark.parametrize("variant,current_decay", [("ILIF", None), ("ILIF", 0.25), ("LIF", None)])
+def test_cpu_float32_tile_moves(steps, variant, current_decay):
+    """float32 tiles of whole 16-neuron blocks move as 8 x 8 transposes (ilif_cpu.cpp load_tile/store_tile), the
+    rest element by element: step counts below, at and above multiples of 8 and of the 32-step tile, 48 neurons
+    (3 whole blocks) and 53 (a partial fourth); spikes identical to the reference, gradients to 1e-5, and the
+    forward-only (no-grad) path identical to the saving one."""
+    n = Neuron(variant=variant, inhibition="plan", tau=1.3, kappa=0.2, current_decay=current_decay)
+    for neurons in (48, 53):
+        z = _inputs((1, neurons, steps), seed=steps + neurons, dtype=torch.float32)
+        _compare_float(n, z, "cpu", 1e-5)
+        saving = _grads(n, z, "cpu")[0]
+        with torch.no_grad():
+            assert torch.equal(n.float_dynamics(z), saving)
+
+
+@needs_cpu
 def test_cpu_float_inference_path_and_learnable_decay():
     """No-grad calls take the forward-only route; the PLIF decay gradient matches the reference."""
     n = Neuron(variant="PLIF", tau=1.7)

@@ -147,12 +147,15 @@ class FloatConfig(NamedTuple):
 
 
 def surrogate_args(sg) -> Tuple[int, float, float]:
-    """(kind code, p1, p2) of a :class:`ilif_lava.surrogate.Surrogate` as the kernels read it."""
+    """(kind code of :data:`SURROGATE_CODES`, p1, p2) of a :class:`ilif_lava.surrogate.Surrogate` as the kernels
+    read it: rectangle (gamma, -), exp (scale / (2 tau), tau), sigmoid (alpha, -)."""
     if sg.kind == "rectangle":
-        return 0, sg.gamma, 0.0
-    if sg.kind == "exp":
-        return 1, sg.scale / (2 * sg.tau), sg.tau
-    return 2, sg.alpha, 0.0
+        p1, p2 = sg.gamma, 0.0
+    elif sg.kind == "exp":
+        p1, p2 = sg.scale / (2 * sg.tau), sg.tau
+    else:
+        p1, p2 = sg.alpha, 0.0
+    return SURROGATE_CODES[sg.kind], p1, p2
 
 
 def kernel_name(backend: Union[str, ModuleType]) -> str:

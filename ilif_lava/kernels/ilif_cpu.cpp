@@ -420,7 +420,7 @@ void forward_float_impl(const F* __restrict__ z, F* __restrict__ out, F* __restr
 
 // ---- float backward (BPTT through v, MPIU, CIU and the previous input; see ilif_lava/dynamics.py) ---------------
 template <typename F, bool mpiu, bool ciu, bool has_cur, int64_t inh, int64_t sg_kind, bool need_glam>
-void backward_float_impl(const F* __restrict__ go, const F* __restrict__ z, const F* __restrict__ sh,
+void backward_float_impl(const F* __restrict__ go, const F* __restrict__ sh,
                          const F* __restrict__ sm, const uint8_t* __restrict__ sc, const F* __restrict__ si,
                          F* __restrict__ gz,
                          double* glam_part, int64_t M, int64_t T, F lam, F beta, F kappa, F cur_kept, F th,
@@ -706,7 +706,7 @@ std::vector<torch::Tensor> backward_float(torch::Tensor grad_out, torch::Tensor 
     with_inh(inhibition, [&](auto IN) { with_sg(sg_kind, [&](auto SG) { with_bool(need_glam, [&](auto GL) {
       backward_float_impl<scalar_t, decltype(MP)::value, decltype(CI)::value, decltype(HC)::value,
                           decltype(IN)::value, decltype(SG)::value, decltype(GL)::value>(
-          grad_out.data_ptr<scalar_t>(), z.data_ptr<scalar_t>(), sh.data_ptr<scalar_t>(), ptr_or_null<scalar_t>(sm),
+          grad_out.data_ptr<scalar_t>(), sh.data_ptr<scalar_t>(), ptr_or_null<scalar_t>(sm),
           ptr_or_null<uint8_t>(sc), ptr_or_null<scalar_t>(si), gz.data_ptr<scalar_t>(),
           need_glam ? glam_part.data_ptr<double>() : nullptr, M, T, static_cast<scalar_t>(lam),
           static_cast<scalar_t>(beta), static_cast<scalar_t>(kappa), static_cast<scalar_t>(cur_kept),
