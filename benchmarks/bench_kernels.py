@@ -33,8 +33,8 @@ from benchmarks.common import ROOT, interleaved_medians, log, ratio, sync
 PREVIOUS_COMMIT = "aed2a8a"
 SHAPE = (16, 8192)
 # Bytes per neuron-step the compiled ILIF kernel must move (float32): forward reads z and writes spikes, h, m (4 B
-# each) and the sign of C (1 B); backward reads grad, h, m, sign of C, z and writes grad z.
-TRAFFIC_BYTES = 4 + 4 + 4 + 4 + 1 + 4 + 4 + 4 + 1 + 4 + 4
+# each) and the sign of C (2 bits); backward reads grad, h, m, sign of C, z (or its saved copy) and writes grad z.
+TRAFFIC_BYTES = 4 + 4 + 4 + 4 + 0.25 + 4 + 4 + 4 + 0.25 + 4 + 4
 
 
 def previous_sequence() -> Optional[Any]:

@@ -72,8 +72,8 @@ def test_fake_shapes_follow_the_backend_layout():
         coefs, codes = custom_ops.float_args(1.0, 0.5, 0.5, 1.0, True, True, 0, 2, 4.0, 0.0, True, True)
         cpu = custom_ops.float_forward(z, lam, coefs, codes, "cpu")
         gpu = custom_ops.float_forward(z, lam, coefs, codes, "gpu")
-    assert [tuple(t.shape) for t in cpu] == [(33, 5)] + [(3, 5, 16)] * 4
-    assert cpu[3].dtype == torch.uint8
+    assert [tuple(t.shape) for t in cpu] == [(33, 5)] + [(3, 5, 16)] * 2 + [(3, 5), (3, 5, 16)]
+    assert cpu[3].dtype == torch.int32
     assert [tuple(t.shape) for t in gpu] == [(33, 5)] + [(5, 33)] * 4
     assert gpu[3].dtype == torch.float32
 

@@ -15,7 +15,8 @@ Every operator takes ``backend``: ``'cpu'`` (the compiled extension) or ``'gpu'`
 runs is decided by :func:`ilif_lava.kernels.select` (eager) or
 :func:`ilif_lava.kernels.traced_choice` (while compiling). Shapes: the
 kernels' [M, T] (neurons flattened, time last). The saved tensors keep each backend's own layout: ``cpu`` blocks of
-16 neurons [ceil(M / 16), T, 16] with the sign of ``c`` as uint8, ``gpu`` time-major [T, M].
+16 neurons [ceil(M / 16), T, 16] and the sign of ``c`` as one int32 bit word per block and step [ceil(M / 16), T],
+``gpu`` time-major [T, M].
 
 Outputs never alias inputs or each other (an operator contract): an unused output is its own empty tensor.
 """
@@ -85,11 +86,13 @@ def _float_forward_fake(z, lam, coefs, codes, backend):
     m, t = z.shape
     mpiu, ciu, save, cur_kept = codes[0], codes[1], codes[5], coefs[2]
     saved = ((-(-m // BLOCK), t, BLOCK) if backend == "cpu" else (t, m))
-    c_dtype = torch.uint8 if backend == "cpu" else z.dtype
     empty = z.new_empty(0)
     sh = z.new_empty(saved) if save else empty.clone()
     sm = z.new_empty(saved) if save and mpiu else empty.clone()
-    sc = z.new_empty(saved, dtype=c_dtype) if save and ciu else empty.clone()
+    if backend == "cpu":
+        sc = z.new_empty(saved[:2], dtype=torch.int32) if save and ciu else empty.clone()
+    else:
+        sc = z.new_empty(saved) if save and ciu else empty.clone()
     # the previous current: the GPU kernel saves it only with current memory (else it reads z), the CPU kernel always
     si = z.new_empty(saved) if save and ciu and (cur_kept != 0.0 or backend == "cpu") else empty.clone()
     return z.new_empty((m, t)), sh, sm, sc, si

@@ -353,13 +353,50 @@ template <typename F, int64_t inh>
 inline F mpiu_saved(F m, F g) { return inh == INH_SIGMOID ? g : m; }
 template <typename F, int64_t inh>
 inline F inhibit_from_saved(F saved) { return inh == INH_SIGMOID ? saved : plan_float(saved); }
+// g(m) and g'(m) from the saved value, together (PLAN: one set of segment indicators for both; the same operations
+// as plan_float and plan_slope, so the same bits).
+template <typename F>
+struct GSlope {
+  F g, dg;
+};
+template <typename F, int64_t inh>
+inline GSlope<F> inhibit_and_slope(F saved) {
+  if (inh == INH_SIGMOID) return {saved, saved * (F(1) - saved)};
+  const F a = std::fabs(saved);
+  const F s1 = F(a >= F(1)), s2 = F(a >= F(2.375)), s5 = F(a >= F(5));
+  const F slope = F(0.25) - F(0.125) * s1 - F(0.09375) * s2 - F(0.03125) * s5;
+  const F off = F(0.5) + F(0.125) * s1 + F(0.21875) * s2 + F(0.15625) * s5;
+  const F pos = a * slope + off;
+  return {saved < F(0) ? F(1) - pos : pos, F(saved != F(0)) * slope};
+}
+
+// What the backward pass needs of C[t]: its sign, as one 32-bit word per block and step: bit j says C > 0 for neuron
+// j of the block, bit 16 + j says C >= 0 (both 0 for NaN). 4 bytes per 16 neurons, built with two compares and
+// movemasks per 8 lanes (an earlier byte per neuron cost a quarter of the forward pass to pack).
+template <typename F>
+inline int32_t sign_word(const F* c) {
+#if defined(__AVX2__)
+  if constexpr (std::is_same<F, float>::value) {
+    const __m256 zero = _mm256_setzero_ps(), lo = _mm256_loadu_ps(c), hi = _mm256_loadu_ps(c + 8);
+    const uint32_t gt = static_cast<uint32_t>(_mm256_movemask_ps(_mm256_cmp_ps(lo, zero, _CMP_GT_OQ))) |
+                        static_cast<uint32_t>(_mm256_movemask_ps(_mm256_cmp_ps(hi, zero, _CMP_GT_OQ))) << 8;
+    const uint32_t ge = static_cast<uint32_t>(_mm256_movemask_ps(_mm256_cmp_ps(lo, zero, _CMP_GE_OQ))) |
+                        static_cast<uint32_t>(_mm256_movemask_ps(_mm256_cmp_ps(hi, zero, _CMP_GE_OQ))) << 8;
+    return static_cast<int32_t>(gt | ge << 16);
+  }
+#endif
+  uint32_t w = 0;
+  for (int64_t j = 0; j < B; ++j)
+    w |= static_cast<uint32_t>(c[j] > F(0)) << j | static_cast<uint32_t>(c[j] >= F(0)) << (16 + j);
+  return static_cast<int32_t>(w);
+}
 
 // ---- float forward -----------------------------------------------------------------------------------------
 // Configuration flags are template parameters so each inner loop is branch-free and vectorises: mpiu, ciu,
 // has_cur (current memory), inh (inhibition map), save (keep h, m or g(m), c, i for the backward pass).
 template <typename F, bool mpiu, bool ciu, bool has_cur, int64_t inh, bool save>
 void forward_float_impl(const F* __restrict__ z, F* __restrict__ out, F* __restrict__ sh, F* __restrict__ sm,
-                        uint8_t* __restrict__ sc, F* __restrict__ si, int64_t M, int64_t T, F lam, F beta,
+                        int32_t* __restrict__ sc, F* __restrict__ si, int64_t M, int64_t T, F lam, F beta,
                         F kappa, F cur_kept, F th) {
   // With the sigmoid inhibition, an exp and a division lie on the recurrence (v[t] needs g(m[t]), h[t+1] needs
   // v[t]): G blocks are stepped together, so that G independent chains overlap in the CPU's pipeline.
@@ -403,10 +440,7 @@ void forward_float_impl(const F* __restrict__ z, F* __restrict__ out, F* __restr
                 if (ciu) si[off + j] = it;  // I[t]: z[t] itself without current memory
               }
             }
-            if (save && ciu) {  // sign of C (0: < 0, 1: = 0, 2: > 0) is all the backward needs of it
-              for (int64_t j = 0; j < B; ++j)
-                sc[off + j] = static_cast<uint8_t>((c[q][j] > F(0)) + (c[q][j] >= F(0)));
-            }
+            if (save && ciu) sc[(bg + q) * T + t0 + k] = sign_word(c[q]);
           }
         }
         for (int64_t q = 0; q < ng; ++q) {
@@ -421,79 +455,100 @@ void forward_float_impl(const F* __restrict__ z, F* __restrict__ out, F* __restr
 // ---- float backward (BPTT through v, MPIU, CIU and the previous input; see ilif_lava/dynamics.py) ---------------
 template <typename F, bool mpiu, bool ciu, bool has_cur, int64_t inh, int64_t sg_kind, bool need_glam>
 void backward_float_impl(const F* __restrict__ go, const F* __restrict__ sh,
-                         const F* __restrict__ sm, const uint8_t* __restrict__ sc, const F* __restrict__ si,
+                         const F* __restrict__ sm, const int32_t* __restrict__ sc, const F* __restrict__ si,
                          F* __restrict__ gz,
                          double* glam_part, int64_t M, int64_t T, F lam, F beta, F kappa, F cur_kept, F th,
                          Surrogate<F> sg, bool ciu_pass_at_zero) {
-  const uint8_t pass_code = ciu_pass_at_zero ? 1 : 2;  // relu'(C) = 1 where code >= pass_code
+  const uint32_t pass_shift = ciu_pass_at_zero ? 16 : 0;  // relu'(C) = 1 where C >= 0 (bits 16..31) or C > 0
   // The exp-based surrogates are computed for a whole tile before the time loop: one flat loop over TT x B
   // independent values (throughput-bound), instead of inside the recurrence (latency-bound).
   constexpr bool sg_tile = sg_kind != SG_RECTANGLE;
   at::parallel_for(0, num_blocks(M), 1, [&](int64_t b0, int64_t b1) {
-    F gin[TT][B], gout[TT][B], cmask[B], sgt[TT][B];
+    // the saved tensors' bases as locals: read through the closure, GCC turned the first step's pointer choice
+    // below into masked loads of the pointer itself and left the step loop scalar (MPIU without CIU: 20x slower)
+    const F* __restrict__ sh_ = sh;
+    const F* __restrict__ sm_ = sm;
+    const int32_t* __restrict__ sc_ = sc;
+    const F* __restrict__ si_ = si;
+    F gin[TT][B], gout[TT][B], sgt[TT][B];
     const F zeros[B] = {};
     for (int64_t b = b0; b < b1; ++b) {
       const int64_t n0 = b * B, nvalid = std::min(B, M - n0);
       F gv[B], gm[B], gc[B], gi[B], gsx[B];
+      // step t's spike, v after the threshold reset, g(m) and g'(m): computed at step t + 1 (which needs them as
+      // its previous step's) and carried, so each is computed once per step
+      F s_c[B], vp_c[B], g_c[B], dg_c[B];
       double gl[B];
-      for (int64_t j = 0; j < B; ++j) { gv[j] = gm[j] = gc[j] = gi[j] = gsx[j] = F(0); gl[j] = 0.0; }
+      for (int64_t j = 0; j < B; ++j) { gv[j] = gm[j] = gc[j] = gi[j] = gsx[j] = g_c[j] = dg_c[j] = F(0); gl[j] = 0.0; }
+      if (T > 0) {
+        const int64_t off = (b * T + T - 1) * B;
+        for (int64_t j = 0; j < B; ++j) {
+          const F h = sh_[off + j];
+          s_c[j] = h >= th ? F(1) : F(0);
+          vp_c[j] = h - s_c[j] * th;
+          if (mpiu) {
+            const GSlope<F> gd = inhibit_and_slope<F, inh>(sm_[off + j]);
+            g_c[j] = gd.g; dg_c[j] = gd.dg;
+          }
+        }
+      }
       const int64_t ntiles = (T + TT - 1) / TT;
       for (int64_t tile = ntiles - 1; tile >= 0; --tile) {
         const int64_t t0 = tile * TT, len = std::min(TT, T - t0);
         load_tile(go, n0, nvalid, T, t0, len, gin);
         if (sg_tile) {
-          const F* __restrict__ htile = sh + (b * T + t0) * B;
+          const F* __restrict__ htile = sh_ + (b * T + t0) * B;
           F* __restrict__ flat = &sgt[0][0];
           for (int64_t e = 0; e < len * B; ++e) flat[e] = sg.template grad<sg_kind>(htile[e] - th);
         }
-        for (int64_t k = len - 1; k >= 0; --k) {
-          const int64_t t = t0 + k;
-          const int64_t off = (b * T + t) * B;
-          // step t - 1 (zeros before the first step: no spike, v = 0, I = 0)
-          const F* __restrict__ hprev = t > 0 ? sh + off - B : zeros;
-          const F* __restrict__ mprev = (mpiu && t > 0) ? sm + off - B : zeros;
-          const F* __restrict__ iprev_p = (ciu && t > 0) ? si + off - B : zeros;
-          if (ciu) {
-            for (int64_t j = 0; j < B; ++j) cmask[j] = sc[off + j] >= pass_code ? F(1) : F(0);
-          }
+        // One step back in time. `first` (compile-time): step 0, whose previous step is all zeros (no spike, v = 0,
+        // I = 0); a run-time choice of those pointers made GCC gather or mask the loads and slowed every step.
+        auto step = [&](auto first_c, int64_t k) {
+          constexpr bool first = decltype(first_c)::value;
+          const int64_t off = (b * T + t0 + k) * B;
+          const F* __restrict__ hprev = first ? zeros : sh_ + off - B;
+          const F* __restrict__ mprev = (mpiu && !first) ? sm_ + off - B : zeros;
+          const F* __restrict__ iprev_p = (ciu && !first) ? si_ + off - B : zeros;
+          const uint32_t cbits = ciu ? static_cast<uint32_t>(sc_[b * T + t0 + k]) >> pass_shift : 0u;
           ILIF_IVDEP
           for (int64_t j = 0; j < B; ++j) {
-            const F h = sh[off + j];
-            const F s = h >= th ? F(1) : F(0);
-            const F vp = h - s * th;
+            const F s = s_c[j], vp = vp_c[j];
             F gs = gin[k][j] + gsx[j];
             F gvp = gv[j];
             if (mpiu) {
-              const F saved = sm[off + j];  // m (PLAN) or g(m) (sigmoid), see mpiu_saved
-              const F g = inhibit_from_saved<F, inh>(saved);
-              const F dg = inh == INH_SIGMOID ? g * (F(1) - g) : plan_slope(saved);
+              const F g = g_c[j], dg = dg_c[j];
               const F gm_tot = gm[j] - s * dg * gv[j];
               gs = gs - g * gv[j] + beta * gm_tot * vp;
               gvp = gv[j] + beta * gm_tot * s;
               gm[j] = beta * gm_tot;
             }
             gs = gs - th * gvp;
-            const F gh = gvp + gs * (sg_tile ? sgt[k][j] : sg.template grad<sg_kind>(h - th));
+            const F gh = gvp + gs * (sg_tile ? sgt[k][j] : sg.template grad<sg_kind>(sh_[off + j] - th));
             const F hp = hprev[j];
             const F sprev = hp >= th ? F(1) : F(0);
+            const F vpprev = hp - sprev * th;
+            const GSlope<F> gdprev = mpiu ? inhibit_and_slope<F, inh>(mprev[j]) : GSlope<F>{F(0), F(0)};
+            const F gprev = gdprev.g, dgprev = gdprev.dg;
             if (need_glam) {  // d/d lambda += gh_t * v_{t-1}, v_{t-1} recomputed from the saved h, m
-              F vprev = hp - sprev * th;
-              if (mpiu) vprev = vprev - sprev * inhibit_from_saved<F, inh>(mprev[j]);
+              const F vprev = mpiu ? vpprev - sprev * gprev : vpprev;
               gl[j] += static_cast<double>(gh) * static_cast<double>(vprev);
             }
+            s_c[j] = sprev; vp_c[j] = vpprev; g_c[j] = gprev; dg_c[j] = dgprev;
             gv[j] = lam * gh;
             F gij = gi[j] + gh;
             gout[k][j] = gij;
             gij = cur_kept * gij;
             if (ciu) {
-              const F gc_tot = gc[j] - gh * cmask[j];
+              const F gc_tot = gc[j] - gh * F((cbits >> j) & 1u);  // relu'(C[t])
               gc[j] = kappa * gc_tot;
               gij = gij + kappa * gc_tot * sprev;
               gsx[j] = kappa * gc_tot * iprev_p[j];
             }
             gi[j] = gij;
           }
-        }
+        };
+        for (int64_t k = len - 1; k >= (t0 == 0 ? 1 : 0); --k) step(std::false_type{}, k);
+        if (t0 == 0) step(std::true_type{}, 0);
         store_tile(gout, n0, nvalid, T, t0, len, gz);
       }
       if (need_glam) {
@@ -654,8 +709,8 @@ void check_2d(const torch::Tensor& x, const char* name) {
 
 }  // namespace
 
-// z [M, T] float32/float64 -> [spikes [M, T], h, m (PLAN) or sigmoid(m), sign of c (uint8: 0 <0, 1 =0, 2 >0), i]
-// (saved tensors blocked [nb, T, 16]; empty when unused).
+// z [M, T] float32/float64 -> [spikes [M, T], h, m (PLAN) or sigmoid(m), sign of c, i] (h, m, i blocked
+// [nb, T, 16]; the sign of c int32 [nb, T], see sign_word; empty when unused).
 std::vector<torch::Tensor> forward_float(torch::Tensor z, double lam, double beta, double kappa, double cur_kept,
                                          double th, bool mpiu, bool ciu, int64_t inhibition, bool save) {
   check_2d(z, "z");
@@ -666,7 +721,7 @@ std::vector<torch::Tensor> forward_float(torch::Tensor z, double lam, double bet
   const std::vector<int64_t> blocked{num_blocks(M), T, B};
   auto sh = save ? pooled_empty(blocked, opts) : none;
   auto sm = save && mpiu ? pooled_empty(blocked, opts) : none;
-  auto sc = save && ciu ? pooled_empty(blocked, opts.dtype(torch::kUInt8)) : none;
+  auto sc = save && ciu ? pooled_empty({num_blocks(M), T}, opts.dtype(torch::kInt32)) : none;
   auto si = save && ciu ? pooled_empty(blocked, opts) : none;
   TORCH_CHECK(inhibition == INH_PLAN || inhibition == INH_SIGMOID, "unknown inhibition code");
   if (!mpiu) inhibition = INH_PLAN;  // unused without the MPIU: one instantiation
@@ -676,7 +731,7 @@ std::vector<torch::Tensor> forward_float(torch::Tensor z, double lam, double bet
       forward_float_impl<scalar_t, decltype(MP)::value, decltype(CI)::value, decltype(HC)::value,
                          decltype(IN)::value, decltype(SV)::value>(
           z.data_ptr<scalar_t>(), out.data_ptr<scalar_t>(), ptr_or_null<scalar_t>(sh), ptr_or_null<scalar_t>(sm),
-          ptr_or_null<uint8_t>(sc), ptr_or_null<scalar_t>(si), M, T, static_cast<scalar_t>(lam),
+          ptr_or_null<int32_t>(sc), ptr_or_null<scalar_t>(si), M, T, static_cast<scalar_t>(lam),
           static_cast<scalar_t>(beta), static_cast<scalar_t>(kappa), static_cast<scalar_t>(cur_kept),
           static_cast<scalar_t>(th));
     }); }); }); }); });
@@ -707,7 +762,7 @@ std::vector<torch::Tensor> backward_float(torch::Tensor grad_out, torch::Tensor 
       backward_float_impl<scalar_t, decltype(MP)::value, decltype(CI)::value, decltype(HC)::value,
                           decltype(IN)::value, decltype(SG)::value, decltype(GL)::value>(
           grad_out.data_ptr<scalar_t>(), sh.data_ptr<scalar_t>(), ptr_or_null<scalar_t>(sm),
-          ptr_or_null<uint8_t>(sc), ptr_or_null<scalar_t>(si), gz.data_ptr<scalar_t>(),
+          ptr_or_null<int32_t>(sc), ptr_or_null<scalar_t>(si), gz.data_ptr<scalar_t>(),
           need_glam ? glam_part.data_ptr<double>() : nullptr, M, T, static_cast<scalar_t>(lam),
           static_cast<scalar_t>(beta), static_cast<scalar_t>(kappa), static_cast<scalar_t>(cur_kept),
           static_cast<scalar_t>(th), sg, ciu_pass_at_zero);
