@@ -8,6 +8,8 @@ Implementations, timed round-robin in one run (so every ratio compares numbers o
 * ``cpu`` / ``gpu``: the compiled CPU kernel / the Triton kernel (:mod:`ilif_lava.kernels`).
 * ``lif_loop``: a plain multi-step LIF (one state) written in eager torch with autograd, the speed a 4-state ILIF
   should match.
+* ``lif_kernel``: the LIF variant (no MPIU, no CIU) on the same compiled kernel: ``kernel / lif_kernel`` is what
+  the inhibitory units cost.
 
 The memory-traffic floor is ``TRAFFIC_BYTES`` per neuron-step divided by a copy bandwidth measured here (one
 thread, ``dst.copy_(src)`` of 256 MiB). The integer (bit-exact) forward is timed on the torch path and the kernel.
@@ -104,6 +106,8 @@ def _cases(z: torch.Tensor, readout: torch.Tensor, device: str) -> Dict[str, Cal
     try:
         kernels.select(z, compiled)
         fns[compiled] = step(lambda zz: ilif_sequence(zz, lam, cfg, compiled))
+        lif_cfg = cfg._replace(mpiu=False, ciu=False)
+        fns["lif_kernel"] = step(lambda zz: ilif_sequence(zz, lam, lif_cfg, compiled))
     except kernels.KernelUnavailable as exc:
         log(f"  {compiled} kernel unavailable: {exc}")
     fns["lif_loop"] = step(lambda zz: _lif_loop(zz, float(lam), cfg.threshold, spike_fn))
@@ -114,7 +118,7 @@ def _check_equal(fns: Dict[str, Callable[[], Any]]) -> Dict[str, bool]:
     """Input gradients of each ILIF path vs the torch path (to 1e-5): the benchmark times the same function."""
     ref = fns["torch"]()
     return {k: bool(torch.allclose(fn(), ref, rtol=1e-4, atol=1e-5)) for k, fn in fns.items()
-            if k not in ("torch", "lif_loop")}
+            if k not in ("torch", "lif_loop", "lif_kernel")}
 
 
 def _integer_cases(steps: int, device: str) -> Dict[str, Callable[[], Any]]:
@@ -275,6 +279,7 @@ def run(steps_list: Sequence[int], devices: Sequence[str], warmup: int, repeats:
                 row["previous_over_kernel"] = ratio(res["previous"]["median_s"], km) if "previous" in res else None
                 row["torch_over_kernel"] = ratio(res["torch"]["median_s"], km)
                 row["kernel_over_lif_loop"] = ratio(km, res["lif_loop"]["median_s"])
+                row["kernel_over_lif_kernel"] = ratio(km, res["lif_kernel"]["median_s"])
                 row["kernel_over_floor"] = ratio(km, floor_s)
             if compiled in ires:
                 row["integer_torch_over_kernel"] = ratio(ires["torch"]["median_s"], ires[compiled]["median_s"])

@@ -29,6 +29,8 @@ TARGETS = {
     "kernel_vs_lif_loop": "neuron fwd+bwd [16, 8192, T]: compiled ILIF kernel no slower than a plain torch LIF loop "
                           "(every T)",
     "kernel_vs_floor": "neuron fwd+bwd [16, 8192, T]: within 4x of the memory-traffic floor (every T)",
+    "kernel_ilif_vs_lif": "neuron fwd+bwd [16, 8192, T]: ILIF within 1.3x of the LIF variant on the same compiled "
+                          "kernel (every T)",
     "kernel_combinations": "neuron fwd+bwd [16, 8192, T], compiled kernel: every inhibition x surrogate within 1.3x "
                            "of PLAN/rectangle (every T)",
     "train_vs_cuba": "ILIF training step <= 1.2x CUBA (CPU, every network and T)",
@@ -44,7 +46,7 @@ EPILOG = textwrap.dedent("""\
     What is measured (every figure is a ratio of two numbers measured in this same run):
       kernels 0. The ILIF neuron alone, forward + backward of [16, 8192, T] with a random readout, on the
               previous fused path (commit aed2a8a, loaded from git), today's torch path, the compiled kernel
-              and a plain multi-step LIF loop in eager torch; the memory-traffic floor (bytes the kernel must
+              a plain multi-step LIF loop in eager torch and the LIF variant on the compiled kernel; the memory-traffic floor (bytes the kernel must
               move / measured one-thread copy bandwidth); the bit-exact integer forward, torch vs kernel;
               the compiled kernel for every inhibition (PLAN, sigmoid) x surrogate (rectangle, exp, sigmoid)
               against PLAN/rectangle.
@@ -137,8 +139,13 @@ def evaluate_targets(train: Optional[Dict[str, Any]], lava: Optional[Dict[str, A
             f"worst {worst['kernel_over_floor']:.1f}x the floor (T={worst['T']})", worst["kernel_over_floor"] <= 4.0,
             ", ".join(f"T={r['T']}: {r['ms']['cpu']:.1f} ms vs floor {r['floor_ms']:.1f} ms "
                       f"({r['bandwidth_gb_s']:.1f} GB/s, {kern['traffic_bytes']} B/neuron-step)" for r in krows))
+        worst = max(krows, key=lambda r: r["kernel_over_lif_kernel"])
+        add("kernel_ilif_vs_lif", worst["kernel_over_lif_kernel"],
+            f"worst {worst['kernel_over_lif_kernel']:.2f}x the LIF variant (T={worst['T']})",
+            worst["kernel_over_lif_kernel"] <= 1.3,
+            ", ".join(f"T={r['T']}: {r['ms']['cpu']:.1f} vs {r['ms']['lif_kernel']:.1f} ms" for r in krows))
     else:
-        for key in ("kernel_vs_previous", "kernel_vs_lif_loop", "kernel_vs_floor"):
+        for key in ("kernel_vs_previous", "kernel_vs_lif_loop", "kernel_vs_floor", "kernel_ilif_vs_lif"):
             add(key, None, "not run (or no compiled kernel)", None)
 
     crows = [r for r in (kern or {}).get("combinations", []) if r["device"] == "cpu"]
@@ -245,16 +252,19 @@ def write_summary(out_dir: Path, machine: Dict[str, Any], settings: Dict[str, An
               f"Kernel switch: requested `{info['requested']}`, CPU kernel {info['cpu_kernel']}, GPU kernel "
               f"{info['gpu_kernel']}; torch threads {kern['torch_threads']}. `previous` = the fused path of commit "
               f"{kern['previous_commit']} (from git); `torch` = today's fallback; `cpu`/`gpu` = compiled kernels; "
-              f"`lif_loop` = a 1-state LIF loop in eager torch. Floor = {kern['traffic_bytes']} B per neuron-step "
+              f"`lif_loop` = a 1-state LIF loop in eager torch; `LIF kernel` = the LIF variant on the compiled "
+              f"kernel. Floor = {kern['traffic_bytes']} B per neuron-step "
               "at the measured copy bandwidth.", "",
-              "| device | T | previous | torch | kernel | LIF loop | floor | previous/kernel | kernel/LIF loop | "
-              "kernel/floor | integer torch | integer kernel | integer speed-up |",
-              "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+              "| device | T | previous | torch | kernel | LIF loop | LIF kernel | floor | previous/kernel | "
+              "kernel/LIF loop | kernel/LIF kernel | kernel/floor | integer torch | integer kernel | "
+              "integer speed-up |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for r in kern["rows"]:
             ms, im, kn = r["ms"], r["integer_ms"], r["kernel"]
             L.append(f"| {r['device']} | {r['T']} | {_fmt(ms.get('previous'), '', 1)} | {ms['torch']:.1f} | "
-                     f"{_fmt(ms.get(kn), '', 1)} | {ms['lif_loop']:.1f} | {r['floor_ms']:.1f} | "
-                     f"{_fmt(r.get('previous_over_kernel'))} | {_fmt(r.get('kernel_over_lif_loop'))} | "
+                     f"{_fmt(ms.get(kn), '', 1)} | {ms['lif_loop']:.1f} | {_fmt(ms.get('lif_kernel'), '', 1)} | "
+                     f"{r['floor_ms']:.1f} | {_fmt(r.get('previous_over_kernel'))} | "
+                     f"{_fmt(r.get('kernel_over_lif_loop'))} | {_fmt(r.get('kernel_over_lif_kernel'))} | "
                      f"{_fmt(r.get('kernel_over_floor'), 'x', 1)} | {im.get('torch', float('nan')):.1f} | "
                      f"{_fmt(im.get(kn), '', 1)} | {_fmt(r.get('integer_torch_over_kernel'), 'x', 1)} |")
         combos = kern.get("combinations", [])
