@@ -143,24 +143,23 @@ inline void store_tile(const S (*src)[B], int64_t n0, int64_t nvalid, int64_t T,
 // Built from 0/1 segment indicators times exact constants (no branches, so the loops vectorise); a * slope is
 // exact (powers of two), so a * slope + offset rounds once, exactly as PyTorch's a / 32 + 0.84375 does.
 template <typename F>
-inline F plan_slope_abs(F a) {
-  const F s1 = F(a >= F(1)), s2 = F(a >= F(2.375)), s5 = F(a >= F(5));
-  return F(0.25) - F(0.125) * s1 - F(0.09375) * s2 - F(0.03125) * s5;
-}
+struct GSlope {  // an inhibition map's value and slope at one point
+  F g, dg;
+};
 
+// PLAN's value and slope (d plan / dx; 0 at x = 0, as autograd of |x| gives) from one set of segment indicators.
 template <typename F>
-inline F plan_float(F x) {
+inline GSlope<F> plan_value_slope(F x) {
   const F a = std::fabs(x);
   const F s1 = F(a >= F(1)), s2 = F(a >= F(2.375)), s5 = F(a >= F(5));
+  const F slope = F(0.25) - F(0.125) * s1 - F(0.09375) * s2 - F(0.03125) * s5;
   const F off = F(0.5) + F(0.125) * s1 + F(0.21875) * s2 + F(0.15625) * s5;
-  const F pos = a * plan_slope_abs(a) + off;
-  return x < F(0) ? F(1) - pos : pos;
+  const F pos = a * slope + off;
+  return {x < F(0) ? F(1) - pos : pos, F(x != F(0)) * slope};
 }
 
 template <typename F>
-inline F plan_slope(F x) {  // d plan / dx; 0 at x = 0, as autograd of |x| gives
-  return F(x != F(0)) * plan_slope_abs(std::fabs(x));
-}
+inline F plan_float(F x) { return plan_value_slope(x).g; }
 
 // ---- exp written with arithmetic and integer bit operations only ------------------------------------------
 // std::exp is a call into libm, so a loop that calls it runs one element at a time. vexp below is plain arithmetic
@@ -351,23 +350,11 @@ inline int64_t num_blocks(int64_t M) { return (M + B - 1) / B; }
 // the sigmoid's value and slope need only g = sigmoid(m), so g is saved (the backward then computes no exp for it).
 template <typename F, int64_t inh>
 inline F mpiu_saved(F m, F g) { return inh == INH_SIGMOID ? g : m; }
-template <typename F, int64_t inh>
-inline F inhibit_from_saved(F saved) { return inh == INH_SIGMOID ? saved : plan_float(saved); }
-// g(m) and g'(m) from the saved value, together (PLAN: one set of segment indicators for both; the same operations
-// as plan_float and plan_slope, so the same bits).
-template <typename F>
-struct GSlope {
-  F g, dg;
-};
+// g(m) and g'(m) from the saved value: the sigmoid's from g itself, PLAN's from m.
 template <typename F, int64_t inh>
 inline GSlope<F> inhibit_and_slope(F saved) {
   if (inh == INH_SIGMOID) return {saved, saved * (F(1) - saved)};
-  const F a = std::fabs(saved);
-  const F s1 = F(a >= F(1)), s2 = F(a >= F(2.375)), s5 = F(a >= F(5));
-  const F slope = F(0.25) - F(0.125) * s1 - F(0.09375) * s2 - F(0.03125) * s5;
-  const F off = F(0.5) + F(0.125) * s1 + F(0.21875) * s2 + F(0.15625) * s5;
-  const F pos = a * slope + off;
-  return {saved < F(0) ? F(1) - pos : pos, F(saved != F(0)) * slope};
+  return plan_value_slope(saved);
 }
 
 // What the backward pass needs of C[t]: its sign, as one 32-bit word per block and step: bit j says C > 0 for neuron
@@ -467,7 +454,7 @@ void backward_float_impl(const F* __restrict__ go, const F* __restrict__ sh,
   constexpr bool sg_tile = sg_kind != SG_RECTANGLE;
   at::parallel_for(0, num_blocks(M), 1, [&](int64_t b0, int64_t b1) {
     // the saved tensors' bases as locals: read through the closure, GCC turned the first step's pointer choice
-    // below into masked loads of the pointer itself and left the step loop scalar (MPIU without CIU: 20x slower)
+    // below into masked loads of the pointer itself and left the step loop scalar (MPIU without CIU: 9x slower)
     const F* __restrict__ sh_ = sh;
     const F* __restrict__ sm_ = sm;
     const int32_t* __restrict__ sc_ = sc;
