@@ -304,8 +304,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     ap.add_argument("--budget", type=float, default=40.0, help="seconds per T (repeats are lowered to fit)")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     args = ap.parse_args(argv)
-    if args.threads > 0:
-        torch.set_num_threads(args.threads)
+    from benchmarks.common import setup_process
+    setup_process(args.threads)
     rows = run_combinations(args.steps, "cpu", args.warmup, args.repeats, args.budget)
     print(f"| T | time | {' | '.join('/'.join(c) for c in COMBINATIONS)} | worst / {'/'.join(BASE_COMBINATION)} |")
     print("|---" * (len(COMBINATIONS) + 3) + "|")

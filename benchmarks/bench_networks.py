@@ -340,8 +340,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap.add_argument("--budget", type=float, default=40.0, help="seconds of timed rounds per case (min 3 repeats)")
     ap.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default 1)")
     args = ap.parse_args(argv)
-    if args.threads > 0:
-        torch.set_num_threads(args.threads)
+    from benchmarks.common import setup_process
+    setup_process(args.threads)
     from benchmarks.common import DEFAULT_OUT, machine_info, write_json
     result = run(args.quick, warmup=1, repeats=args.repeats, budget_s=args.budget, only=args.only)
     result["machine"] = machine_info()

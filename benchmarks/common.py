@@ -74,8 +74,20 @@ def _git_modified() -> Optional[List[str]]:
         return None
 
 
+def setup_process(threads: int) -> None:
+    """Process settings every benchmark entry point applies first: ``threads`` torch intra-op threads (0 keeps
+    torch's default) and, as the ``ilif-lava`` commands do, freed host memory kept for reuse
+    (:mod:`ilif_lava.host_memory`; ``ILIF_LAVA_KEEP_FREED_MEMORY=0`` measures with glibc's defaults)."""
+    import torch
+    from ilif_lava import host_memory
+    if threads > 0:
+        torch.set_num_threads(threads)
+    host_memory.apply_from_env()
+
+
 def machine_info() -> Dict[str, Any]:
     import torch
+    from ilif_lava import host_memory
     try:
         affinity = len(os.sched_getaffinity(0))
     except AttributeError:  # pragma: no cover (non-Linux)
@@ -97,6 +109,7 @@ def machine_info() -> Dict[str, Any]:
         "numpy": _version("numpy"),
         "git_commit": _git_commit(),
         "git_modified_files": _git_modified(),
+        "keep_freed_memory": host_memory.applied(),  # glibc keeps freed memory (ilif_lava/host_memory.py)
     }
     return info
 

@@ -368,7 +368,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = parse_args(argv)
     import torch
 
-    from benchmarks.common import DEFAULT_OUT, configs, log, machine_info, write_json
+    from benchmarks.common import DEFAULT_OUT, configs, log, machine_info, setup_process, write_json
 
     t_start = time.perf_counter()
     out_dir = args.out or DEFAULT_OUT
@@ -378,8 +378,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         preset["repeats"] = preset["eval_repeats"] = max(1, args.repeats)
     if args.budget is not None:
         preset["budget_s"] = args.budget
-    if args.threads > 0:
-        torch.set_num_threads(args.threads)
+    setup_process(args.threads)
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() and not args.no_cuda else [])
     if "cuda" in devices:
         from training.train import pick_device

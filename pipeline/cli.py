@@ -207,6 +207,8 @@ def _main(argv: Optional[List[str]]) -> int:
         return 130
     try:
         _prerequisites(args)               # stage order: answered before torch or Lava are imported
+        from ilif_lava import host_memory
+        host_memory.apply_from_env()       # steps reuse freed memory (ilif_lava/host_memory.py; opt out: =0)
     except ValueError as exc:
         print(f"ilif-lava {args.cmd}: error: {_one_line(exc)}", file=sys.stderr)
         return 2
