@@ -18,6 +18,7 @@ from pipeline.cli_types import check_output_dir
 from pipeline.cli_types import Parser as _Parser, device as _device, existing as _existing
 from pipeline.cli_types import bounded_int as _bounded_int, nonneg_int as _nonneg_int, positive_int as _positive_int
 from pipeline.cli_types import unit_float as _unit_float
+from ilif_lava import host_memory
 from ilif_lava.progress import on_terminal
 from ilif_lava.names import DATASETS, MAX_TIME_BINS
 from pipeline.cli_train import add_train_args as _add_train_args, train_config as _config
@@ -84,7 +85,10 @@ def build_parser() -> argparse.ArgumentParser:
         prog="ilif-lava",
         description="Train ILIF spiking networks with lava-dl SLAYER blocks, export netx HDF5, run them bit-exact "
                     "in Lava fixed point (CPU), check Loihi 2 limits and compare float vs deployed. "
-                    "Each stage works on files the previous stage wrote in a run folder.")
+                    "Each stage works on files the previous stage wrote in a run folder.",
+        epilog=f"Every command keeps freed host memory for reuse (large tensors then skip the page faults of fresh "
+               f"mappings on every training step, for more resident memory); {host_memory.ENV}=0 keeps the C "
+               f"library's defaults.")
     sub = ap.add_subparsers(dest="cmd", required=True)
 
     p = sub.add_parser("pipeline", help="train -> QAT -> export -> Lava -> compare report (the main job)",
@@ -207,7 +211,6 @@ def _main(argv: Optional[List[str]]) -> int:
         return 130
     try:
         _prerequisites(args)               # stage order: answered before torch or Lava are imported
-        from ilif_lava import host_memory
         host_memory.apply_from_env()       # steps reuse freed memory (ilif_lava/host_memory.py; opt out: =0)
     except ValueError as exc:
         print(f"ilif-lava {args.cmd}: error: {_one_line(exc)}", file=sys.stderr)

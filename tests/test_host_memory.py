@@ -88,3 +88,8 @@ def test_requested_reads_only_0_1_or_unset():
     assert not host_memory.requested({host_memory.ENV: "0"})
     with pytest.raises(ValueError, match=host_memory.ENV):
         host_memory.requested({host_memory.ENV: "true"})
+
+
+def test_the_help_names_the_opt_out():
+    from pipeline import cli
+    assert f"{host_memory.ENV}=0" in " ".join(cli.build_parser().format_help().split())
