@@ -76,7 +76,8 @@ def test_a_cached_split_is_read_in_a_fresh_interpreter_without_scikit_learn(cach
     assert out["labels"] == ref[1][ref[3]].tolist()
 
 
-@pytest.mark.parametrize("bad", ["not a zip", "wrong keys", "not a permutation", "wrong dtype", "symlink"])
+@pytest.mark.parametrize("bad", ["not a zip", "wrong keys", "not a permutation", "wrong dtype", "symlink",
+                                 "huge member", "huge header"])
 def test_a_bad_cache_entry_is_ignored_and_replaced(cache, tmp_path, bad):
     ref = _sklearn_reference()
     _ours(cache)
@@ -90,6 +91,16 @@ def test_a_bad_cache_entry_is_ignored_and_replaced(cache, tmp_path, bad):
         np.savez(entry.open("wb"), train=np.zeros(n - 360, np.int64), test=np.zeros(360, np.int64))
     elif bad == "wrong dtype":
         np.savez(entry.open("wb"), train=ref[2].astype(np.float64), test=ref[3].astype(np.float64))
+    elif bad == "huge member":      # 4 MiB of zeros: compresses below the file limit, unpacks above it
+        np.savez_compressed(entry.open("wb"), train=np.zeros(1 << 19, np.int64), test=ref[3])
+    elif bad == "huge header":      # a .npy header claiming 2**40 int64 values, with 8 bytes of data
+        import io
+        import zipfile
+        buf = io.BytesIO()
+        np.lib.format.write_array_header_1_0(buf, {"descr": "<i8", "fortran_order": False, "shape": (1 << 40,)})
+        with zipfile.ZipFile(entry, "w") as zf:
+            zf.writestr("train.npy", buf.getvalue() + bytes(8))
+            zf.writestr("test.npy", buf.getvalue() + bytes(8))
     else:
         outside = tmp_path / "elsewhere.npz"
         np.savez(outside.open("wb"), train=ref[3], test=ref[2])   # a valid-looking split, swapped

@@ -18,6 +18,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import importlib.util
+import zipfile
 from importlib import metadata
 from pathlib import Path
 from typing import Tuple
@@ -115,11 +116,14 @@ def _read_split(path: Path, n: int):
     try:
         if not path.is_file() or path.is_symlink() or path.stat().st_size > _SPLIT_BYTES_MAX:
             return None
+        with zipfile.ZipFile(path) as zf:   # each member's unpacked size bounded before numpy reads it
+            if any(info.file_size > _SPLIT_BYTES_MAX for info in zf.infolist()):
+                return None
         with np.load(path, allow_pickle=False) as npz:
             if sorted(npz.files) != ["test", "train"]:
                 return None
             train, test = npz["train"], npz["test"]
-    except (OSError, ValueError, EOFError, KeyError):
+    except (OSError, ValueError, EOFError, KeyError, MemoryError, zipfile.BadZipFile):
         return None
     ok = (train.ndim == test.ndim == 1 and train.dtype == test.dtype == np.int64 and len(train) + len(test) == n
           and np.array_equal(np.sort(np.concatenate([train, test])), np.arange(n)))
