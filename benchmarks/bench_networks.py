@@ -340,9 +340,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap.add_argument("--budget", type=float, default=40.0, help="seconds of timed rounds per case (min 3 repeats)")
     ap.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default 1)")
     args = ap.parse_args(argv)
-    from benchmarks.common import setup_process
+    from benchmarks.common import DEFAULT_OUT, machine_info, setup_process, write_json
     setup_process(args.threads)
-    from benchmarks.common import DEFAULT_OUT, machine_info, write_json
     result = run(args.quick, warmup=1, repeats=args.repeats, budget_s=args.budget, only=args.only)
     result["machine"] = machine_info()
     write_json(DEFAULT_OUT, "networks.json", result)

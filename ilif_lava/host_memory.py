@@ -9,8 +9,8 @@ faster with freed memory kept, for 18 % more peak resident memory (2026-12-05; R
 
 :func:`keep_freed_memory` raises glibc's mmap and trim thresholds (``mallopt``), so large blocks come from the
 heap and freed ones are reused by the next step instead of being unmapped. The price is resident memory: the heap
-keeps its high-water mark and its holes (bounded; 1.8x the default's resident memory in a synthetic worst case of
-varying batch sizes, README "Host memory"). It changes the whole process, so the
+keeps its high-water mark and its holes (bounded; 1.8-2.0x the default's resident memory in a synthetic worst case
+of varying batch sizes, README "Host memory"). It changes the whole process, so the
 library never calls it on import: ``ilif-lava`` commands and ``make bench`` call :func:`apply_from_env` at start,
 and a Python user can call :func:`keep_freed_memory` once in their own training script. ``ILIF_LAVA_KEEP_FREED_MEMORY=0``
 leaves glibc's defaults (the process then returns freed memory to the system at once). Elsewhere than glibc

@@ -34,7 +34,7 @@ def _sklearn_reference():
 
 
 def _ours(cache: Path):
-    raw = data_digits.table_file().read_bytes()
+    raw = data_digits.table_file().read_bytes()   # the installed scikit-learn's own file
     images, labels = data_digits.parse_table(raw)
     return (images, labels) + data_digits.split(labels, raw, cache)
 
@@ -67,8 +67,7 @@ def test_a_cached_split_is_read_in_a_fresh_interpreter_without_scikit_learn(cach
             "from training.data_common import Request\n"
             f"ds = data_digits.load(Request('digits', 'test', 8, None, False, None, Path({str(cache)!r})))\n"
             "print(json.dumps({'sklearn': 'sklearn' in sys.modules, 'labels': ds.labels.tolist()}))\n")
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT)] + [p for p in [os.environ.get("PYTHONPATH")]
-                                                                        if p])}
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=ROOT, timeout=120)
     assert res.returncode == 0, res.stderr[-2000:]
     out = json.loads(res.stdout.strip().splitlines()[-1])

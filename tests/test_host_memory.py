@@ -35,7 +35,7 @@ def _probe(setup: str, env_value: str = None) -> dict:
     env = {k: v for k, v in os.environ.items() if k != host_memory.ENV}
     if env_value is not None:
         env[host_memory.ENV] = env_value
-    env["PYTHONPATH"] = os.pathsep.join([str(ROOT)] + [p for p in [env.get("PYTHONPATH")] if p])
+    env["PYTHONPATH"] = str(ROOT)
     res = subprocess.run([sys.executable, "-c", PROBE.format(setup=setup)], capture_output=True, text=True,
                          env=env, cwd=ROOT, timeout=120)
     assert res.returncode == 0, res.stderr[-2000:]

@@ -9,15 +9,17 @@ random_state=0, stratify=labels)`` -> 1437 train / 360 test, samples in the orde
 
 Start-up: importing scikit-learn takes about 0.9 s, a quarter of a short ``ilif-lava train``. The table is read
 straight from scikit-learn's installed ``datasets/data/digits.csv.gz`` (the file ``load_digits`` reads), and the
-split, computed with scikit-learn once, is kept in the cache folder (``load_split(cache_dir=...)``, else ``$ILIF_LAVA_CACHE``, default
-``~/.cache/ilif-lava``) under a key of the table's SHA-256 and scikit-learn's version; later runs read it back
-(checked: two index arrays that together are each sample exactly once) and import no scikit-learn.
+split, computed with scikit-learn once, is kept in the cache folder (``load_split(cache_dir=...)``, else
+``$ILIF_LAVA_CACHE``, default ``~/.cache/ilif-lava``) under a key of the table's SHA-256 and scikit-learn's
+version; later runs read it back (checked: two index arrays that together are each sample exactly once) and
+import no scikit-learn.
 """
 from __future__ import annotations
 
 import gzip
 import hashlib
 import importlib.util
+import io
 import zipfile
 from importlib import metadata
 from pathlib import Path
@@ -26,6 +28,7 @@ from typing import Tuple
 import numpy as np
 
 from ilif_lava.atomic import atomic_path
+from ilif_lava.safe_read import read_regular
 from training.data_common import INFO, DatasetNotFoundError, Request, SpikeDataset, check_memory
 
 _DIGITS_MAX = 16  # sklearn digits intensities are integers 0..16
@@ -40,7 +43,7 @@ def rate_code(intensity: np.ndarray, time_bins: int, max_value: int = _DIGITS_MA
 
 def load(req: Request) -> SpikeDataset:
     """One split of ``digits`` as rate-coded spikes ``[N, 1, 8, 8, T]`` (see the module docstring)."""
-    raw = table_file().read_bytes()
+    raw = read_regular(table_file(), _TABLE_BYTES_MAX, ValueError, "a digits table")
     images, labels = parse_table(raw)
     train_idx, test_idx = split(labels, raw, req.cache)
     idx = (train_idx if req.split == "train" else test_idx)[: req.limit]
@@ -58,12 +61,10 @@ def table_file() -> Path:
     spec = importlib.util.find_spec("sklearn")
     roots = list(spec.submodule_search_locations or []) if spec is not None else []
     path = Path(roots[0]) / "datasets" / "data" / "digits.csv.gz" if roots else None
-    if path is None or not path.is_file():
+    if path is None or not path.exists():
         raise DatasetNotFoundError("dataset 'digits' needs scikit-learn's bundled table datasets/data/digits.csv.gz "
                                    f"({path or 'scikit-learn is not installed'}); install scikit-learn "
                                    "(requirements.txt)")
-    if path.stat().st_size > _TABLE_BYTES_MAX:
-        raise ValueError(f"{path}: {path.stat().st_size} bytes, more than a digits table ({_TABLE_BYTES_MAX})")
     return path
 
 
@@ -112,14 +113,17 @@ def split(labels: np.ndarray, raw: bytes, cache: Path) -> Tuple[np.ndarray, np.n
 
 
 def _read_split(path: Path, n: int):
-    """A cached (train, test) pair, or None when absent, too large, unreadable or not a split of ``n`` samples."""
+    """A cached (train, test) pair, or None when absent, a link, too large, unreadable or not a split of ``n``
+    samples. The file is read once (bounded, regular files only); each zip member's unpacked size is bounded before
+    numpy reads it."""
     try:
-        if not path.is_file() or path.is_symlink() or path.stat().st_size > _SPLIT_BYTES_MAX:
+        if path.is_symlink() or not path.exists():
             return None
-        with zipfile.ZipFile(path) as zf:   # each member's unpacked size bounded before numpy reads it
+        data = read_regular(path, _SPLIT_BYTES_MAX, ValueError, "a cached digits split")
+        with zipfile.ZipFile(io.BytesIO(data)) as zf:
             if any(info.file_size > _SPLIT_BYTES_MAX for info in zf.infolist()):
                 return None
-        with np.load(path, allow_pickle=False) as npz:
+        with np.load(io.BytesIO(data), allow_pickle=False) as npz:
             if sorted(npz.files) != ["test", "train"]:
                 return None
             train, test = npz["train"], npz["test"]
